@@ -1,0 +1,40 @@
+"""Shared test helpers: tolerance table per dtype, comparison with a printed max error."""
+import numpy as np
+import pytest
+
+DTYPES = [np.float32, np.float64]
+
+# Compiled core vs NumPy reference: relative agreement (SPEC.md), with an absolute
+# floor for entries that are (near) zero.
+TOL = {
+    np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+}
+
+
+def max_rel_err(actual, expected):
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(np.abs(expected).max(initial=0.0), 1e-30)
+    return np.abs(actual - expected).max(initial=0.0) / scale
+
+
+def assert_close(actual, expected, dtype, name="", rtol=None, atol=None):
+    """np.testing.assert_allclose with the dtype's tolerance; the message names the array."""
+    tol = dict(TOL[np.dtype(dtype)])
+    if rtol is not None:
+        tol["rtol"] = rtol
+    if atol is not None:
+        tol["atol"] = atol
+    assert np.shape(actual) == np.shape(expected), (
+        f"{name}: shape {np.shape(actual)} != {np.shape(expected)}")
+    np.testing.assert_allclose(
+        actual, expected, err_msg=f"{name}: max rel err {max_rel_err(actual, expected):.3e}",
+        **tol)
+
+
+@pytest.fixture
+def rng(request):
+    # A different but reproducible stream per test.
+    seed = abs(hash(request.node.nodeid)) % (2**32)
+    return np.random.default_rng(seed)
