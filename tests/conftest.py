@@ -40,3 +40,8 @@ def rng(request):
     # A different but reproducible stream per test.
     seed = zlib.crc32(request.node.nodeid.encode())
     return np.random.default_rng(seed)
+
+
+def pytest_report_header(config):
+    import seqcore
+    return f"seqcore {seqcore.__version__} from {seqcore.__file__}"

@@ -1,0 +1,16 @@
+"""seqcore: recurrent sequence models (RNN, GRU, LSTM) with a compiled CPU core.
+
+The layers run on the Cython core by default (``backend="cython"``); the pure-NumPy
+reference that states the math (``seqcore.reference``) runs with ``backend="numpy"``.
+"""
+
+from ._build_check import load_core as _load_core
+
+_core = _load_core()
+
+from .dense import Dense, softmax_cross_entropy  # noqa: E402
+from .layers import GRU, LSTM, RNN  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["RNN", "GRU", "LSTM", "Dense", "softmax_cross_entropy"]

@@ -1,0 +1,403 @@
+"""The recurrent layers RNN, GRU and LSTM: stacking, directions, lengths and state.
+
+This is the thin Python skin over the kernels. It validates every argument, lays the
+data out time-major and C-contiguous, allocates every output, and then calls one
+kernel per layer and direction: ``seqcore.reference`` (``backend="numpy"``) or the
+compiled modules ``seqcore._rnn``, ``seqcore._gru``, ``seqcore._lstm``
+(``backend="cython"``), which have the same functions.
+
+Legend: T time steps, B batch, D input features, H hidden units per direction,
+G gate blocks (RNN 1, GRU 3, LSTM 4), L layers, dirs directions (1 or 2).
+
+Kernels only run forward in time. The reverse direction runs them on each sequence
+reversed within its own length (``_reverse``), and reverses the results back, which
+gives exactly the packed-sequence semantics of SPEC.md.
+"""
+
+import importlib
+
+import numpy as np
+
+from . import _validation as V
+
+__all__ = ["RNN", "GRU", "LSTM"]
+
+
+def kernels(backend, cell):
+    """The module holding ``{cell}_forward`` / ``{cell}_backward`` for a backend."""
+    if backend == "numpy":
+        from . import reference
+        return reference
+    return importlib.import_module(f"seqcore._{cell}")
+
+
+def _reverse_index(lengths, T, B):
+    """(T, B) time index that reverses each sequence within its length.
+
+    idx[t, b] = lengths[b] - 1 - t for t < lengths[b], else t (padding stays put).
+    It is its own inverse, so the same gather reverses and un-reverses.
+    """
+    t = np.arange(T)[:, None]
+    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def _reverse(x, rev):
+    """x (T, B, ...) with each sequence reversed; rev from ``_reverse_index`` or None."""
+    if rev is None:
+        return np.ascontiguousarray(x[::-1])
+    return np.ascontiguousarray(x[rev, np.arange(x.shape[1])[None, :]])
+
+
+class _Recurrent:
+    """Shared machinery of RNN, GRU and LSTM; subclasses define the cell."""
+
+    _cell = ""         # kernel prefix: "rnn", "gru" or "lstm"
+    _num_gates = 1     # G
+    _num_states = 1    # 1: a (RNN, GRU); 2: (a, c) (LSTM)
+
+    def __init__(self, input_size, hidden_size, *, num_layers=1, bidirectional=False,
+                 batch_first=False, dtype=np.float32, backend="cython", seed=None):
+        self.input_size = V.check_int(input_size, "input_size")
+        self.hidden_size = V.check_int(hidden_size, "hidden_size")
+        self.num_layers = V.check_int(num_layers, "num_layers")
+        self.bidirectional = V.check_bool(bidirectional, "bidirectional")
+        self.batch_first = V.check_bool(batch_first, "batch_first")
+        self.dtype = V.check_dtype(dtype)
+        self.backend = V.check_choice(backend, "backend", ("cython", "numpy"))
+        if seed is not None:
+            seed = V.check_int(seed, "seed", minimum=0)
+        self._kernels = kernels(self.backend, self._cell)
+        self._forward_kernel = getattr(self._kernels, f"{self._cell}_forward")
+        self._backward_kernel = getattr(self._kernels, f"{self._cell}_backward")
+        self.params = {}
+        self._init_params(np.random.default_rng(seed))
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self._cache = None
+        self.last_grad_sq = None   # {"a": (T, L*dirs, B)[, "c": ...]} of the last backward
+
+    # ------------------------------------------------------------------ parameters
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def _suffixes(self):
+        return ("", "_reverse")[: self.num_directions]
+
+    def _layer_input_size(self, l):
+        return self.input_size if l == 0 else self.hidden_size * self.num_directions
+
+    def param_shapes(self):
+        """{name: shape} of every parameter, in SPEC.md's layout."""
+        shapes = {}
+        for l in range(self.num_layers):
+            for sfx in self._suffixes():
+                shapes.update(self._param_shapes_of(l, sfx))
+        return shapes
+
+    def _extra_param_shapes(self, l, sfx):
+        return {}
+
+    def _init_params(self, rng):
+        # Uniform in +-1/sqrt(H), as PyTorch initializes its recurrent layers.
+        k = 1.0 / np.sqrt(self.hidden_size)
+        for name, shape in self.param_shapes().items():
+            self.params[name] = rng.uniform(-k, k, size=shape).astype(self.dtype)
+
+    def _checked_params(self, l, sfx):
+        """The parameters of one layer and direction, checked: a user may have replaced them."""
+        out = []
+        for name, shape in self._param_shapes_of(l, sfx).items():
+            p = self.params.get(name)
+            if p is None:
+                raise ValueError(f"params[{name!r}]: missing; expected shape {shape}")
+            out.append(V.check_array(p, f"params[{name!r}]", shape, self.dtype, finite=False))
+        return out
+
+    def _checked_grads(self, l, sfx):
+        out = []
+        for name, shape in self._param_shapes_of(l, sfx).items():
+            g = self.grads.get(name)
+            if (not isinstance(g, np.ndarray) or g.shape != shape or g.dtype != self.dtype
+                    or not g.flags.c_contiguous or not g.flags.writeable):
+                raise ValueError(f"grads[{name!r}]: expected a writeable C-contiguous array "
+                                 f"of shape {shape} and dtype {self.dtype}; "
+                                 "call zero_grad() to reset the gradients")
+            out.append(g)
+        return out
+
+    def _param_shapes_of(self, l, sfx):
+        G, H = self._num_gates, self.hidden_size
+        shapes = {f"W_l{l}{sfx}": (G * H, H + self._layer_input_size(l)),
+                  f"b_l{l}{sfx}": (G * H,)}
+        shapes.update(self._extra_param_shapes(l, sfx))
+        return shapes
+
+    def zero_grad(self):
+        """Clear the accumulated parameter gradients (backward adds into them)."""
+        self.grads = {k: np.zeros(v.shape, self.dtype) for k, v in self.params.items()}
+
+    # ----------------------------------------------------------------------- state
+
+    def _state_shape(self, B):
+        return (self.num_layers * self.num_directions, B, self.hidden_size)
+
+    def _check_state(self, state, B, name):
+        """A tuple of ``_num_states`` arrays (L*dirs, B, H); zeros when ``state`` is None."""
+        shape = self._state_shape(B)
+        if state is None:
+            return tuple(np.zeros(shape, self.dtype) for _ in range(self._num_states))
+        if self._num_states == 1:
+            if isinstance(state, (tuple, list)):
+                raise TypeError(f"{name}: expected one array of shape {shape} for "
+                                f"{type(self).__name__}, got a {type(state).__name__}")
+            return (V.check_array(state, name, shape, self.dtype),)
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(f"{name}: expected a pair (a, c) of arrays of shape {shape} "
+                            f"for LSTM, got {type(state).__name__}")
+        return tuple(V.check_array(s, f"{name}[{i}]", shape, self.dtype)
+                     for i, s in enumerate(state))
+
+    def _pack_state(self, arrays):
+        return arrays[0] if self._num_states == 1 else tuple(arrays)
+
+    # --------------------------------------------------------------- forward pass
+
+    def _time_major(self, x, name, width):
+        """Check ``x`` against (T, B, width), or (B, T, width) batch-first; return (T, B, width)."""
+        shape = ("B", "T", width) if self.batch_first else ("T", "B", width)
+        x = V.check_array(x, name, shape, self.dtype)
+        if self.batch_first:
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        return x
+
+    def forward(self, x, state=None, lengths=None):
+        """Run all layers and directions over a batch of sequences.
+
+        x: (T, B, D), or (B, T, D) with batch_first. state: initial state, one array
+        (L*dirs, B, H), for LSTM a pair (a, c); zeros when None. lengths: (B,)
+        integers in [1, T], or None for full length.
+        Returns y (T, B, dirs*H) (or batch-first) and the final state, shaped like
+        ``state``. y is 0 at steps past a sequence's length.
+        """
+        x = self._time_major(x, "x", self.input_size)
+        T, B, _ = x.shape
+        lengths = V.check_lengths(lengths, T, B)
+        states0 = self._check_state(state, B, "state")
+        H, dirs = self.hidden_size, self.num_directions
+        lens = lengths if lengths is not None else np.full(B, T, np.int64)
+        rev = _reverse_index(lens, T, B) if lengths is not None and dirs == 2 else None
+        mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None] if lengths is not None else None
+
+        finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self._num_states)]
+        caches = []
+        layer_in = x
+        for l in range(self.num_layers):
+            y = np.empty((T, B, dirs * H), self.dtype)
+            for d, sfx in enumerate(self._suffixes()):
+                k = l * dirs + d
+                params = self._checked_params(l, sfx)
+                x_d = layer_in if d == 0 else _reverse(layer_in, rev)
+                s0 = [np.ascontiguousarray(s[k]) for s in states0]
+                cache = self._run_forward(x_d, s0, params, lens)
+                caches.append(cache)
+                a = cache[1]                                     # states (T+1, B, H)
+                for i in range(self._num_states):
+                    finals[i][k] = cache[1 + i][T]
+                out = a[1:] if mask is None else np.where(mask, a[1:], 0)
+                y[:, :, d * H:(d + 1) * H] = out if d == 0 else _reverse(out, rev)
+            layer_in = y
+        self._cache = dict(caches=caches, T=T, B=B, lens=lens, rev=rev,
+                           x_shape=(T, B, self.input_size))
+        if self.batch_first:
+            layer_in = np.ascontiguousarray(layer_in.transpose(1, 0, 2))
+        return layer_in, self._pack_state(finals)
+
+    # -------------------------------------------------------------- backward pass
+
+    def backward(self, dy, dstate=None):
+        """Backpropagation through time for the most recent ``forward``.
+
+        dy: gradient of the cost w.r.t. y, shaped like y. dstate: gradient w.r.t. the
+        final state, shaped like it (None for zero). Returns (dx, dstate0), shaped
+        like x and the initial state, and *adds* the parameter gradients into
+        ``self.grads``.
+        """
+        if self._cache is None:
+            raise ValueError("backward() called before forward(): run forward() first")
+        cache = self._cache
+        T, B, lens, rev = cache["T"], cache["B"], cache["lens"], cache["rev"]
+        H, dirs, L = self.hidden_size, self.num_directions, self.num_layers
+        dy = self._time_major(dy, "dy", dirs * H)
+        if dy.shape[:2] != (T, B):
+            want = (B, T, dirs * H) if self.batch_first else (T, B, dirs * H)
+            got = dy.shape[:2] if not self.batch_first else dy.shape[1::-1]
+            raise ValueError(f"dy: expected shape {want} (the shape of y), got "
+                             f"{tuple(got) + (dirs * H,)}")
+        dfinal = self._check_state(dstate, B, "dstate")
+        dstate0 = [np.empty(self._state_shape(B), self.dtype) for _ in range(self._num_states)]
+        grad_sq = {n: np.zeros((T, L * dirs, B), np.float64)
+                   for n in ("a", "c")[: self._num_states]}
+
+        d_layer_out = dy
+        for l in reversed(range(L)):
+            d_layer_in = None
+            for d, sfx in enumerate(self._suffixes()):
+                k = l * dirs + d
+                params = self._checked_params(l, sfx)
+                grads = self._checked_grads(l, sfx)
+                dy_d = np.ascontiguousarray(d_layer_out[:, :, d * H:(d + 1) * H])
+                if d == 1:
+                    dy_d = _reverse(dy_d, rev)
+                dT = [np.ascontiguousarray(s[k]) for s in dfinal]
+                dx_d, ds0, sq = self._run_backward(cache["caches"][k], dy_d, dT,
+                                                   params, grads, lens)
+                for i in range(self._num_states):
+                    dstate0[i][k] = ds0[i]
+                for name, s in zip(grad_sq, sq):
+                    grad_sq[name][:, k] = s if d == 0 else _reverse(s, rev)
+                if d == 1:
+                    dx_d = _reverse(dx_d, rev)
+                d_layer_in = dx_d if d_layer_in is None else d_layer_in + dx_d
+            d_layer_out = d_layer_in
+        self.last_grad_sq = grad_sq
+        dx = d_layer_out
+        if self.batch_first:
+            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        return dx, self._pack_state(dstate0)
+
+    def __repr__(self):
+        opts = "".join(f", {k}={v!r}" for k, v in self._options().items())
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+                f"num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
+                f"batch_first={self.batch_first}{opts}, dtype=numpy.{self.dtype}, "
+                f"backend={self.backend!r})")
+
+    def _options(self):
+        return {}
+
+    def config(self):
+        """The constructor arguments (without dtype, backend and seed), for saving."""
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                    num_layers=self.num_layers, bidirectional=self.bidirectional,
+                    batch_first=self.batch_first, **self._options())
+
+
+class RNN(_Recurrent):
+    """Vanilla RNN: a<t> = g(W [a<t-1>, x<t>] + b), g = tanh or relu."""
+
+    _cell, _num_gates, _num_states = "rnn", 1, 1
+
+    def __init__(self, input_size, hidden_size, *, nonlinearity="tanh", **kwargs):
+        self.nonlinearity = V.check_choice(nonlinearity, "nonlinearity", ("tanh", "relu"))
+        super().__init__(input_size, hidden_size, **kwargs)
+
+    def _options(self):
+        return {"nonlinearity": self.nonlinearity}
+
+    def _run_forward(self, x, s0, params, lens):
+        T, B, _ = x.shape
+        W, b = params
+        a = np.empty((T + 1, B, self.hidden_size), self.dtype)
+        self._forward_kernel(a, x, s0[0], W, b, lens, self.nonlinearity == "relu")
+        return (x, a)
+
+    def _run_backward(self, cache, dy, dT, params, grads, lens):
+        x, a = cache
+        W, _ = params
+        dW, db = grads
+        dx = np.empty_like(x)
+        da0 = np.empty_like(dT[0])
+        da_sq = np.empty(x.shape[:2], self.dtype)
+        self._backward_kernel(dx, da0, dW, db, da_sq, dy, dT[0], x, a, W, lens,
+                              self.nonlinearity == "relu")
+        return dx, (da0,), (da_sq,)
+
+
+class GRU(_Recurrent):
+    """Gated recurrent unit; ``reset_after=False`` is the notes' form (SPEC.md)."""
+
+    _cell, _num_gates, _num_states = "gru", 3, 1
+
+    def __init__(self, input_size, hidden_size, *, reset_after=False, **kwargs):
+        self.reset_after = V.check_bool(reset_after, "reset_after")
+        super().__init__(input_size, hidden_size, **kwargs)
+
+    def _options(self):
+        return {"reset_after": self.reset_after}
+
+    def _extra_param_shapes(self, l, sfx):
+        return {f"b_cc_l{l}{sfx}": (self.hidden_size,)} if self.reset_after else {}
+
+    def _b_cc(self, params):
+        return params[2] if self.reset_after else np.zeros(self.hidden_size, self.dtype)
+
+    def _run_forward(self, x, s0, params, lens):
+        T, B, _ = x.shape
+        H = self.hidden_size
+        c = np.empty((T + 1, B, H), self.dtype)
+        gates = np.empty((T, B, 3 * H), self.dtype)
+        hc = np.empty((T, B, H), self.dtype)
+        self._forward_kernel(c, gates, hc, x, s0[0], params[0], params[1],
+                             self._b_cc(params), lens, self.reset_after)
+        return (x, c, gates, hc)
+
+    def _run_backward(self, cache, dy, dT, params, grads, lens):
+        x, c, gates, hc = cache
+        dx = np.empty_like(x)
+        dc0 = np.empty_like(dT[0])
+        da_sq = np.empty(x.shape[:2], self.dtype)
+        db_cc = grads[2] if self.reset_after else np.zeros(self.hidden_size, self.dtype)
+        self._backward_kernel(dx, dc0, grads[0], grads[1], db_cc, da_sq, dy, dT[0],
+                              x, c, gates, hc, params[0], lens, self.reset_after)
+        return dx, (dc0,), (da_sq,)
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory; ``peephole=True`` adds diagonal peepholes (SPEC.md)."""
+
+    _cell, _num_gates, _num_states = "lstm", 4, 2
+
+    def __init__(self, input_size, hidden_size, *, peephole=False, **kwargs):
+        self.peephole = V.check_bool(peephole, "peephole")
+        super().__init__(input_size, hidden_size, **kwargs)
+
+    def _options(self):
+        return {"peephole": self.peephole}
+
+    def _extra_param_shapes(self, l, sfx):
+        return {f"p_l{l}{sfx}": (3, self.hidden_size)} if self.peephole else {}
+
+    def _init_params(self, rng):
+        super()._init_params(rng)
+        # Forget-gate bias 1 (Jozefowicz et al. 2015): start out remembering.
+        H = self.hidden_size
+        for name, value in self.params.items():
+            if name.startswith("b_l"):
+                value[H:2 * H] = 1
+
+    def _p(self, params):
+        return params[2] if self.peephole else np.zeros((3, self.hidden_size), self.dtype)
+
+    def _run_forward(self, x, s0, params, lens):
+        T, B, _ = x.shape
+        H = self.hidden_size
+        a = np.empty((T + 1, B, H), self.dtype)
+        c = np.empty((T + 1, B, H), self.dtype)
+        gates = np.empty((T, B, 4 * H), self.dtype)
+        self._forward_kernel(a, c, gates, x, s0[0], s0[1], params[0], params[1],
+                             self._p(params), lens, self.peephole)
+        return (x, a, c, gates)
+
+    def _run_backward(self, cache, dy, dT, params, grads, lens):
+        x, a, c, gates = cache
+        dx = np.empty_like(x)
+        da0 = np.empty_like(dT[0])
+        dc0 = np.empty_like(dT[1])
+        da_sq = np.empty(x.shape[:2], self.dtype)
+        dc_sq = np.empty(x.shape[:2], self.dtype)
+        dp = grads[2] if self.peephole else np.zeros((3, self.hidden_size), self.dtype)
+        self._backward_kernel(dx, da0, dc0, grads[0], grads[1], dp, da_sq, dc_sq, dy,
+                              dT[0], dT[1], x, a, c, gates, params[0], self._p(params),
+                              lens, self.peephole)
+        return dx, (da0, dc0), (da_sq, dc_sq)

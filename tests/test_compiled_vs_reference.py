@@ -1,0 +1,134 @@
+"""The compiled core against the NumPy reference, whole layers, in both dtypes.
+
+Covers every cell variant, stacked and bidirectional layers, variable lengths,
+batch-first and non-contiguous inputs, and T = 1 / B = 1.
+"""
+import numpy as np
+import pytest
+
+from _cases import CELL_IDS, copy_params, make_layer, random_lengths, random_state, state_list
+from conftest import DTYPES, assert_close
+
+CONFIGS = [
+    # T, B, D, H, num_layers, bidirectional, lengths, batch_first
+    (1, 1, 3, 4, 1, False, False, False),
+    (5, 1, 2, 3, 1, True, False, False),
+    (1, 4, 3, 5, 2, True, True, False),
+    (7, 3, 5, 4, 1, False, True, False),
+    (6, 4, 3, 6, 2, True, True, True),
+    (9, 5, 8, 16, 2, False, False, True),
+]
+
+
+def run(layer, x, state, lengths, dy, dfinal):
+    layer.zero_grad()
+    y, final = layer.forward(x, state, lengths)
+    dx, dstate0 = layer.backward(dy, dfinal)
+    return y, final, dx, dstate0, {k: g.copy() for k, g in layer.grads.items()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("cell", CELL_IDS)
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "T{}B{}D{}H{}L{}{}{}{}".format(
+    *c[:5], "bi" if c[5] else "", "len" if c[6] else "", "bf" if c[7] else ""))
+def test_cython_matches_reference(cell, dtype, config, rng):
+    T, B, D, H, L, bi, use_lengths, bf = config
+    ref = make_layer(cell, D, H, num_layers=L, bidirectional=bi, batch_first=bf,
+                     dtype=dtype, backend="numpy", seed=int(rng.integers(1000)))
+    fast = make_layer(cell, D, H, num_layers=L, bidirectional=bi, batch_first=bf,
+                      dtype=dtype, backend="cython")
+    copy_params(fast, ref)
+    x = rng.standard_normal((B, T, D) if bf else (T, B, D)).astype(dtype)
+    state = random_state(ref, B, rng)
+    lengths = random_lengths(T, B, rng) if use_lengths else None
+    dy = rng.standard_normal((B, T, H * ref.num_directions) if bf else
+                             (T, B, H * ref.num_directions)).astype(dtype)
+    dfinal = random_state(ref, B, rng)
+
+    expected = run(ref, x, state, lengths, dy, dfinal)
+    got = run(fast, x, state, lengths, dy, dfinal)
+    names = ["y", "final", "dx", "dstate0"]
+    worst = 0.0
+    for name, g, e in zip(names, got[:4], expected[:4]):
+        for i, (gi, ei) in enumerate(zip(state_list(g), state_list(e))):
+            assert gi.dtype == np.dtype(dtype)
+            assert_close(gi, ei, dtype, f"{cell} {name}[{i}]")
+            worst = max(worst, np.abs(gi - ei).max() / max(np.abs(ei).max(), 1e-30))
+    for k in expected[4]:
+        assert_close(got[4][k], expected[4][k], dtype, f"{cell} grads[{k}]")
+        worst = max(worst, np.abs(got[4][k] - expected[4][k]).max()
+                    / max(np.abs(expected[4][k]).max(), 1e-30))
+    # The diagnostics BPTT records agree too.
+    for k in ref.last_grad_sq:
+        assert_close(fast.last_grad_sq[k], ref.last_grad_sq[k], dtype, f"{cell} grad_sq[{k}]")
+    print(f"{cell} {np.dtype(dtype)}: worst relative difference {worst:.2e}")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cython"])
+@pytest.mark.parametrize("cell", ["gru", "lstm_peephole"])
+def test_non_contiguous_inputs_give_the_same_numbers(cell, backend, rng):
+    T, B, D, H = 5, 3, 4, 6
+    layer = make_layer(cell, D, H, bidirectional=True, backend=backend)
+    x = rng.standard_normal((T, B, D))
+    state = random_state(layer, B, rng)
+    y, final = layer.forward(x, state)
+    dy = rng.standard_normal(y.shape)
+    dx, _ = layer.backward(dy)
+    # Fortran order, and strided views.
+    xf = np.asfortranarray(x)
+    big = np.zeros((T, 2 * B, D))
+    big[:, ::2] = x
+    for variant in (xf, big[:, ::2]):
+        assert not variant.flags.c_contiguous
+        y2, final2 = layer.forward(variant, state)
+        dx2, _ = layer.backward(np.asfortranarray(dy))
+        np.testing.assert_array_equal(y2, y)
+        np.testing.assert_array_equal(dx2, dx)
+        for f, f2 in zip(state_list(final), state_list(final2)):
+            np.testing.assert_array_equal(f2, f)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cython"])
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_backward_adds_into_grads_and_zero_grad_clears(cell, backend, rng):
+    T, B, D, H = 4, 2, 3, 5
+    layer = make_layer(cell, D, H, num_layers=2, backend=backend)
+    x = rng.standard_normal((T, B, D))
+    y, _ = layer.forward(x)
+    dy = rng.standard_normal(y.shape)
+    layer.backward(dy)
+    once = {k: g.copy() for k, g in layer.grads.items()}
+    assert all(np.abs(g).max() > 0 for g in once.values())
+    layer.forward(x)
+    layer.backward(dy)
+    for k in once:
+        np.testing.assert_allclose(layer.grads[k], 2 * once[k], rtol=1e-12, atol=1e-15)
+    layer.zero_grad()
+    assert all(np.all(g == 0) for g in layer.grads.values())
+
+
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_lengths_equal_to_T_match_no_lengths(cell, rng):
+    T, B, D, H = 6, 3, 4, 5
+    layer = make_layer(cell, D, H, bidirectional=True, backend="cython")
+    x = rng.standard_normal((T, B, D))
+    y1, f1 = layer.forward(x)
+    y2, f2 = layer.forward(x, lengths=np.full(B, T))
+    np.testing.assert_allclose(y2, y1, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_padding_is_invisible(cell, rng):
+    """A padded batch gives each sequence exactly what it gets alone."""
+    T, B, D, H = 7, 3, 4, 5
+    layer = make_layer(cell, D, H, num_layers=2, bidirectional=True, backend="cython")
+    lengths = np.array([7, 3, 5])
+    x = rng.standard_normal((T, B, D))
+    y, final = layer.forward(x, lengths=lengths)
+    for b in range(B):
+        n = lengths[b]
+        yb, fb = layer.forward(x[:n, b:b + 1])
+        np.testing.assert_allclose(y[:n, b:b + 1], yb, rtol=1e-12, atol=1e-14)
+        assert np.all(y[n:, b] == 0)
+        for f, g in zip(state_list(final), state_list(fb)):
+            np.testing.assert_allclose(f[:, b:b + 1], g, rtol=1e-12, atol=1e-14)
