@@ -10,7 +10,15 @@ _core = _load_core()
 
 from .dense import Dense, softmax_cross_entropy  # noqa: E402
 from .layers import GRU, LSTM, RNN  # noqa: E402
+from . import optim  # noqa: E402
+from .embedding import Embedding  # noqa: E402
+from .io import load  # noqa: E402
+from .models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger  # noqa: E402
+from .text import Vocab  # noqa: E402
+from .training import TrainingDiverged  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "GRU", "LSTM", "Dense", "softmax_cross_entropy"]
+__all__ = ["RNN", "GRU", "LSTM", "Dense", "softmax_cross_entropy",
+           "Vocab", "Embedding", "LanguageModel", "SequenceClassifier", "SequenceTagger",
+           "Seq2Seq", "load", "optim", "TrainingDiverged"]

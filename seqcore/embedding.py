@@ -1,0 +1,108 @@
+"""Token inputs: Embedding (token ids -> learned vectors) and OneHot (ids -> 1-hot vectors), with backward.
+
+Plain NumPy: a gather forward and a scatter-add backward.
+
+Legend: V vocabulary size, E embedding width, ``...`` any leading shape (T, B).
+The id ``-1`` (``seqcore.text.NO_TOKEN``) is the notes' x<1> = 0: it maps to the
+zero vector in both encodings and receives no gradient.
+"""
+
+import numpy as np
+
+from . import _validation as V
+
+__all__ = ["Embedding", "OneHot"]
+
+
+def _check_ids(ids, num_embeddings):
+    """ids (...) integers in [-1, V), returned as int64."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"ids: expected integer token ids, got dtype {ids.dtype}")
+    if ids.size and (ids.min() < -1 or ids.max() >= num_embeddings):
+        raise ValueError(f"ids: expected ids in [0, {num_embeddings}) (or -1 for no token), "
+                         f"got min {ids.min()} and max {ids.max()}")
+    return ids.astype(np.int64, copy=False)
+
+
+class Embedding:
+    """x = W[id] at every position of ids (...): the learned alternative to 1-hot inputs.
+
+    params: W (V, E), initialized N(0, 1) as PyTorch's nn.Embedding. forward(ids)
+    -> x (..., E); backward(dx) adds into grads['W'] and returns None (ids have no
+    gradient). Same grads/zero_grad contract as the other layers.
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, *, dtype=np.float32, seed=None):
+        self.num_embeddings = V.check_int(num_embeddings, "num_embeddings")
+        self.embedding_dim = V.check_int(embedding_dim, "embedding_dim")
+        self.dtype = V.check_dtype(dtype)
+        if seed is not None:
+            seed = V.check_int(seed, "seed", minimum=0)
+        rng = np.random.default_rng(seed)
+        self.params = {"W": rng.standard_normal(
+            (self.num_embeddings, self.embedding_dim)).astype(self.dtype)}
+        self.zero_grad()
+        self._ids = None
+
+    @property
+    def output_size(self):
+        return self.embedding_dim
+
+    def zero_grad(self):
+        self.grads = {k: np.zeros(v.shape, self.dtype) for k, v in self.params.items()}
+
+    def forward(self, ids):
+        """ids (...) -> x (..., E); id -1 gives the zero vector."""
+        ids = _check_ids(ids, self.num_embeddings)
+        W = V.check_array(self.params.get("W"), "params['W']",
+                          (self.num_embeddings, self.embedding_dim), self.dtype, finite=False)
+        self._ids = ids
+        x = W[np.maximum(ids, 0)]                              # (..., E) gather
+        x[ids < 0] = 0                                         # x<1> = 0
+        return x
+
+    def backward(self, dx):
+        """dx (..., E): dW[id] += dx at every position with a token; returns None."""
+        if self._ids is None:
+            raise ValueError("backward() called before forward(): run forward() first")
+        ids = self._ids
+        dx = V.check_array(dx, "dx", ids.shape + (self.embedding_dim,), self.dtype)
+        has_token = ids >= 0
+        # A token seen at several positions collects the sum of their gradients.
+        np.add.at(self.grads["W"], ids[has_token], dx[has_token])
+        return None
+
+    def config(self):
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim}
+
+
+class OneHot:
+    """x = the 1-hot column of id at every position (the notes' encoding); no parameters."""
+
+    def __init__(self, num_embeddings, *, dtype=np.float32):
+        self.num_embeddings = V.check_int(num_embeddings, "num_embeddings")
+        self.dtype = V.check_dtype(dtype)
+        self.params = {}
+        self.grads = {}
+
+    @property
+    def output_size(self):
+        return self.num_embeddings
+
+    def zero_grad(self):
+        pass
+
+    def forward(self, ids):
+        """ids (...) -> x (..., V); id -1 gives the zero vector."""
+        ids = _check_ids(ids, self.num_embeddings)
+        x = np.zeros(ids.shape + (self.num_embeddings,), self.dtype)
+        np.put_along_axis(x, np.maximum(ids, 0)[..., None], 1, axis=-1)
+        x[ids < 0] = 0
+        return x
+
+    def backward(self, dx):
+        return None
+
+    def config(self):
+        return {"num_embeddings": self.num_embeddings}

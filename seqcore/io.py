@@ -1,0 +1,145 @@
+"""Model files: ``save(model, path)`` and ``load(path)``, one .npz with no pickled objects.
+
+Layout of the archive (every entry a plain array; read with ``allow_pickle=False``):
+
+    format            "seqcore-model"               (str)    what this file is
+    format_version    1                             (int64)  refuse newer ones
+    config            JSON bytes                    (uint8)  model kind, architecture, vocab(s),
+                                                             optimizer hyper-parameters
+    param/<layer>.<name>                                     the weights
+    optim/<entry>                                            optimizer state (Adam m, v, step t)
+    sha256            hex digest of all of the above (str)   refuse truncated or altered files
+
+Writes are atomic: the archive goes to a temporary file in the target's directory,
+is flushed to disk, and then renamed over the target (``os.replace``), so a crash
+leaves either the old file or the new one, never half of one.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+__all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "seqcore-model"
+FORMAT_VERSION = 1
+
+
+def _digest(arrays):
+    """SHA-256 over every entry's name, dtype, shape and bytes, in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode() + b"\0" + a.dtype.str.encode() + b"\0"
+                 + repr(a.shape).encode() + b"\0")
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _config_array(config):
+    return np.frombuffer(json.dumps(config, sort_keys=True).encode("utf-8"), np.uint8)
+
+
+def save(model, path):
+    """Write ``model`` (and its optimizer state, if any) to ``path``; returns the path."""
+    path = os.fspath(path)
+    optimizer = getattr(model, "optimizer", None)
+    config = {"kind": model.kind, "model": model.config(),
+              "optimizer": None if optimizer is None else optimizer.config()}
+    arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION, np.int64),
+              "config": _config_array(config)}
+    for name, p, _ in model.parameters():
+        arrays[f"param/{name}"] = p
+    if optimizer is not None:
+        for name, a in optimizer.state_dict().items():
+            arrays[f"optim/{name}"] = np.asarray(a)
+    arrays["sha256"] = np.array(_digest(arrays))
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _read(path):
+    """{name: array} of a .npz file, or a one-line ValueError saying why it is not one."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory, not a model file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an archive")
+            return {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not a readable seqcore model file "
+                         f"(truncated or not a .npz archive: {reason})") from None
+
+
+def load(path, *, backend="cython"):
+    """The model saved at ``path``, with its optimizer restored as ``model.optimizer``.
+
+    Refuses (ValueError, one line) files that are not seqcore models, are truncated
+    or altered (checksum), or were written by a newer format version.
+    """
+    from . import optim
+    from .models import MODELS
+
+    path = os.fspath(path)
+    arrays = _read(path)
+    fmt = arrays.get("format")
+    if fmt is None or fmt.shape != () or fmt.dtype.kind != "U" or str(fmt) != FORMAT:
+        raise ValueError(f"{path}: not a seqcore model file (no '{FORMAT}' marker)")
+    version = arrays.get("format_version")
+    if version is None or version.shape != () or version.dtype.kind not in "iu":
+        raise ValueError(f"{path}: damaged seqcore model file (no format version)")
+    if int(version) > FORMAT_VERSION:
+        raise ValueError(f"{path}: written by a newer seqcore (model format {int(version)}; "
+                         f"this version reads up to {FORMAT_VERSION}) - upgrade seqcore")
+    stored = arrays.pop("sha256", None)
+    if stored is None or stored.shape != () or str(stored) != _digest(arrays):
+        raise ValueError(f"{path}: damaged seqcore model file (checksum mismatch: the file "
+                         "was truncated or modified)")
+    try:
+        config = json.loads(arrays["config"].tobytes().decode("utf-8"))
+        cls = MODELS[config["kind"]]
+        model = cls.from_config(config["model"], backend=backend)
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: damaged seqcore model file (bad config: {exc})") from None
+
+    expected = {name: p for name, p, _ in model.parameters()}
+    stored_params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    if set(stored_params) != set(expected):
+        raise ValueError(f"{path}: damaged seqcore model file (weights do not match the "
+                         f"architecture: {sorted(set(stored_params) ^ set(expected))[:3]})")
+    for name, p in expected.items():
+        w = stored_params[name]
+        if w.shape != p.shape or w.dtype != p.dtype:
+            raise ValueError(f"{path}: damaged seqcore model file (weight {name}: shape "
+                             f"{w.shape} {w.dtype}, expected {p.shape} {p.dtype})")
+        p[...] = w
+
+    if config.get("optimizer") is not None:
+        opt = optim.make_optimizer(config["optimizer"])
+        opt.load_state_dict({k[len("optim/"):]: v for k, v in arrays.items()
+                             if k.startswith("optim/")})
+        model.optimizer = opt
+    return model
