@@ -9,15 +9,22 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = []
+COMMAND_MODULES = ["seqcore.cli_lm"]
 
 
 class CommandError(Exception):
     """An error to report to the user in one line (exit status 1)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="seqcore",
         description="Recurrent sequence models (RNN, GRU, LSTM) with a compiled CPU core.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -41,4 +48,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m seqcore` runs this file as __main__; the command modules import
+    # seqcore.__main__, a second copy with its own CommandError. Run that copy's main
+    # so that its `except CommandError` catches what they raise.
+    from seqcore.__main__ import main as _main
+    sys.exit(_main())
