@@ -67,13 +67,13 @@ def register(subparsers):
                    help="stacked recurrent layers (default: 1)")
     t.add_argument("--embedding", type=_nonnegative_int, default=0, metavar="N",
                    help="learned embedding width; 0 feeds 1-hot vectors (default: 0)")
-    t.add_argument("--steps", type=_positive_int, default=1500, metavar="N",
-                   help="optimizer updates (default: 1500)")
+    t.add_argument("--steps", type=_positive_int, default=1000, metavar="N",
+                   help="optimizer updates (default: 1000)")
     t.add_argument("--seq-len", type=_positive_int, default=64, metavar="N",
                    help="truncated BPTT length: longer lines are cut into chunks of N "
                    "steps with the state carried between them (default: 64)")
-    t.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
-                   help="sequences per mini-batch (default: 32)")
+    t.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+                   help="sequences per mini-batch (default: 64)")
     t.add_argument("--lr", type=_number(0, True), default=0.01, metavar="X",
                    help="Adam learning rate, decayed to a tenth by a cosine schedule "
                    "(default: 0.01)")
@@ -89,8 +89,11 @@ def register(subparsers):
                    "pip install 'seqcore[plot]')")
     t.add_argument("--samples", type=_nonnegative_int, default=5, metavar="N",
                    help="samples printed during and after training (default: 5)")
+    t.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                   help="BLAS threads; small models run fastest on one (default: 1; "
+                   "needs threadpoolctl, otherwise BLAS' own default)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=_with_threads(cmd_train))
 
     s = subparsers.add_parser(
         "sample", help="print samples from a trained language model",
@@ -111,7 +114,15 @@ def register(subparsers):
                    help="random seed: the same seed prints the same samples")
     s.add_argument("--max-len", type=_positive_int, default=100, metavar="M",
                    help="stop a sample after M new tokens (default: 100)")
-    s.set_defaults(func=cmd_sample)
+    s.set_defaults(func=_with_threads(cmd_sample), threads=1)
+
+
+def _with_threads(command):
+    def run(args):
+        from ._threads import limit_blas_threads
+        with limit_blas_threads(args.threads):
+            return command(args)
+    return run
 
 
 def _require_matplotlib():

@@ -138,18 +138,23 @@ def read_corpus(path):
 _DEF_RE = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z]\w*)", re.MULTILINE)
 
 
-def default_corpus(min_len=3, max_len=12):
-    """Name-like words that ship with every Python: the functions and classes the standard library defines.
+def default_corpus(min_len=3, max_len=16):
+    """Names that ship with every Python: the functions and classes its standard library defines.
 
-    Reads the source of the top-level standard-library modules (no tests, no
-    site-packages), keeps the names defined with ``def``/``class`` that are plain
-    lowercase words of ``min_len`` to ``max_len`` letters ("getattr", "urlopen"),
-    and returns them sorted, without duplicates. Falls back to the names of a few
-    built-in modules when the library ships without sources.
+    Reads the source of the standard-library modules (no tests, no site-packages),
+    keeps the names defined with ``def``/``class`` that are lowercase words or
+    snake_case of ``min_len`` to ``max_len`` characters ("getattr", "urlopen",
+    "get_terminal_size"; no private ``_names``), and returns them sorted, without
+    duplicates. Falls back to the names of a few built-in modules when the library
+    ships without sources.
     """
     stdlib = sysconfig.get_paths()["stdlib"]
     names = set()
-    keep = re.compile(rf"[a-z]{{{min_len},{max_len}}}")
+    word = re.compile(r"[a-z]+(?:_[a-z]+)*")
+
+    def keep(name):
+        return (min_len <= len(name) <= max_len and word.fullmatch(name)
+                and not name.startswith("test"))
     try:
         entries = sorted(os.listdir(stdlib))
     except OSError:
@@ -168,7 +173,7 @@ def default_corpus(min_len=3, max_len=12):
         for fname in files:
             try:
                 with open(fname, encoding="utf-8", errors="replace") as f:
-                    names.update(n for n in _DEF_RE.findall(f.read()) if keep.fullmatch(n))
+                    names.update(n for n in _DEF_RE.findall(f.read()) if keep(n))
             except OSError:
                 continue
     if len(names) < 500:
@@ -176,5 +181,5 @@ def default_corpus(min_len=3, max_len=12):
         import math
         import string
         for mod in (builtins, math, string, os, re):
-            names.update(n for n in dir(mod) if keep.fullmatch(n))
+            names.update(n for n in dir(mod) if keep(n))
     return sorted(names)
