@@ -205,11 +205,15 @@ class _Model:
         """
         raise NotImplementedError
 
-    def evaluate(self, data, *, batch_size=64):
-        """Held-out cost: {"loss": per sequence, "token_loss": per predicted token, "perplexity"}."""
+    def evaluate(self, data, *, batch_size=64, **batch_options):
+        """Held-out cost: {"loss": per sequence, "token_loss": per predicted token, "perplexity"}.
+
+        ``loss`` is the notes' C (summed over a sequence's steps) averaged over the
+        sequences; ``perplexity`` = exp(token_loss). ``batch_options`` as in ``fit``.
+        """
         total = tokens = sequences = 0.0
         state = None
-        for batch in self._batches(data, batch_size, None, train=False):
+        for batch in self._batches(data, batch_size, None, train=False, **batch_options):
             if not batch["carry"]:
                 state = None
                 sequences += batch["size"]

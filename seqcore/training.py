@@ -12,6 +12,7 @@ import math
 import sys
 import time
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .optim import clip_grad_norm, clip_grad_value, global_norm
@@ -23,11 +24,26 @@ class TrainingDiverged(FloatingPointError, ValueError):
     """The loss or the gradients became NaN or infinite: training stopped before the update."""
 
 
-def _diverged_message(step, loss, norm):
-    what = f"the loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {norm}"
+def _diverged_message(step, what):
     return (f"training diverged at step {step}: {what} - the gradients exploded. "
             "Clip them (--clip N, or clip_norm= / clip_value=) or lower the learning rate "
             "(--lr); the model was not updated with this step")
+
+
+def _finite(model):
+    return all(np.isfinite(p).all() for _, p, _ in model.parameters())
+
+
+def _loss_and_grads(model, batch, state, step):
+    """model.loss_and_grads, with NaN or infinity anywhere on the way reported as divergence."""
+    try:
+        return model.loss_and_grads(batch, state)
+    except ValueError as exc:
+        # The layers refuse non-finite inputs (activations that overflowed on the way).
+        if "NaN or infinity" in str(exc):
+            raise TrainingDiverged(_diverged_message(
+                step, f"NaN or infinity in the forward pass ({exc})")) from None
+        raise
 
 
 def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, valid=None,
@@ -60,14 +76,21 @@ def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, 
             if not batch["carry"]:
                 state = None                                   # new sequences: a<0> = 0
             model.zero_grad()
-            loss, state = model.loss_and_grads(batch, state)
+            loss, state = _loss_and_grads(model, batch, state, step)
             grads = model.grads()
             norm = clip_grad_norm(grads, clip_norm) if clip_norm else global_norm(grads)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                raise TrainingDiverged(_diverged_message(step, loss, norm))
+            if not math.isfinite(loss):
+                raise TrainingDiverged(_diverged_message(step, f"the loss is {loss}"))
+            if not math.isfinite(norm):
+                raise TrainingDiverged(_diverged_message(step, f"the gradient norm is {norm}"))
             if clip_value:
                 clip_grad_value(grads, clip_value)
             optimizer.step(model.parameters())
+            if not _finite(model):
+                raise TrainingDiverged(
+                    f"training diverged at step {step}: the update overflowed the weights to "
+                    "infinity - the gradients exploded. Clip them (--clip N, or clip_norm= / "
+                    "clip_value=) or lower the learning rate (--lr)")
 
             per_token = loss * batch["size"] / batch["tokens"]
             history["step"].append(step)
