@@ -84,9 +84,10 @@ def _read(path):
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory, not a model file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ValueError("a single array, not an archive")
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an archive")
+        with npz:
             return {name: npz[name] for name in npz.files}
     except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

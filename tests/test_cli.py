@@ -1,0 +1,132 @@
+"""The `seqcore train` and `seqcore sample` commands, in-process and once through `python -m seqcore`."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import seqcore
+from seqcore.__main__ import main
+
+SMALL = ["--steps", "15", "--hidden", "8", "--batch-size", "8", "--seed", "0"]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "corpus.txt"
+    p.write_text("\n".join(["anna", "bob", "carla", "dave", "eve", "frank", "gina"] * 3) + "\n",
+                 encoding="utf-8")
+    return p
+
+
+def test_train_then_sample_with_a_seed_repeats_the_lines(corpus, tmp_path, capsys):
+    out = tmp_path / "names.npz"
+    assert main(["train", str(corpus), "--out", str(out), *SMALL]) == 0
+    printed = capsys.readouterr()
+    assert out.exists() and f"model saved to {out}" in printed.out
+    assert "training" in printed.err and "15/15" in printed.err          # the progress bar
+    assert main(["sample", str(out), "--n", "4", "--seed", "3"]) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert main(["sample", str(out), "--n", "4", "--seed", "3"]) == 0
+    assert capsys.readouterr().out.splitlines() == first and len(first) == 4
+    assert main(["sample", str(out), "--n", "3", "--prime", "an", "--temperature", "0.5",
+                 "--top-k", "3", "--max-len", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(s.startswith("an") and len(s) <= 6 for s in lines)
+
+
+def test_word_level_training_on_a_text_file(tmp_path, capsys):
+    p = tmp_path / "words.txt"
+    p.write_text("the cat sat on the mat\nthe dog sat on the log\n" * 5, encoding="utf-8")
+    out = tmp_path / "w.npz"
+    assert main(["train", str(p), "--level", "word", "--out", str(out), "--no-progress",
+                 *SMALL]) == 0
+    capsys.readouterr()
+    model = seqcore.load(out)
+    assert model.vocab.level == "word" and "cat" in model.vocab
+    assert main(["sample", str(out), "--n", "2", "--seed", "1", "--greedy"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1]
+
+
+def test_train_without_corpus_uses_the_builtin_names_and_the_default_path(tmp_path, monkeypatch,
+                                                                           capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--steps", "3", "--hidden", "8", "--no-progress", "--samples",
+                 "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "names defined in the Python standard library" in printed
+    assert (tmp_path / "seqcore-lm.npz").exists()
+    assert "seqcore sample seqcore-lm.npz" in printed
+
+
+def test_plot_writes_the_loss_curve(corpus, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "loss.png"
+    assert main(["train", str(corpus), "--out", str(tmp_path / "m.npz"), "--plot", str(png),
+                 "--no-progress", *SMALL]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_is_one_clear_line(corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)        # import fails
+    assert main(["train", str(corpus), "--plot", str(tmp_path / "x.png"), *SMALL]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matplotlib" in err and "seqcore[plot]" in err
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["sample", "missing.npz"], "no such file"),
+    (["train", "missing.txt"], "missing.txt"),
+])
+def test_missing_files_are_one_line_errors(argv, match, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("seqcore: error:") and err.count("\n") == 1 and match in err
+
+
+def test_bad_model_files_are_one_line_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip at all")
+    assert main(["sample", str(bad)]) == 1
+    clf = tmp_path / "clf.npz"
+    seqcore.SequenceClassifier(2, input_size=2, hidden_size=3, seed=0).save(clf)
+    assert main(["sample", str(clf)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "not a readable seqcore model" in err[0]
+    assert "not a language model" in err[1]
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--steps", "0"], ["train", "--cell", "transformer"], ["train", "--lr", "-1"],
+    ["sample", "m.npz", "--temperature", "hot"], ["sample"], ["fly"],
+])
+def test_bad_options_are_one_line_errors(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err
+
+
+def _run(args, cwd):
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(seqcore.__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "seqcore", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_python_dash_m_exit_codes_and_no_traceback(tmp_path):
+    r = _run(["sample", "missing.npz"], tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("seqcore: error: missing.npz")
+    r = _run(["train", "--batch-size", "many"], tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    for sub in ("train", "sample"):
+        r = _run([sub, "--help"], tmp_path)
+        assert r.returncode == 0 and f"usage: seqcore {sub}" in r.stdout and "--seed" in r.stdout
+    r = _run(["--help"], tmp_path)
+    assert r.returncode == 0 and "train" in r.stdout and "sample" in r.stdout
