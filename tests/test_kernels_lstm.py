@@ -5,7 +5,7 @@ import pytest
 from seqcore import reference
 from seqcore import _lstm
 
-from tests.conftest import DTYPES, assert_close
+from conftest import DTYPES, assert_close
 
 # (T, B, D, H): single step, single sequence, and a few irregular shapes
 SHAPES = [(1, 3, 2, 4), (4, 1, 3, 2), (1, 1, 2, 3), (7, 3, 5, 4), (5, 4, 3, 6)]

@@ -11,7 +11,7 @@ import pytest
 from seqcore import reference as ref
 from seqcore import _gru, _rnn
 
-from tests.conftest import DTYPES, assert_close  # pytest registers conftest under this name
+from conftest import DTYPES, assert_close
 
 # (T, B, D, H): T = 1, B = 1, a few odd sizes, and one with D > H.
 SHAPES = [(1, 1, 3, 4), (1, 3, 2, 5), (5, 1, 4, 3), (6, 4, 5, 7), (9, 5, 11, 6), (4, 3, 1, 2)]
