@@ -143,14 +143,19 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c.shape[2]
     cdef Py_ssize_t t, i, j
     cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
-    cdef floating zero = 0, one = 1, sq, d, dz_r, dz_u, dz_c
+    cdef floating zero = 0, one = 1, sq, d
     cdef floating* dc                # (H,) dC/dc<t+1> of one sequence, running (in dc0)
     cdef floating* dzr               # (3H,) one row of dz
     cdef floating* dhr               # (3H,) one row of dz_h (reset after)
     cdef floating* drr               # (H,) one row of drc (reset before)
     cdef floating* dbp
     cdef const floating* dyr
-    cdef const floating* g           # (3H,) [gamma_r, gamma_u, c_tilde], one row
+    cdef const floating* gamma_r     # (H,) one row of gates[:, :, 0:H]
+    cdef const floating* gamma_u     # (H,) one row of gates[:, :, H:2H]
+    cdef const floating* c_tilde     # (H,) one row of gates[:, :, 2H:3H]
+    cdef floating* dzu               # (H,) dzr + H
+    cdef floating* dzc               # (H,) dzr + 2H
+    cdef floating* dhc               # (H,) dhr + 2H
     cdef const floating* cp          # (H,) c<t>, one row
     cdef const floating* hcr         # (H,) hc[t], one row
 
@@ -187,7 +192,11 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                     continue
                 dc = &dc0[i, 0]
                 dyr = &dy[t, i, 0]
-                g = &gates[t, i, 0]
+                gamma_r = &gates[t, i, 0]
+                gamma_u = gamma_r + H
+                c_tilde = gamma_r + 2 * H
+                dzu = dzr + H
+                dzc = dzr + 2 * H
                 cp = &c[t, i, 0]
                 for j in range(H):
                     dc[j] = dc[j] + dyr[j]          # output at t and all later steps
@@ -197,26 +206,31 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                 da_sq[t, i] = sq
                 # c<t> = gamma_u * c_tilde + (1 - gamma_u) * c<t-1>
                 if not reset_after:
-                    for j in range(H):
-                        # backprop through sigma (update) and tanh (candidate)
-                        dzr[H + j] = dc[j] * (g[2 * H + j] - cp[j]) * g[H + j] * (one - g[H + j])
-                        dzr[2 * H + j] = dc[j] * g[H + j] * (one - g[2 * H + j] * g[2 * H + j])
-                        dc[j] = dc[j] * (one - g[H + j])    # direct path to c<t-1>
+                    # (Short loops: one fused loop needs more runtime alias checks than
+                    # gcc allows and would not be vectorized.)
+                    for j in range(H):                  # backprop through tanh (candidate)
+                        dzc[j] = dc[j] * gamma_u[j] * (one - c_tilde[j] * c_tilde[j])
+                    for j in range(H):                  # backprop through sigma (update)
+                        dzu[j] = dc[j] * (c_tilde[j] - cp[j]) * gamma_u[j] * (one - gamma_u[j])
+                    for j in range(H):                  # direct path to c<t-1>
+                        dc[j] = dc[j] * (one - gamma_u[j])
                 else:
                     # z_c = W_cx x + b_c + gamma_r * hc,   hc = W_cc c<t-1> + b_cc
                     hcr = &hc[t, i, 0]
                     dhr = &dz_h[t, i, 0]
-                    for j in range(H):
-                        dz_c = dc[j] * g[H + j] * (one - g[2 * H + j] * g[2 * H + j])
-                        dz_u = dc[j] * (g[2 * H + j] - cp[j]) * g[H + j] * (one - g[H + j])
-                        dz_r = dz_c * hcr[j] * g[j] * (one - g[j])
-                        dzr[j] = dz_r
-                        dzr[H + j] = dz_u
-                        dzr[2 * H + j] = dz_c
-                        dhr[j] = dz_r
-                        dhr[H + j] = dz_u
-                        dhr[2 * H + j] = dz_c * g[j]        # d(W_cc c<t-1> + b_cc)
-                        dc[j] = dc[j] * (one - g[H + j])
+                    dhc = dhr + 2 * H
+                    for j in range(H):                  # backprop through tanh (candidate)
+                        dzc[j] = dc[j] * gamma_u[j] * (one - c_tilde[j] * c_tilde[j])
+                    for j in range(H):                  # backprop through sigma (update)
+                        dzu[j] = dc[j] * (c_tilde[j] - cp[j]) * gamma_u[j] * (one - gamma_u[j])
+                    for j in range(H):                  # d gamma_r = dz_c * hc; through sigma
+                        dzr[j] = dzc[j] * hcr[j] * gamma_r[j] * (one - gamma_r[j])
+                    for j in range(2 * H):              # r, u: recurrent part = input part
+                        dhr[j] = dzr[j]
+                    for j in range(H):                  # d(W_cc c<t-1> + b_cc)
+                        dhc[j] = dzc[j] * gamma_r[j]
+                    for j in range(H):                  # direct path to c<t-1>
+                        dc[j] = dc[j] * (one - gamma_u[j])
 
             if not reset_after:
                 # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
@@ -229,12 +243,12 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                     dc = &dc0[i, 0]
                     dzr = &dz[t, i, 0]
                     drr = &drc[i, 0]
-                    g = &gates[t, i, 0]
+                    gamma_r = &gates[t, i, 0]
                     cp = &c[t, i, 0]
                     for j in range(H):
                         d = drr[j]
-                        dzr[j] = d * cp[j] * g[j] * (one - g[j])   # backprop through sigma
-                        dc[j] = dc[j] + d * g[j]
+                        dzr[j] = d * cp[j] * gamma_r[j] * (one - gamma_r[j])  # through sigma
+                        dc[j] = dc[j] + d * gamma_r[j]
                 # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
                 gemm(False, False, <int>B, <int>H, <int>(2 * H),
                      one, &dz[t, 0, 0], G3, &W[0, 0], LDW,
