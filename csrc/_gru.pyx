@@ -35,8 +35,11 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c0.shape[1]
     cdef Py_ssize_t t, i, j
     cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
-    cdef floating zero = 0, one = 1, ct, v
-    cdef floating* g                 # (3H,) one row of gates: z, then activations
+    cdef floating zero = 0, one = 1, v
+    cdef floating* g                 # (3H,) one row of gates (input projection)
+    cdef floating* gamma_r           # (H,) one row of gates[:, :, 0:H]: z_r, then gamma_r
+    cdef floating* gamma_u           # (H,) one row of gates[:, :, H:2H]: z_u, then gamma_u
+    cdef floating* c_tilde           # (H,) one row of gates[:, :, 2H:3H]: z_c, then c_tilde
     cdef floating* hr                # (3H,) one row of h (reset after)
     cdef floating* hcr               # (H,) one row of hc
     cdef floating* cn                # (H,) c<t+1>, one row
@@ -72,31 +75,33 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                      one, &c[t, 0, 0], <int>H, &W[0, 0], LDW,
                      one, &gates[t, 0, 0], G3)
                 for i in range(B):
-                    g = &gates[t, i, 0]
+                    gamma_r = &gates[t, i, 0]
+                    gamma_u = gamma_r + H
                     cp = &c[t, i, 0]
                     hcr = &hc[t, i, 0]
                     for j in range(H):
-                        v = sigmoid(g[j])                   # gamma_r
-                        g[j] = v
+                        v = sigmoid(gamma_r[j])
+                        gamma_r[j] = v
                         hcr[j] = v * cp[j]                  # gamma_r * c<t-1>
-                    for j in range(H, 2 * H):
-                        g[j] = sigmoid(g[j])                # gamma_u
+                    for j in range(H):
+                        gamma_u[j] = sigmoid(gamma_u[j])
                 # gates[t, :, 2H:3H] (B, H) += hc[t] (B, H) @ W_cc[2H:3H]^T
                 gemm(False, True, <int>B, <int>H, <int>H,
                      one, &hc[t, 0, 0], <int>H, &W[2 * H, 0], LDW,
                      one, &gates[t, 0, 2 * H], G3)
                 for i in range(B):
-                    g = &gates[t, i, 0]
+                    gamma_u = &gates[t, i, H]
+                    c_tilde = gamma_u + H
                     cp = &c[t, i, 0]
                     cn = &c[t + 1, i, 0]
                     if t < lengths[i]:
                         for j in range(H):
-                            ct = tanh(g[2 * H + j])         # c_tilde
-                            g[2 * H + j] = ct
-                            cn[j] = g[H + j] * ct + (one - g[H + j]) * cp[j]
+                            v = tanh(c_tilde[j])
+                            c_tilde[j] = v
+                            cn[j] = gamma_u[j] * v + (one - gamma_u[j]) * cp[j]
                     else:
                         for j in range(H):                  # inactive: state copied
-                            g[2 * H + j] = tanh(g[2 * H + j])
+                            c_tilde[j] = tanh(c_tilde[j])
                             cn[j] = cp[j]
             else:
                 # h (B, 3H) = c<t> (B, H) @ W_cc^T
@@ -105,20 +110,22 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                      zero, &h[0, 0], G3)
                 bp = &b_cc[0]
                 for i in range(B):
-                    g = &gates[t, i, 0]
+                    gamma_r = &gates[t, i, 0]
+                    gamma_u = gamma_r + H
+                    c_tilde = gamma_r + 2 * H
                     hr = &h[i, 0]
                     cp = &c[t, i, 0]
                     cn = &c[t + 1, i, 0]
                     hcr = &hc[t, i, 0]
-                    for j in range(2 * H):
-                        g[j] = sigmoid(g[j] + hr[j])        # gamma_r, gamma_u
+                    for j in range(2 * H):                  # gamma_r, gamma_u
+                        gamma_r[j] = sigmoid(gamma_r[j] + hr[j])
                     for j in range(H):
                         v = hr[2 * H + j] + bp[j]           # W_cc c<t-1> + b_cc
                         hcr[j] = v
-                        g[2 * H + j] = tanh(g[2 * H + j] + g[j] * v)   # c_tilde
+                        c_tilde[j] = tanh(c_tilde[j] + gamma_r[j] * v)
                     if t < lengths[i]:
                         for j in range(H):
-                            cn[j] = g[H + j] * g[2 * H + j] + (one - g[H + j]) * cp[j]
+                            cn[j] = gamma_u[j] * c_tilde[j] + (one - gamma_u[j]) * cp[j]
                     else:
                         for j in range(H):                  # inactive: state copied
                             cn[j] = cp[j]
