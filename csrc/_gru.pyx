@@ -35,8 +35,11 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c0.shape[1]
     cdef Py_ssize_t t, i, j
     cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
-    cdef floating zero = 0, one = 1, ct, v
-    cdef floating* g                 # (3H,) one row of gates: z, then activations
+    cdef floating zero = 0, one = 1, v
+    cdef floating* g                 # (3H,) one row of gates (input projection)
+    cdef floating* gamma_r           # (H,) one row of gates[:, :, 0:H]: z_r, then gamma_r
+    cdef floating* gamma_u           # (H,) one row of gates[:, :, H:2H]: z_u, then gamma_u
+    cdef floating* c_tilde           # (H,) one row of gates[:, :, 2H:3H]: z_c, then c_tilde
     cdef floating* hr                # (3H,) one row of h (reset after)
     cdef floating* hcr               # (H,) one row of hc
     cdef floating* cn                # (H,) c<t+1>, one row
@@ -72,31 +75,33 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                      one, &c[t, 0, 0], <int>H, &W[0, 0], LDW,
                      one, &gates[t, 0, 0], G3)
                 for i in range(B):
-                    g = &gates[t, i, 0]
+                    gamma_r = &gates[t, i, 0]
+                    gamma_u = gamma_r + H
                     cp = &c[t, i, 0]
                     hcr = &hc[t, i, 0]
                     for j in range(H):
-                        v = sigmoid(g[j])                   # gamma_r
-                        g[j] = v
+                        v = sigmoid(gamma_r[j])
+                        gamma_r[j] = v
                         hcr[j] = v * cp[j]                  # gamma_r * c<t-1>
-                    for j in range(H, 2 * H):
-                        g[j] = sigmoid(g[j])                # gamma_u
+                    for j in range(H):
+                        gamma_u[j] = sigmoid(gamma_u[j])
                 # gates[t, :, 2H:3H] (B, H) += hc[t] (B, H) @ W_cc[2H:3H]^T
                 gemm(False, True, <int>B, <int>H, <int>H,
                      one, &hc[t, 0, 0], <int>H, &W[2 * H, 0], LDW,
                      one, &gates[t, 0, 2 * H], G3)
                 for i in range(B):
-                    g = &gates[t, i, 0]
+                    gamma_u = &gates[t, i, H]
+                    c_tilde = gamma_u + H
                     cp = &c[t, i, 0]
                     cn = &c[t + 1, i, 0]
                     if t < lengths[i]:
                         for j in range(H):
-                            ct = tanh(g[2 * H + j])         # c_tilde
-                            g[2 * H + j] = ct
-                            cn[j] = g[H + j] * ct + (one - g[H + j]) * cp[j]
+                            v = tanh(c_tilde[j])
+                            c_tilde[j] = v
+                            cn[j] = gamma_u[j] * v + (one - gamma_u[j]) * cp[j]
                     else:
                         for j in range(H):                  # inactive: state copied
-                            g[2 * H + j] = tanh(g[2 * H + j])
+                            c_tilde[j] = tanh(c_tilde[j])
                             cn[j] = cp[j]
             else:
                 # h (B, 3H) = c<t> (B, H) @ W_cc^T
@@ -105,20 +110,22 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                      zero, &h[0, 0], G3)
                 bp = &b_cc[0]
                 for i in range(B):
-                    g = &gates[t, i, 0]
+                    gamma_r = &gates[t, i, 0]
+                    gamma_u = gamma_r + H
+                    c_tilde = gamma_r + 2 * H
                     hr = &h[i, 0]
                     cp = &c[t, i, 0]
                     cn = &c[t + 1, i, 0]
                     hcr = &hc[t, i, 0]
-                    for j in range(2 * H):
-                        g[j] = sigmoid(g[j] + hr[j])        # gamma_r, gamma_u
+                    for j in range(2 * H):                  # gamma_r, gamma_u
+                        gamma_r[j] = sigmoid(gamma_r[j] + hr[j])
                     for j in range(H):
                         v = hr[2 * H + j] + bp[j]           # W_cc c<t-1> + b_cc
                         hcr[j] = v
-                        g[2 * H + j] = tanh(g[2 * H + j] + g[j] * v)   # c_tilde
+                        c_tilde[j] = tanh(c_tilde[j] + gamma_r[j] * v)
                     if t < lengths[i]:
                         for j in range(H):
-                            cn[j] = g[H + j] * g[2 * H + j] + (one - g[H + j]) * cp[j]
+                            cn[j] = gamma_u[j] * c_tilde[j] + (one - gamma_u[j]) * cp[j]
                     else:
                         for j in range(H):                  # inactive: state copied
                             cn[j] = cp[j]
@@ -143,14 +150,19 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c.shape[2]
     cdef Py_ssize_t t, i, j
     cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
-    cdef floating zero = 0, one = 1, sq, d, dz_r, dz_u, dz_c
+    cdef floating zero = 0, one = 1, sq, d
     cdef floating* dc                # (H,) dC/dc<t+1> of one sequence, running (in dc0)
     cdef floating* dzr               # (3H,) one row of dz
     cdef floating* dhr               # (3H,) one row of dz_h (reset after)
     cdef floating* drr               # (H,) one row of drc (reset before)
     cdef floating* dbp
     cdef const floating* dyr
-    cdef const floating* g           # (3H,) [gamma_r, gamma_u, c_tilde], one row
+    cdef const floating* gamma_r     # (H,) one row of gates[:, :, 0:H]
+    cdef const floating* gamma_u     # (H,) one row of gates[:, :, H:2H]
+    cdef const floating* c_tilde     # (H,) one row of gates[:, :, 2H:3H]
+    cdef floating* dzu               # (H,) dzr + H
+    cdef floating* dzc               # (H,) dzr + 2H
+    cdef floating* dhc               # (H,) dhr + 2H
     cdef const floating* cp          # (H,) c<t>, one row
     cdef const floating* hcr         # (H,) hc[t], one row
 
@@ -187,7 +199,11 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                     continue
                 dc = &dc0[i, 0]
                 dyr = &dy[t, i, 0]
-                g = &gates[t, i, 0]
+                gamma_r = &gates[t, i, 0]
+                gamma_u = gamma_r + H
+                c_tilde = gamma_r + 2 * H
+                dzu = dzr + H
+                dzc = dzr + 2 * H
                 cp = &c[t, i, 0]
                 for j in range(H):
                     dc[j] = dc[j] + dyr[j]          # output at t and all later steps
@@ -197,26 +213,31 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                 da_sq[t, i] = sq
                 # c<t> = gamma_u * c_tilde + (1 - gamma_u) * c<t-1>
                 if not reset_after:
-                    for j in range(H):
-                        # backprop through sigma (update) and tanh (candidate)
-                        dzr[H + j] = dc[j] * (g[2 * H + j] - cp[j]) * g[H + j] * (one - g[H + j])
-                        dzr[2 * H + j] = dc[j] * g[H + j] * (one - g[2 * H + j] * g[2 * H + j])
-                        dc[j] = dc[j] * (one - g[H + j])    # direct path to c<t-1>
+                    # (Short loops: one fused loop needs more runtime alias checks than
+                    # gcc allows and would not be vectorized.)
+                    for j in range(H):                  # backprop through tanh (candidate)
+                        dzc[j] = dc[j] * gamma_u[j] * (one - c_tilde[j] * c_tilde[j])
+                    for j in range(H):                  # backprop through sigma (update)
+                        dzu[j] = dc[j] * (c_tilde[j] - cp[j]) * gamma_u[j] * (one - gamma_u[j])
+                    for j in range(H):                  # direct path to c<t-1>
+                        dc[j] = dc[j] * (one - gamma_u[j])
                 else:
                     # z_c = W_cx x + b_c + gamma_r * hc,   hc = W_cc c<t-1> + b_cc
                     hcr = &hc[t, i, 0]
                     dhr = &dz_h[t, i, 0]
-                    for j in range(H):
-                        dz_c = dc[j] * g[H + j] * (one - g[2 * H + j] * g[2 * H + j])
-                        dz_u = dc[j] * (g[2 * H + j] - cp[j]) * g[H + j] * (one - g[H + j])
-                        dz_r = dz_c * hcr[j] * g[j] * (one - g[j])
-                        dzr[j] = dz_r
-                        dzr[H + j] = dz_u
-                        dzr[2 * H + j] = dz_c
-                        dhr[j] = dz_r
-                        dhr[H + j] = dz_u
-                        dhr[2 * H + j] = dz_c * g[j]        # d(W_cc c<t-1> + b_cc)
-                        dc[j] = dc[j] * (one - g[H + j])
+                    dhc = dhr + 2 * H
+                    for j in range(H):                  # backprop through tanh (candidate)
+                        dzc[j] = dc[j] * gamma_u[j] * (one - c_tilde[j] * c_tilde[j])
+                    for j in range(H):                  # backprop through sigma (update)
+                        dzu[j] = dc[j] * (c_tilde[j] - cp[j]) * gamma_u[j] * (one - gamma_u[j])
+                    for j in range(H):                  # d gamma_r = dz_c * hc; through sigma
+                        dzr[j] = dzc[j] * hcr[j] * gamma_r[j] * (one - gamma_r[j])
+                    for j in range(2 * H):              # r, u: recurrent part = input part
+                        dhr[j] = dzr[j]
+                    for j in range(H):                  # d(W_cc c<t-1> + b_cc)
+                        dhc[j] = dzc[j] * gamma_r[j]
+                    for j in range(H):                  # direct path to c<t-1>
+                        dc[j] = dc[j] * (one - gamma_u[j])
 
             if not reset_after:
                 # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
@@ -229,12 +250,12 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                     dc = &dc0[i, 0]
                     dzr = &dz[t, i, 0]
                     drr = &drc[i, 0]
-                    g = &gates[t, i, 0]
+                    gamma_r = &gates[t, i, 0]
                     cp = &c[t, i, 0]
                     for j in range(H):
                         d = drr[j]
-                        dzr[j] = d * cp[j] * g[j] * (one - g[j])   # backprop through sigma
-                        dc[j] = dc[j] + d * g[j]
+                        dzr[j] = d * cp[j] * gamma_r[j] * (one - gamma_r[j])  # through sigma
+                        dc[j] = dc[j] + d * gamma_r[j]
                 # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
                 gemm(False, False, <int>B, <int>H, <int>(2 * H),
                      one, &dz[t, 0, 0], G3, &W[0, 0], LDW,

@@ -86,9 +86,10 @@ cdef void backward_step(real_r dz, real_r da, real_r dc, real_r da_tot, real_r d
                         Py_ssize_t H) noexcept nogil:
     """Chain rule through one active (step, sequence); vectors of H units except
     dz, g (4H) and p (3H). In: da, dc = dC/da<t>, dC/dc<t> from later steps, dy the
-    output's; g the gates; p the peepholes (zeros without). Out: dz (4H) = dC/dz<t>, the gates' pre-activations;
-    dc = dC/dc<t-1> through the cell and peepholes; da = 0 (the GEMM then adds
-    dz @ W[:, :H]); da_tot, dc_tot = total dC/da<t>, dC/dc<t> (for da_sq, dc_sq)."""
+    output's; g the gates; p the peepholes (zeros without). Out: dz (4H) = dC/dz<t>,
+    w.r.t. the gates' pre-activations; dc = dC/dc<t-1> through the cell and
+    peepholes; da = 0 (the GEMM then adds dz @ W[:, :H]); da_tot, dc_tot = the
+    total dC/da<t>, dC/dc<t> (for da_sq, dc_sq)."""
     cdef Py_ssize_t j
     one = one_like(g[0])
     for j in range(H):
@@ -98,10 +99,11 @@ cdef void backward_step(real_r dz, real_r da, real_r dc, real_r da_tot, real_r d
         gamma_o = g[3 * H + j]
         da_j = da[j] + dy[j]
         tanh_c = tanh(c_t[j])
-        # a<t> = gamma_o * tanh(c<t>)
+        # a<t> = gamma_o * tanh(c<t>); every local is assigned once, or Cython's
+        # type inference may widen it to double in the float version
         dz_o = da_j * tanh_c * gamma_o * (one - gamma_o)             # backprop through sigma
-        dc_j = dc[j] + da_j * gamma_o * (one - tanh_c * tanh_c)      # backprop through tanh
-        dc_j = dc_j + dz_o * p[2 * H + j]                            # c<t> peeks into gamma_o
+        dc_j = (dc[j] + da_j * gamma_o * (one - tanh_c * tanh_c)     # backprop through tanh
+                + dz_o * p[2 * H + j])                               # c<t> peeks into gamma_o
         # c<t> = gamma_u * c_tilde + gamma_f * c<t-1>
         dz_u = dc_j * c_tilde * gamma_u * (one - gamma_u)
         dz_f = dc_j * c_prev[j] * gamma_f * (one - gamma_f)

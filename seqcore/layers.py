@@ -113,6 +113,10 @@ class _Recurrent:
         out = []
         for name, shape in self._param_shapes_of(l, sfx).items():
             p = self.params.get(name)
+            if (p.__class__ is np.ndarray and p.shape == shape and p.dtype == self.dtype
+                    and p.flags.c_contiguous):
+                out.append(p)               # the common case, checked in a few attribute reads
+                continue
             if p is None:
                 raise ValueError(f"params[{name!r}]: missing; expected shape {shape}")
             out.append(V.check_array(p, f"params[{name!r}]", shape, self.dtype, finite=False))

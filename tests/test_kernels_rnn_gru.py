@@ -11,7 +11,7 @@ import pytest
 from seqcore import reference as ref
 from seqcore import _gru, _rnn
 
-from tests.conftest import DTYPES, assert_close  # pytest registers conftest under this name
+from conftest import DTYPES, assert_close
 
 # (T, B, D, H): T = 1, B = 1, a few odd sizes, and one with D > H.
 SHAPES = [(1, 1, 3, 4), (1, 3, 2, 5), (5, 1, 4, 3), (6, 4, 5, 7), (9, 5, 11, 6), (4, 3, 1, 2)]
@@ -19,10 +19,11 @@ SHAPES = [(1, 1, 3, 4), (1, 3, 2, 5), (5, 1, 4, 3), (6, 4, 5, 7), (9, 5, 11, 6),
 
 def _lengths(rng, T, B, variable):
     """(B,) int64 in [1, T], at least one full-length sequence when variable."""
-    if not variable:
-        return np.full(B, T, dtype=np.int64)
-    lengths = rng.integers(1, T + 1, size=B).astype(np.int64)
-    lengths[rng.integers(B)] = T
+    lengths = np.full(B, T, dtype=np.int64)
+    if variable:
+        lengths = rng.integers(1, T + 1, size=B).astype(np.int64)
+        lengths[rng.integers(B)] = T
+    lengths.flags.writeable = False
     return lengths
 
 
@@ -31,9 +32,12 @@ def _inputs(rng, dtype, T, B, D, H, G):
     def r(*shape, scale=1.0):
         return (scale * rng.standard_normal(shape)).astype(dtype)
     s = 1.0 / np.sqrt(H + D)
-    return dict(x=r(T, B, D), s0=r(B, H, scale=0.5), W=r(G * H, H + D, scale=2 * s),
-                b=r(G * H, scale=0.3), b_cc=r(H, scale=0.3), dy=r(T, B, H),
-                ds_T=r(B, H), dW=r(G * H, H + D), db=r(G * H), db_cc=r(H))
+    p = dict(x=r(T, B, D), s0=r(B, H, scale=0.5), W=r(G * H, H + D, scale=2 * s),
+             b=r(G * H, scale=0.3), b_cc=r(H, scale=0.3), dy=r(T, B, H),
+             ds_T=r(B, H), dW=r(G * H, H + D), db=r(G * H), db_cc=r(H))
+    for arr in p.values():
+        arr.flags.writeable = False      # inputs read-only: the kernels declare them const
+    return p
 
 
 def _active(T, lengths):
@@ -79,7 +83,7 @@ def _gru_run(mod, p, lengths, reset_after):
     T, B, _ = x.shape
     H = W.shape[0] // 3
     dtype = x.dtype
-    b_cc = p["b_cc"] if reset_after else np.zeros(H, dtype)
+    b_cc = p["b_cc"] if reset_after else np.zeros(H, dtype)     # the layer passes zeros
     c = np.full((T + 1, B, H), np.nan, dtype)
     gates = np.full((T, B, 3 * H), np.nan, dtype)
     hc = np.full((T, B, H), np.nan, dtype)
@@ -127,3 +131,10 @@ def test_wrong_dtype_or_layout_raises():
         _rnn.rnn_forward(a, np.asfortranarray(x), a0, W, b, lengths, False)
     with pytest.raises((TypeError, ValueError)):
         _rnn.rnn_forward(a, x, a0, W, b, lengths.astype(np.int32), False)
+    c, gates, hc = np.zeros((T + 1, B, H)), np.zeros((T, B, 3 * H)), np.zeros((T, B, H))
+    W3, b3, b_cc = np.zeros((3 * H, H + D)), np.zeros(3 * H), np.zeros(H)
+    _gru.gru_forward(c, gates, hc, x, a0, W3, b3, b_cc, lengths, True)     # the valid call
+    with pytest.raises((TypeError, ValueError)):
+        _gru.gru_forward(c, gates[:, :, ::2], hc, x, a0, W3, b3, b_cc, lengths, True)
+    with pytest.raises((TypeError, ValueError)):
+        _gru.gru_forward(c.astype(np.float32), gates, hc, x, a0, W3, b3, b_cc, lengths, True)
