@@ -13,9 +13,10 @@ MARCH = os.environ.get("SEQCORE_MARCH", "native")
 # Developers may build a subset while working on one kernel: SEQCORE_CELLS=lstm.
 CELLS = os.environ.get("SEQCORE_CELLS", "rnn,gru,lstm").split(",")
 
-compile_args = ["-O3", f"-march={MARCH}", "-fno-math-errno", "-fno-trapping-math"]
+# OpenMP: the per-step products split their columns between the core's threads.
+compile_args = ["-O3", f"-march={MARCH}", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
 if DEBUG:
-    compile_args = ["-O0", "-g"]
+    compile_args = ["-O0", "-g", "-fopenmp"]
 
 directives = {
     "language_level": 3,
@@ -32,6 +33,7 @@ extensions = [
         [f"csrc/_{cell}.pyx"],
         include_dirs=["csrc"],
         extra_compile_args=compile_args,
+        extra_link_args=["-fopenmp"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for cell in CELLS

@@ -19,6 +19,19 @@ from cython cimport floating
 
 from _blas cimport gemm
 from _fastmath cimport sigmoid, tanh
+from _packed cimport pack_cols, pack_rows, packed_len, rec_gemm
+
+# Threads of the per-step products (seqcore.set_num_threads sets them).
+cdef int _threads = 1
+
+
+def set_num_threads(int n):
+    global _threads
+    _threads = n if n > 0 else 1
+
+
+def get_num_threads():
+    return _threads
 
 
 def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] = c0
@@ -50,8 +63,23 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     # h = c<t-1> @ W_cc^T, the recurrent part of all three blocks (reset after only).
     cdef Py_ssize_t nh = B if reset_after else 0             # unused: stays empty
     cdef floating[:, ::1] h = np.empty((nh, 3 * H), dtype=dtype)
+    # The recurrent weights packed once for the per-step products (when there are
+    # steps to repay it): reset before, P1 = W[0:2H, :H]^T and P2 = W[2H:3H, :H]^T;
+    # reset after, P1 = W[:, :H]^T.
+    cdef int threads = _threads
+    cdef bint packed = T > 1
+    cdef size_t n1 = 3 * H if reset_after else 2 * H
+    cdef size_t len1 = packed_len(<floating*>NULL, n1, H)
+    cdef size_t len2 = 0 if reset_after else packed_len(<floating*>NULL, H, H)
+    cdef floating[::1] P = np.empty(len1 + len2 if packed else 1, dtype=dtype)
+    cdef floating* P1 = &P[0] if packed else NULL
+    cdef floating* P2 = &P[0] + len1 if packed and not reset_after else NULL
 
     with nogil:
+        if packed:
+            pack_rows(P1, &W[0, 0], LDW, n1, H)
+            if not reset_after:
+                pack_rows(P2, &W[2 * H, 0], LDW, H, H)
         # gates (T*B, 3H) = b + x (T*B, D) @ W_x^T: the input part of every step.
         bp = &b[0]
         for i in range(T * B):
@@ -71,9 +99,8 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
         for t in range(T):
             if not reset_after:
                 # gates[t, :, 0:2H] (B, 2H) += c<t> (B, H) @ W_cc[0:2H]^T
-                gemm(False, True, <int>B, <int>(2 * H), <int>H,
-                     one, &c[t, 0, 0], <int>H, &W[0, 0], LDW,
-                     one, &gates[t, 0, 0], G3)
+                rec_gemm(&gates[t, 0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
+                         B, 2 * H, H, True, threads)
                 for i in range(B):
                     gamma_r = &gates[t, i, 0]
                     gamma_u = gamma_r + H
@@ -86,9 +113,8 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                     for j in range(H):
                         gamma_u[j] = sigmoid(gamma_u[j])
                 # gates[t, :, 2H:3H] (B, H) += hc[t] (B, H) @ W_cc[2H:3H]^T
-                gemm(False, True, <int>B, <int>H, <int>H,
-                     one, &hc[t, 0, 0], <int>H, &W[2 * H, 0], LDW,
-                     one, &gates[t, 0, 2 * H], G3)
+                rec_gemm(&gates[t, 0, 2 * H], G3, &hc[t, 0, 0], H, P2, &W[2 * H, 0], LDW,
+                         True, B, H, H, True, threads)
                 for i in range(B):
                     gamma_u = &gates[t, i, H]
                     c_tilde = gamma_u + H
@@ -105,9 +131,8 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                             cn[j] = cp[j]
             else:
                 # h (B, 3H) = c<t> (B, H) @ W_cc^T
-                gemm(False, True, <int>B, G3, <int>H,
-                     one, &c[t, 0, 0], <int>H, &W[0, 0], LDW,
-                     zero, &h[0, 0], G3)
+                rec_gemm(&h[0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
+                         B, G3, H, False, threads)
                 bp = &b_cc[0]
                 for i in range(B):
                     gamma_r = &gates[t, i, 0]
@@ -175,8 +200,24 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     # drc: d(gamma_r * c<t-1>), what the candidate sends back (reset before only).
     cdef Py_ssize_t nr = 0 if reset_after else B
     cdef floating[:, ::1] drc = np.empty((nr, H), dtype=dtype)
+    # W_cc packed for the per-step products: reset before, Q1 = W[2H:3H, :H] (for
+    # d(gamma_r * c)) and Q2 = W[0:2H, :H]; reset after, Q1 = W[:, :H].
+    cdef int threads = _threads
+    cdef bint packed = T > 1
+    cdef size_t k1 = 3 * H if reset_after else H
+    cdef size_t len1 = packed_len(<floating*>NULL, H, k1)
+    cdef size_t len2 = 0 if reset_after else packed_len(<floating*>NULL, H, 2 * H)
+    cdef floating[::1] Q = np.empty(len1 + len2 if packed else 1, dtype=dtype)
+    cdef floating* Q1 = &Q[0] if packed else NULL
+    cdef floating* Q2 = &Q[0] + len1 if packed and not reset_after else NULL
 
     with nogil:
+        if packed:
+            if reset_after:
+                pack_cols(Q1, &W[0, 0], LDW, H, k1)
+            else:
+                pack_cols(Q1, &W[2 * H, 0], LDW, H, H)
+                pack_cols(Q2, &W[0, 0], LDW, H, 2 * H)
         # dc0 carries dC/dc<t+1> backwards through the loop and ends as dC/dc<0>.
         for i in range(B):
             dc = &dc0[i, 0]
@@ -241,9 +282,8 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
 
             if not reset_after:
                 # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
-                gemm(False, False, <int>B, <int>H, <int>H,
-                     one, &dz[t, 0, 2 * H], G3, &W[2 * H, 0], LDW,
-                     zero, &drc[0, 0], <int>H)
+                rec_gemm(&drc[0, 0], H, &dz[t, 0, 2 * H], G3, Q1, &W[2 * H, 0], LDW, False,
+                         B, H, H, False, threads)
                 for i in range(B):
                     if t >= lengths[i]:
                         continue
@@ -257,14 +297,12 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                         dzr[j] = d * cp[j] * gamma_r[j] * (one - gamma_r[j])  # through sigma
                         dc[j] = dc[j] + d * gamma_r[j]
                 # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
-                gemm(False, False, <int>B, <int>H, <int>(2 * H),
-                     one, &dz[t, 0, 0], G3, &W[0, 0], LDW,
-                     one, &dc0[0, 0], <int>H)
+                rec_gemm(&dc0[0, 0], H, &dz[t, 0, 0], G3, Q2, &W[0, 0], LDW, False,
+                         B, H, 2 * H, True, threads)
             else:
                 # dc0 (B, H) += dz_h (B, 3H) @ W_cc (3H, H)
-                gemm(False, False, <int>B, <int>H, G3,
-                     one, &dz_h[t, 0, 0], G3, &W[0, 0], LDW,
-                     one, &dc0[0, 0], <int>H)
+                rec_gemm(&dc0[0, 0], H, &dz_h[t, 0, 0], G3, Q1, &W[0, 0], LDW, False,
+                         B, H, G3, True, threads)
 
         # Parameter and input gradients over all T*B rows at once.
         # dW_x (3H, D) += dz^T (3H, T*B) @ x (T*B, D)

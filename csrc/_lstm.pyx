@@ -22,6 +22,19 @@ import numpy as np
 
 from _blas cimport gemm
 from _fastmath cimport sigmoid, tanh
+from _packed cimport pack_cols, pack_rows, packed_len, rec_gemm
+
+# Threads of the per-step products (seqcore.set_num_threads sets them).
+cdef int _threads = 1
+
+
+def set_num_threads(int n):
+    global _threads
+    _threads = n if n > 0 else 1
+
+
+def get_num_threads():
+    return _threads
 
 # The element-wise passes read and write 6-10 rows at once; without `restrict` gcc
 # would need more run-time overlap checks than it allows and leave them scalar.
@@ -152,7 +165,14 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
+    # W[:, :H]^T packed once for the per-step products, when there are steps to repay it
+    cdef int threads = _threads
+    cdef bint packed = T > 1
+    cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, G, H) if packed else 1, dtype)
+    cdef floating* Pp = &P[0] if packed else NULL
     with nogil:
+        if packed:
+            pack_rows(Pp, &W[0, 0], HD, G, H)
         memcpy(&a[0, 0, 0], &a0[0, 0], B * H * sizeof(floating))
         memcpy(&c[0, 0, 0], &c0[0, 0], B * H * sizeof(floating))
         # gates (T*B, 4H) = x (T*B, D) @ W[:, H:]^T, all steps at once
@@ -160,8 +180,8 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
              &W[0, 0] + H, <int>HD, zero, &gates[0, 0, 0], <int>G)
         for t in range(T):
             # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
-            gemm(False, True, <int>B, <int>G, <int>H, one, &a[t, 0, 0], <int>H,
-                 &W[0, 0], <int>HD, one, &gates[t, 0, 0], <int>G)
+            rec_gemm(&gates[t, 0, 0], G, &a[t, 0, 0], H, Pp, &W[0, 0], HD, True,
+                     B, G, H, True, threads)
             for bi in range(B):
                 g = &gates[t, bi, 0]
                 if t < lengths[bi]:
@@ -206,7 +226,14 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     cdef floating[:, ::1] tot = np.empty((2, H), dtype=dtype)        # total da, dc of one row
     cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)     # p without peepholes
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
+    # W[:, :H] packed for the per-step products
+    cdef int threads = _threads
+    cdef bint packed = T > 1
+    cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, G) if packed else 1, dtype)
+    cdef floating* Pp = &P[0] if packed else NULL
     with nogil:
+        if packed:
+            pack_cols(Pp, &W[0, 0], HD, H, G)
         # da0, dc0 double as the running gradients w.r.t. the state
         da = &da0[0, 0]
         dc = &dc0[0, 0]
@@ -227,8 +254,8 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
                     dc_sq[t, bi] = 0
             # da (B, H) += dz[t] (B, 4H) @ W[:, :H]; active rows were zeroed, inactive
             # rows have dz = 0 and keep their da
-            gemm(False, False, <int>B, <int>H, <int>G, one, &dz[t, 0, 0], <int>G,
-                 &W[0, 0], <int>HD, one, da, <int>H)
+            rec_gemm(da, H, &dz[t, 0, 0], G, Pp, &W[0, 0], HD, False,
+                     B, H, G, True, threads)
         # dW[:, H:] (4H, D) += dz^T (4H, T*B) @ x (T*B, D)
         gemm(True, False, <int>G, <int>D, <int>TB, one, &dz[0, 0, 0], <int>G,
              &x[0, 0, 0], <int>D, one, &dW[0, 0] + H, <int>HD)

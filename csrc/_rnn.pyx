@@ -16,6 +16,19 @@ from cython cimport floating
 
 from _blas cimport gemm
 from _fastmath cimport tanh
+from _packed cimport pack_cols, pack_rows, packed_len, rec_gemm
+
+# Threads of the per-step products (seqcore.set_num_threads sets them).
+cdef int _threads = 1
+
+
+def set_num_threads(int n):
+    global _threads
+    _threads = n if n > 0 else 1
+
+
+def get_num_threads():
+    return _threads
 
 
 def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] = a0
@@ -32,8 +45,17 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
     cdef floating* z                 # (H,) pre-activation, then state a<t+1>, one row
     cdef const floating* a_prev      # (H,) a<t>, one row
     cdef const floating* bp
+    cdef int threads = _threads
+
+    dtype = np.float32 if floating is float else np.float64
+    # W_aa^T packed once for the per-step products when there are steps to repay it
+    cdef bint packed = T > 1
+    cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)
+    cdef floating* Pp = &P[0] if packed else NULL
 
     with nogil:
+        if packed:
+            pack_rows(Pp, &W[0, 0], H + D, H, H)
         # a[1:] (T*B, H) = b + x (T*B, D) @ W_ax^T: the input part of every step.
         bp = &b[0]
         for i in range(T * B):
@@ -52,9 +74,8 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
 
         for t in range(T):
             # a[t+1] (B, H) += a[t] (B, H) @ W_aa^T
-            gemm(False, True, <int>B, <int>H, <int>H,
-                 one, &a[t, 0, 0], <int>H, &W[0, 0], <int>(H + D),
-                 one, &a[t + 1, 0, 0], <int>H)
+            rec_gemm(&a[t + 1, 0, 0], H, &a[t, 0, 0], H, Pp, &W[0, 0], H + D, True,
+                     B, H, H, True, threads)
             for i in range(B):
                 z = &a[t + 1, i, 0]
                 a_prev = &a[t, i, 0]
@@ -93,8 +114,14 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
 
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, :, ::1] dz = np.empty((T, B, H), dtype=dtype)   # pre-activation grads
+    cdef int threads = _threads
+    cdef bint packed = T > 1                                         # W_aa packed
+    cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)
+    cdef floating* Pp = &P[0] if packed else NULL
 
     with nogil:
+        if packed:
+            pack_cols(Pp, &W[0, 0], H + D, H, H)
         # da0 carries dC/da<t+1> backwards through the loop and ends as dC/da<0>.
         for i in range(B):
             da = &da0[i, 0]
@@ -130,9 +157,8 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                         da[j] = zero
             # da0 (B, H) += dz[t] (B, H) @ W_aa: active rows were zeroed above, inactive
             # rows have dz = 0, so they keep their gradient unchanged.
-            gemm(False, False, <int>B, <int>H, <int>H,
-                 one, &dz[t, 0, 0], <int>H, &W[0, 0], <int>(H + D),
-                 one, &da0[0, 0], <int>H)
+            rec_gemm(&da0[0, 0], H, &dz[t, 0, 0], H, Pp, &W[0, 0], H + D, False,
+                     B, H, H, True, threads)
 
         # Parameter and input gradients over all T*B rows at once.
         # dW_ax (H, D) += dz^T (H, T*B) @ x (T*B, D)

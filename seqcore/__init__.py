@@ -16,9 +16,13 @@ from .io import load  # noqa: E402
 from .models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger  # noqa: E402
 from .text import Vocab  # noqa: E402
 from .training import TrainingDiverged  # noqa: E402
+from ._threads import get_num_threads, set_num_threads, _default_core_threads  # noqa: E402
+
+set_num_threads(_default_core_threads())
+del _default_core_threads
 
 __version__ = "0.1.0"
 
 __all__ = ["RNN", "GRU", "LSTM", "Dense", "softmax_cross_entropy",
            "Vocab", "Embedding", "LanguageModel", "SequenceClassifier", "SequenceTagger",
-           "Seq2Seq", "load", "optim", "TrainingDiverged"]
+           "Seq2Seq", "load", "optim", "TrainingDiverged", "set_num_threads", "get_num_threads"]

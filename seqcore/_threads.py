@@ -11,6 +11,7 @@ libraries (Linux) and set directly. Elsewhere the limit is skipped.
 """
 
 import contextlib
+import os
 import ctypes
 
 # (set, get) function names exported by the OpenBLAS builds of NumPy and SciPy wheels.
@@ -56,12 +57,56 @@ def _openblas_limit(n):
             set_fn(old)
 
 
-def limit_blas_threads(n):
-    """Context manager: at most ``n`` BLAS threads inside (no-op for None)."""
+@contextlib.contextmanager
+def _core_limit(n):
+    old = set_num_threads(min(n, get_num_threads()))
+    try:
+        yield
+    finally:
+        set_num_threads(old)
+
+
+def limit_threads(n):
+    """Context manager: at most ``n`` BLAS threads and core threads inside (no-op for None)."""
     if n is None:
         return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(_core_limit(int(n)))
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return _openblas_limit(int(n))
-    return threadpool_limits(limits=int(n), user_api="blas")
+        stack.enter_context(_openblas_limit(int(n)))
+    else:
+        stack.enter_context(threadpool_limits(limits=int(n), user_api="blas"))
+    return stack
+
+
+def _default_core_threads():
+    """SEQCORE_NUM_THREADS if set, else the cores this process may run on."""
+    env = os.environ.get("SEQCORE_NUM_THREADS")
+    if env:
+        try:
+            return max(int(env), 1)
+        except ValueError:
+            raise ValueError(f"SEQCORE_NUM_THREADS: expected an integer, got {env!r}") from None
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n):
+    """Threads of the compiled core's per-step products (all cells). Returns the old count."""
+    from . import _core
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected an integer >= 1, got {n!r}")
+    old = get_num_threads()
+    for module in _core.values():
+        module.set_num_threads(n)
+    return old
+
+
+def get_num_threads():
+    """Threads the compiled core uses for its per-step products."""
+    from . import _core
+    return _core["lstm"].get_num_threads()

@@ -90,8 +90,8 @@ def register(subparsers):
     t.add_argument("--samples", type=_nonnegative_int, default=5, metavar="N",
                    help="samples printed during and after training (default: 5)")
     t.add_argument("--threads", type=_positive_int, default=1, metavar="N",
-                   help="BLAS threads; small models run fastest on one (default: 1; "
-                   "needs threadpoolctl, otherwise BLAS' own default)")
+                   help="threads for BLAS and the compiled core; small models run "
+                   "fastest on one (default: 1)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.set_defaults(func=_with_threads(cmd_train))
 
@@ -119,8 +119,8 @@ def register(subparsers):
 
 def _with_threads(command):
     def run(args):
-        from ._threads import limit_blas_threads
-        with limit_blas_threads(args.threads):
+        from ._threads import limit_threads
+        with limit_threads(args.threads):
             return command(args)
     return run
 

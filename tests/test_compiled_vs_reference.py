@@ -134,3 +134,32 @@ def test_padding_is_invisible(cell, rng):
         assert np.all(y[n:, b] == 0)
         for f, g in zip(state_list(final), state_list(fb)):
             np.testing.assert_allclose(f[:, b:b + 1], g, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_thread_count_does_not_change_the_numbers(cell, rng):
+    """Threads split the columns of each product, never a sum: results are bitwise equal."""
+    import seqcore
+    T, B, D, H = 4, 64, 8, 128      # enough work per step to use every thread
+    layer = make_layer(cell, D, H, num_layers=2, bidirectional=True, backend="cython",
+                       dtype=np.float32)
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    dy = rng.standard_normal((T, B, 2 * H)).astype(np.float32)
+    results = []
+    old = seqcore.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            seqcore.set_num_threads(n)
+            assert seqcore.get_num_threads() == n
+            layer.zero_grad()
+            y, _ = layer.forward(x, lengths=random_lengths(T, B, np.random.default_rng(1)))
+            assert np.abs(y).max() > 0
+            dx, _ = layer.backward(dy)
+            results.append([y, dx] + [g.copy() for g in layer.grads.values()])
+    finally:
+        seqcore.set_num_threads(old)
+    for other in results[1:]:
+        for r0, r in zip(results[0], other):
+            np.testing.assert_array_equal(r, r0)
+    with pytest.raises(ValueError, match="n: expected an integer >= 1"):
+        seqcore.set_num_threads(0)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import seqcore
-from seqcore._threads import limit_blas_threads
+from seqcore._threads import limit_threads
 from seqcore.optim import Adam, Cosine
 from seqcore.text import default_corpus
 
@@ -21,7 +21,7 @@ from seqcore.text import default_corpus
 @pytest.fixture(autouse=True)
 def one_blas_thread():
     # Small models run fastest on one BLAS thread (see seqcore/_threads.py).
-    with limit_blas_threads(1):
+    with limit_threads(1):
         yield
 
 

@@ -16,12 +16,12 @@ def _blas_threads():
 
 
 @pytest.mark.parametrize("without_threadpoolctl", [False, True])
-def test_limit_blas_threads_applies_and_restores(without_threadpoolctl, monkeypatch):
+def test_limit_threads_applies_and_restores(without_threadpoolctl, monkeypatch):
     if without_threadpoolctl:
         monkeypatch.setitem(sys.modules, "threadpoolctl", None)   # the ctypes fallback
     before = _blas_threads()
     assert before, "no BLAS found"
-    with _threads.limit_blas_threads(1):
+    with _threads.limit_threads(1):
         monkeypatch.undo()
         assert _blas_threads() == [1] * len(before)
     assert _blas_threads() == before
