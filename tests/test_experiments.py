@@ -193,7 +193,7 @@ def test_cli_adding_prints_the_result_and_writes_plot_and_json(tmp_path, capsys)
 
 def test_cli_exploding_reports_both_outcomes(tmp_path, capsys):
     png = tmp_path / "x.png"
-    assert main(["experiment", "exploding", "--steps", "1200", "--quiet",
+    assert main(["experiment", "exploding", "--steps", "2000", "--quiet",
                  "--plot", str(png)]) == 0
     out = capsys.readouterr().out
     assert "without clipping: diverged at step" in out
