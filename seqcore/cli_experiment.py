@@ -281,7 +281,7 @@ def cmd_exploding(args):
 
 
 def cmd_table(args):
-    from .experiments import markdown_table, run_table
+    from .experiments import gates_table, markdown_table, run_table
     _check_outputs(args)
     runs = len(args.cells) * len(args.lags) * args.seeds
     print(f"adding problem: {len(args.cells)} cells x lags {','.join(map(str, args.lags))} x "
@@ -305,9 +305,13 @@ def cmd_table(args):
     print(f"\n{runs} runs in {seconds:.0f} s; solved = held-out MSE below 0.01 (always "
           f"predicting 1 gives 0.167) within {args.steps} steps; each entry: seeds solved, "
           "median held-out MSE, steps the solved runs took.")
+    longest = max(args.lags)
+    first = [r for r in results if r["lag"] == longest and r["seed"] == args.seed]
+    if any(r["gates_end"] for r in first):
+        print(f"\nGates after training, lag {longest}, seed {args.seed} (mean activation over "
+              "steps, batch and units; saturated: below 0.05 or above 0.95):\n")
+        print(gates_table(first))
     if args.plot:
-        longest = max(args.lags)
-        first = [r for r in results if r["lag"] == longest and r["seed"] == args.seed]
         _plot(first, args.plot, f"adding problem, lag {longest}: gradient flow")
     if args.json:
         _write_json(args.json, {"seconds": seconds, "argv": sys.argv[1:], "runs": results})

@@ -41,7 +41,7 @@ from .training import TrainingDiverged, train
 
 __all__ = ["CELLS", "adding_batch", "copy_batch", "AddingRegressor", "run_adding",
            "run_copy", "run_exploding", "run_table", "plot_gradient_flow",
-           "markdown_table", "ADDING_BASELINE", "SOLVED_MSE"]
+           "markdown_table", "gates_table", "ADDING_BASELINE", "SOLVED_MSE"]
 
 # Command-line cell names -> (cell, cell options) of the models.
 CELLS = {
@@ -438,13 +438,27 @@ def markdown_table(results):
     return "\n".join(lines)
 
 
+def gates_table(results):
+    """Gated cells as rows: each gate's mean activation after training (fraction saturated)."""
+    names = [("gamma_u", "Γu"), ("gamma_f", "Γf"), ("gamma_r", "Γr"), ("gamma_o", "Γo")]
+    lines = ["| cell | " + " | ".join(f"{sym} mean (saturated)" for _, sym in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for r in results:
+        if not r.get("gates_end"):
+            continue
+        cols = [f"{r['gates_end'][n]['mean']:.2f} ({r['gates_end'][n]['saturated']:.0%})"
+                if n in r["gates_end"] else "" for n, _ in names]
+        lines.append(f"| {r['cell']} | " + " | ".join(cols) + " |")
+    return "\n".join(lines)
+
+
 def _table_entry(runs):
     solved = [r for r in runs if r["solved"]]
     count = f"{len(solved)}/{len(runs)}"
     text = f"**{count} solved**" if len(solved) == len(runs) else f"{count} solved"
     finals = [r["final_mse"] for r in runs if not r["diverged"]]
     if finals:
-        text += f", MSE {np.median(finals):.3f}"
+        text += f", MSE {np.median(finals):.4f}"
     diverged = sum(1 for r in runs if r["diverged"])
     if diverged:
         text += f", {diverged} diverged"
@@ -488,7 +502,8 @@ def plot_gradient_flow(results, path, *, title=None):
                 name += f" (MSE {r['final_mse']:.3f})"
             elif key == "grad_norms_end":
                 name += f" ({r['final_accuracy']:.0%} recalled)"
-            ax.semilogy(t[shown], rel[shown], color=f"C{i}", label=name)
+            style = "--" if r["cell"] in ("gru-reset-after", "lstm-peephole") else "-"
+            ax.semilogy(t[shown], rel[shown], style, color=f"C{i}", label=name)
             if shown.any():
                 lo = min(lo, rel[shown].min())
         if task == "adding":

@@ -163,8 +163,8 @@ def test_markdown_table_counts_seeds():
                               run("rnn", 50, False, None, 3, "training diverged at step 3")])
     lines = table.splitlines()
     assert lines[0] == "| cell | lag 10 | lag 50 |"
-    assert lines[2] == "| rnn | 1/2 solved, MSE 0.083, 750 steps | 0/1 solved, 1 diverged |"
-    assert lines[3].startswith("| lstm | **2/2 solved**, MSE 0.003, 250-500 steps |")
+    assert lines[2] == "| rnn | 1/2 solved, MSE 0.0825, 750 steps | 0/1 solved, 1 diverged |"
+    assert lines[3].startswith("| lstm | **2/2 solved**, MSE 0.0030, 250-500 steps |")
 
 
 def test_experiments_check_their_arguments():
@@ -209,6 +209,8 @@ def test_cli_table_prints_markdown_and_plots_the_longest_lag(tmp_path, capsys):
     assert out[0] == "| cell | lag 4 | lag 8 |"
     assert out[2].startswith("| rnn | ") and out[3].startswith("| lstm | ")
     assert "8 runs in" in out[5]
+    assert out[7].startswith("Gates after training, lag 8, seed 0")
+    assert "Γf mean (saturated)" in out[9] and out[10].startswith("| lstm | 0.")
     runs = json.loads(js.read_text())["runs"]
     assert len(runs) == 8 and {r["seed"] for r in runs} == {0, 1}
     assert png.read_bytes()[:8] == PNG
