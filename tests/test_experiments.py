@@ -210,7 +210,7 @@ def test_cli_table_prints_markdown_and_plots_the_longest_lag(tmp_path, capsys):
     assert out[2].startswith("| rnn | ") and out[3].startswith("| lstm | ")
     assert "8 runs in" in out[5]
     assert out[7].startswith("Gates after training, lag 8, seed 0")
-    assert "Γf mean (saturated)" in out[9] and out[10].startswith("| lstm | 0.")
+    assert "Γf mean (saturated)" in out[9] and out[11].startswith("| lstm | 0.")
     runs = json.loads(js.read_text())["runs"]
     assert len(runs) == 8 and {r["seed"] for r in runs} == {0, 1}
     assert png.read_bytes()[:8] == PNG
