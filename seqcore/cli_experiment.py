@@ -67,7 +67,8 @@ def _common(p, *, lag, steps, hidden, lr, clip, cell=True):
                    "pip install 'seqcore[plot]')")
     p.add_argument("--json", metavar="PATH", help="write every number of the run to PATH")
     p.add_argument("--threads", type=_positive_int, default=1, metavar="N",
-                   help="BLAS threads; these small models run fastest on one (default: 1)")
+                   help="threads for BLAS and the compiled core; these small models run fastest "
+                   "on one (default: 1)")
     p.add_argument("--quiet", action="store_true",
                    help="print only the result, not the held-out error as training goes")
 
@@ -147,7 +148,7 @@ def register(subparsers):
                    "seed) to PNG (needs matplotlib)")
     t.add_argument("--json", metavar="PATH", help="write every run's numbers to PATH")
     t.add_argument("--threads", type=_positive_int, default=1, metavar="N",
-                   help="BLAS threads (default: 1)")
+                   help="threads for BLAS and the compiled core (default: 1)")
     t.add_argument("--quiet", action="store_true", help="print only the table")
     t.set_defaults(func=cmd_table)
 

@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from . import _validation as V
-from ._threads import limit_blas_threads
+from ._threads import limit_threads
 from .dense import Dense
 from .diagnostics import gate_stats, gradient_norms
 from .models import SequenceTagger, _Model, _recurrent, _seeds
@@ -263,7 +263,7 @@ def run_adding(cell="lstm", lag=50, *, steps=2000, hidden=32, batch_size=32, lr=
     lag = _check_lag(lag, 2)
     steps = V.check_int(steps, "steps")
     s_model, s_train, s_valid = _seeds(seed, 3)
-    with limit_blas_threads(threads):
+    with limit_threads(threads):
         t0 = time.perf_counter()
         model = AddingRegressor(cell=kind, hidden_size=hidden, dtype=dtype, seed=s_model, **opts)
         if recurrent_scale is not None:                      # W_aa = scale * I (an IRNN)
@@ -312,7 +312,7 @@ def run_copy(cell="lstm", lag=20, *, steps=6000, hidden=64, batch_size=32, lr=3e
     steps = V.check_int(steps, "steps")
     s_model, s_train, s_valid = _seeds(seed, 3)
     A = V.check_int(symbols, "symbols", minimum=2)
-    with limit_blas_threads(threads):
+    with limit_threads(threads):
         t0 = time.perf_counter()
         model = SequenceTagger(A, input_size=A + 2, cell=kind, hidden_size=hidden,
                                dtype=dtype, seed=s_model, **opts)
