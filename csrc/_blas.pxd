@@ -1,9 +1,19 @@
 # Row-major BLAS shim over scipy.linalg.cython_blas (fast path): the only place the
-# compiled core talks to BLAS. Everything else calls these with C-order (row-major)
-# matrices; the shim swaps operands so the column-major Fortran routines see the
+# compiled core talks to BLAS (a batch of one row it computes directly). Everything
+# else calls these with C-order (row-major) matrices; the shim swaps operands so the column-major Fortran routines see the
 # transposed problem, C^T = B^T A^T, which is the same memory.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+cdef extern from "_packed_gemm.h" nogil:
+    void sc_rowdot_f(float* c, const float* a, size_t inc_a, const float* W, size_t ldw,
+                     size_t n, size_t k, int accumulate)
+    void sc_rowdot_d(double* c, const double* a, size_t inc_a, const double* W, size_t ldw,
+                     size_t n, size_t k, int accumulate)
+    void sc_rowaxpy_f(float* c, const float* a, size_t inc_a, const float* W, size_t ldw,
+                      size_t n, size_t k, int accumulate)
+    void sc_rowaxpy_d(double* c, const double* a, size_t inc_a, const double* W, size_t ldw,
+                      size_t n, size_t k, int accumulate)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -29,26 +39,25 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                 for j in range(n):
                     C[i * ldc + j] *= beta
         return
-    cdef char tr
-    cdef int inc_a, one = 1
+    cdef size_t inc_a
     if m == 1:
-        # One row (a batch of one): a matrix-vector product, which BLAS runs far
-        # better through gemv than through gemm's blocked kernels.
-        # C[0, :] (n) = alpha * a (k) @ op(B) + beta * C[0, :]; a's stride is lda when
-        # trans_a (a column of A), else 1. Column-major, row-major B (n, k) is B^T.
+        # A batch of one: a vector-matrix product, run directly (see _packed_gemm.h)
+        # because BLAS' dispatch costs more than the arithmetic here.
+        # C[0, :] (n) = alpha * a (k) @ op(B) + beta * C[0, :], a's stride is lda
+        # when trans_a (a column of A), else 1.
         inc_a = lda if trans_a else 1
-        tr = b'T' if trans_b else b'N'
-        if trans_b:
+        if alpha == 1 and (beta == 0 or beta == 1):
             if floating is float:
-                sgemv(&tr, &k, &n, &alpha, <float*>B, &ldb, <float*>A, &inc_a, &beta, C, &one)
+                if trans_b:
+                    sc_rowdot_f(C, A, inc_a, B, ldb, n, k, beta == 1)
+                else:
+                    sc_rowaxpy_f(C, A, inc_a, B, ldb, n, k, beta == 1)
             else:
-                dgemv(&tr, &k, &n, &alpha, <double*>B, &ldb, <double*>A, &inc_a, &beta, C, &one)
-        else:
-            if floating is float:
-                sgemv(&tr, &n, &k, &alpha, <float*>B, &ldb, <float*>A, &inc_a, &beta, C, &one)
-            else:
-                dgemv(&tr, &n, &k, &alpha, <double*>B, &ldb, <double*>A, &inc_a, &beta, C, &one)
-        return
+                if trans_b:
+                    sc_rowdot_d(C, A, inc_a, B, ldb, n, k, beta == 1)
+                else:
+                    sc_rowaxpy_d(C, A, inc_a, B, ldb, n, k, beta == 1)
+            return
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
     if floating is float:

@@ -160,4 +160,51 @@ static inline void sc_packed_gemm_##SUFFIX(T *C, size_t ldc, const T *A, size_t 
 SC_DEFINE_KERNEL(float, sc_vf, sc_vf_u, SC_NR_F, f)
 SC_DEFINE_KERNEL(double, sc_vd, sc_vd_u, SC_NR_D, d)
 
+/* ---------------------------------------------------------- a single row */
+
+/* A batch of one (token-by-token generation) makes every product a vector times a
+ * matrix: a BLAS gemv call then costs more in dispatch than in arithmetic, so these
+ * run it directly, streaming the weights once.
+ *   sc_rowdot:  c (n) (+)= a (k) @ W^T, W (n, k) with row stride ldw: a dot per row
+ *   sc_rowaxpy: c (n) (+)= a (k) @ W,   W (k, n) with row stride ldw: c += a_kk W[kk] */
+#define SC_DEFINE_ROW(T, V, VU, L, SUFFIX)                                          \
+static inline void sc_rowdot_##SUFFIX(T *c, const T *a, size_t inc_a, const T *W,   \
+                                      size_t ldw, size_t n, size_t k, int accumulate)\
+{                                                                                   \
+    for (size_t j = 0; j < n && inc_a != 1; j++) {  /* strided a: rare, plain loop */ \
+        T s = 0;                                                                    \
+        for (size_t kk = 0; kk < k; kk++) s += W[j * ldw + kk] * a[kk * inc_a];     \
+        c[j] = accumulate ? c[j] + s : s;                                           \
+    }                                                                               \
+    for (size_t j = 0; j < n && inc_a == 1; j++) {                                  \
+        const T *w = W + j * ldw;                                                   \
+        V acc0 = {0}, acc1 = {0};                                                   \
+        size_t kk = 0;                                                              \
+        for (; kk + 2 * L <= k; kk += 2 * L) {                                      \
+            acc0 += *(const VU *)(w + kk) * *(const VU *)(a + kk);                  \
+            acc1 += *(const VU *)(w + kk + L) * *(const VU *)(a + kk + L);          \
+        }                                                                           \
+        acc0 += acc1;                                                               \
+        T s = 0;                                                                    \
+        for (int l = 0; l < L; l++) s += acc0[l];                                   \
+        for (; kk < k; kk++) s += w[kk] * a[kk];                                    \
+        c[j] = accumulate ? c[j] + s : s;                                           \
+    }                                                                               \
+}                                                                                   \
+static inline void sc_rowaxpy_##SUFFIX(T *__restrict__ c, const T *a, size_t inc_a, \
+                                       const T *__restrict__ W, size_t ldw,         \
+                                       size_t n, size_t k, int accumulate)          \
+{                                                                                   \
+    if (!accumulate)                                                                \
+        for (size_t j = 0; j < n; j++) c[j] = 0;                                    \
+    for (size_t kk = 0; kk < k; kk++) {                                             \
+        const T s = a[kk * inc_a];                                                  \
+        const T *__restrict__ w = W + kk * ldw;                                     \
+        for (size_t j = 0; j < n; j++) c[j] += s * w[j];                            \
+    }                                                                               \
+}
+
+SC_DEFINE_ROW(float, sc_vf, sc_vf_u, 16, f)
+SC_DEFINE_ROW(double, sc_vd, sc_vd_u, 8, d)
+
 #endif

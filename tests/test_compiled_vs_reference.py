@@ -14,6 +14,7 @@ CONFIGS = [
     (1, 1, 3, 4, 1, False, False, False),
     (4, 2, 3, 1, 1, True, True, False),      # H = 1: single-row GEMMs (gemv) in backward
     (8, 1, 1, 3, 2, False, True, False),     # B = 1, D = 1
+    (1, 1, 40, 36, 2, True, False, False),   # one step of one sequence: vector loops
     (5, 1, 2, 3, 1, True, False, False),
     (1, 4, 3, 5, 2, True, True, False),
     (7, 3, 5, 4, 1, False, True, False),
