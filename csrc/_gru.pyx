@@ -86,9 +86,8 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
             g = &gates[0, 0, 0] + i * G3
             for j in range(3 * H):
                 g[j] = bp[j]
-        gemm(False, True, <int>(T * B), G3, <int>D,
-             one, &x[0, 0, 0], <int>D, &W[0, H], LDW,
-             one, &gates[0, 0, 0], G3)
+        rec_gemm(&gates[0, 0, 0], G3, &x[0, 0, 0], D, NULL, &W[0, H], LDW, True,
+                 T * B, G3, D, True, threads)
 
         for i in range(B):
             cn = &c[0, i, 0]

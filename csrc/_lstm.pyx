@@ -176,8 +176,8 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
         memcpy(&a[0, 0, 0], &a0[0, 0], B * H * sizeof(floating))
         memcpy(&c[0, 0, 0], &c0[0, 0], B * H * sizeof(floating))
         # gates (T*B, 4H) = x (T*B, D) @ W[:, H:]^T, all steps at once
-        gemm(False, True, <int>(T * B), <int>G, <int>D, one, &x[0, 0, 0], <int>D,
-             &W[0, 0] + H, <int>HD, zero, &gates[0, 0, 0], <int>G)
+        rec_gemm(&gates[0, 0, 0], G, &x[0, 0, 0], D, NULL, &W[0, 0] + H, HD, True,
+                 T * B, G, D, False, threads)
         for t in range(T):
             # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
             rec_gemm(&gates[t, 0, 0], G, &a[t, 0, 0], H, Pp, &W[0, 0], HD, True,

@@ -22,6 +22,33 @@ cdef extern from "_packed_gemm.h" nogil:
     void sc_packed_gemm_d(double* C, size_t ldc, const double* A, size_t rs, size_t cs,
                           const double* P, size_t m, size_t n, size_t k, size_t j0,
                           size_t j1, int accumulate)
+    void sc_rowdot_f(float* c, const float* a, size_t inc_a, const float* W, size_t ldw,
+                     size_t n, size_t k, int accumulate)
+    void sc_rowdot_d(double* c, const double* a, size_t inc_a, const double* W, size_t ldw,
+                     size_t n, size_t k, int accumulate)
+    void sc_rowaxpy_f(float* c, const float* a, size_t inc_a, const float* W, size_t ldw,
+                      size_t n, size_t k, int accumulate)
+    void sc_rowaxpy_d(double* c, const double* a, size_t inc_a, const double* W, size_t ldw,
+                      size_t n, size_t k, int accumulate)
+
+
+cdef inline Py_ssize_t useful_threads(int threads, size_t m, size_t n, size_t k,
+                                      size_t parts) noexcept nogil:
+    """How many of `threads` are worth waking for an (m, n, k) product in `parts` pieces.
+
+    A thread pays for its hand-off from about a million multiply-adds; a product of
+    one row is bound by reading the weights instead, and splitting them pays from
+    about 128 Ki weights (each core then streams its share from its own cache).
+    """
+    cdef size_t useful = (m * n * k) >> 20
+    if m == 1:
+        useful = (n * k) >> 17
+    cdef size_t nq = <size_t>threads
+    if nq > parts:
+        nq = parts
+    if nq > useful:
+        nq = useful
+    return <Py_ssize_t>(nq if nq > 1 else 1)
 
 
 cdef inline size_t num_panels(const floating* P, size_t n) noexcept nogil:
@@ -63,14 +90,7 @@ cdef inline void step_gemm(floating* C, size_t ldc, const floating* A, size_t ld
                            bint accumulate, int threads) noexcept nogil:
     """C (m, n) (+)= A (m, k) @ P (k, n), A row-major; panels split over `threads`."""
     cdef size_t np = num_panels(P, n)
-    # A thread is worth waking only for about a million multiply-adds: below that the
-    # hand-off costs more than it saves (and far more on a machine that is busy).
-    cdef size_t useful = (m * n * k) >> 20
-    cdef Py_ssize_t q, nq = threads
-    if <size_t>nq > np:
-        nq = np
-    if <size_t>nq > useful:
-        nq = useful
+    cdef Py_ssize_t q, nq = useful_threads(threads, m, n, k, np)
     if nq <= 1:
         if floating is float:
             sc_packed_gemm_f(C, ldc, A, lda, 1, P, m, n, k, 0, np, accumulate)
@@ -86,6 +106,22 @@ cdef inline void step_gemm(floating* C, size_t ldc, const floating* A, size_t ld
                              (q + 1) * np // nq, accumulate)
 
 
+cdef inline void row_product(floating* c, const floating* a, const floating* W, size_t ldw,
+                             bint W_T, size_t j0, size_t j1, size_t k,
+                             bint accumulate) noexcept nogil:
+    """c[j0:j1] (+)= (a (k) @ op(W))[j0:j1], op(W) = W^T for W (n, k) when W_T."""
+    if floating is float:
+        if W_T:
+            sc_rowdot_f(c + j0, a, 1, W + j0 * ldw, ldw, j1 - j0, k, accumulate)
+        else:
+            sc_rowaxpy_f(c + j0, a, 1, W + j0, ldw, j1 - j0, k, accumulate)
+    else:
+        if W_T:
+            sc_rowdot_d(c + j0, a, 1, W + j0 * ldw, ldw, j1 - j0, k, accumulate)
+        else:
+            sc_rowaxpy_d(c + j0, a, 1, W + j0, ldw, j1 - j0, k, accumulate)
+
+
 cdef inline void rec_gemm(floating* C, size_t ldc, const floating* A, size_t lda,
                           const floating* P, const floating* W, size_t ldw, bint W_T,
                           size_t m, size_t n, size_t k, bint accumulate,
@@ -96,8 +132,18 @@ cdef inline void rec_gemm(floating* C, size_t ldc, const floating* A, size_t lda
     reads W directly, which is cheaper when there are too few steps to repay packing.
     """
     cdef floating one = 1, beta = 1 if accumulate else 0
+    cdef Py_ssize_t q, nq
     if P != NULL:
         step_gemm(C, ldc, A, lda, P, m, n, k, accumulate, threads)
+    elif m == 1:
+        # one row: split the result's columns (rows of W^T) so each core streams
+        # its share of the weights, which then stays in its cache from call to call
+        nq = useful_threads(threads, m, n, k, (n + 15) // 16)
+        if nq <= 1:
+            row_product(C, A, W, ldw, W_T, 0, n, k, accumulate)
+            return
+        for q in prange(nq, num_threads=nq, schedule="static"):
+            row_product(C, A, W, ldw, W_T, q * n // nq, (q + 1) * n // nq, k, accumulate)
     else:
         gemm(False, W_T, <int>m, <int>n, <int>k, one, A, <int>lda, W, <int>ldw,
              beta, C, <int>ldc)

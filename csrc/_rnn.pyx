@@ -62,9 +62,8 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
             z = &a[1, 0, 0] + i * H
             for j in range(H):
                 z[j] = bp[j]
-        gemm(False, True, <int>(T * B), <int>H, <int>D,
-             one, &x[0, 0, 0], <int>D, &W[0, H], <int>(H + D),
-             one, &a[1, 0, 0], <int>H)
+        rec_gemm(&a[1, 0, 0], H, &x[0, 0, 0], D, NULL, &W[0, H], H + D, True,
+                 T * B, H, D, True, threads)
 
         for i in range(B):
             z = &a[0, i, 0]
