@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = []
+COMMAND_MODULES = ["seqcore.bench"]
 
 
 class CommandError(Exception):
