@@ -15,6 +15,7 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     op(A) is (m, k): A is (m, k) with row stride lda, or (k, m) when trans_a.
     op(B) is (k, n): B is (k, n) with row stride ldb, or (n, k) when trans_b.
     """
+    cdef int i, j
     if m <= 0 or n <= 0:
         return
     if k <= 0:

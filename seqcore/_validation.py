@@ -5,6 +5,7 @@ C-contiguous array of the right dtype, so kernels (which run without the GIL and
 trust their inputs) never see anything unchecked.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -46,34 +47,40 @@ def _shape_str(shape):
     return "(" + ", ".join(str(s) for s in shape) + ")"
 
 
+def all_finite(x):
+    """True when x has no NaN or infinity: one sum, and an exact look only if it overflows."""
+    if math.isfinite(np.add.reduce(x, axis=None)):
+        return True                     # NaN and inf always reach the sum
+    return bool(np.isfinite(x).all())   # the sum may overflow with finite entries
+
+
 def check_array(x, name, shape, dtype, *, finite=True):
     """Return ``x`` as a C-contiguous array of ``dtype`` with exactly ``shape``.
 
     ``shape`` holds ints, or strings naming a free dimension (for the message).
     Returns the array (converted only in layout, never in dtype).
     """
-    expected = _shape_str(shape)
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple)) or np.isscalar(x):
             x = np.asarray(x)
         else:
-            raise TypeError(f"{name}: expected a numpy array of shape {expected}, "
+            raise TypeError(f"{name}: expected a numpy array of shape {_shape_str(shape)}, "
                             f"got {type(x).__name__}")
     if x.dtype != dtype:
         hint = f" (convert with .astype(numpy.{np.dtype(dtype)}))" if x.dtype.kind in "fiu" else ""
         raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got {x.dtype}{hint}")
     if x.ndim != len(shape):
-        raise ValueError(f"{name}: expected {len(shape)} dimensions {expected}, "
+        raise ValueError(f"{name}: expected {len(shape)} dimensions {_shape_str(shape)}, "
                          f"got shape {x.shape}")
     for got, want in zip(x.shape, shape):
-        if isinstance(want, int) and got != want:
-            raise ValueError(f"{name}: expected shape {expected}, got {x.shape}")
+        if got != want and want.__class__ is int:
+            raise ValueError(f"{name}: expected shape {_shape_str(shape)}, got {x.shape}")
         if got == 0:
-            raise ValueError(f"{name}: expected shape {expected} with no empty dimension, "
-                             f"got {x.shape}")
-    if finite and not np.isfinite(x).all():
+            raise ValueError(f"{name}: expected shape {_shape_str(shape)} with no empty "
+                             f"dimension, got {x.shape}")
+    if finite and not all_finite(x):
         raise ValueError(f"{name}: contains NaN or infinity")
-    return np.ascontiguousarray(x)
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
 def check_lengths(lengths, T, B):

@@ -98,6 +98,10 @@ class _Recurrent:
     def _extra_param_shapes(self, l, sfx):
         return {}
 
+    def _gate_activations(self, cache):
+        """(T, B, G*H) gate activations kept by forward for one layer and direction."""
+        return None
+
     def _init_params(self, rng):
         # Uniform in +-1/sqrt(H), as PyTorch initializes its recurrent layers.
         k = 1.0 / np.sqrt(self.hidden_size)
@@ -109,6 +113,10 @@ class _Recurrent:
         out = []
         for name, shape in self._param_shapes_of(l, sfx).items():
             p = self.params.get(name)
+            if (p.__class__ is np.ndarray and p.shape == shape and p.dtype == self.dtype
+                    and p.flags.c_contiguous):
+                out.append(p)               # the common case, checked in a few attribute reads
+                continue
             if p is None:
                 raise ValueError(f"params[{name!r}]: missing; expected shape {shape}")
             out.append(V.check_array(p, f"params[{name!r}]", shape, self.dtype, finite=False))
@@ -329,6 +337,9 @@ class GRU(_Recurrent):
     def _extra_param_shapes(self, l, sfx):
         return {f"b_cc_l{l}{sfx}": (self.hidden_size,)} if self.reset_after else {}
 
+    def _gate_activations(self, cache):
+        return cache[2]
+
     def _b_cc(self, params):
         return params[2] if self.reset_after else np.zeros(self.hidden_size, self.dtype)
 
@@ -375,6 +386,9 @@ class LSTM(_Recurrent):
         for name, value in self.params.items():
             if name.startswith("b_l"):
                 value[H:2 * H] = 1
+
+    def _gate_activations(self, cache):
+        return cache[3]
 
     def _p(self, params):
         return params[2] if self.peephole else np.zeros((3, self.hidden_size), self.dtype)

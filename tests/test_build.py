@@ -1,5 +1,6 @@
 """The compiled core is really there, really compiled, and there is no silent fallback."""
 import importlib.machinery
+import os
 import subprocess
 import sys
 
@@ -35,8 +36,10 @@ def test_missing_core_fails_loudly(tmp_path):
         "sys.meta_path.insert(0, Block())\n"
         "import seqcore\n"
     )
+    # Import the same seqcore this test run imports, wherever it is installed.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(seqcore.__file__)))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path)
+                          cwd=tmp_path, env=env)
     assert proc.returncode != 0
     assert "has not been built correctly" in proc.stderr
 

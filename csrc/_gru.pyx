@@ -1,0 +1,303 @@
+# GRU cell, compiled fast path (the NumPy reference is seqcore/reference.py).
+#
+# Legend: T time steps, B batch, D input features, H hidden units.
+# W = [W_cc | W_cx] is (3H, H + D), row blocks (r, u, c): columns 0:H multiply the old
+# state c<t-1>, columns H: multiply x<t>. b is (3H,), b_cc (H,) (reset_after only).
+#
+# Structure (same numbers as the reference, different shape of the work):
+#   forward:  one GEMM projects the inputs of all T*B rows into `gates` (bias folded
+#             in); per step, reset before: two GEMMs (r,u blocks, then the candidate
+#             on gamma_r * c<t-1>), reset after: one GEMM into a (B, 3H) workspace;
+#             each followed by a fused element-wise gate pass.
+#   backward: per step a fused pass writes the pre-activation gradients dz and the
+#             GEMM(s) carry dC/dc back one step; after the loop, big GEMMs over all
+#             T*B rows give dW and dx, column sums give db and db_cc.
+import numpy as np
+
+from libc.stdint cimport int64_t
+from cython cimport floating
+
+from _blas cimport gemm
+from _fastmath cimport sigmoid, tanh
+
+
+def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] = c0
+                floating[:, :, ::1] gates,      # (T, B, 3H) out: [gamma_r, gamma_u, c_tilde]
+                floating[:, :, ::1] hc,         # (T, B, H) out: candidate's view of c<t-1>
+                const floating[:, :, ::1] x,    # (T, B, D)
+                const floating[:, ::1] c0,      # (B, H)
+                const floating[:, ::1] W,       # (3H, H+D)
+                const floating[::1] b,          # (3H,)
+                const floating[::1] b_cc,       # (H,) used only when reset_after
+                const int64_t[::1] lengths,     # (B,) 1 <= lengths[i] <= T
+                bint reset_after):
+    """GRU forward through time; inactive steps keep the state (gates still computed)."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c0.shape[1]
+    cdef Py_ssize_t t, i, j
+    cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
+    cdef floating zero = 0, one = 1, v
+    cdef floating* g                 # (3H,) one row of gates (input projection)
+    cdef floating* gamma_r           # (H,) one row of gates[:, :, 0:H]: z_r, then gamma_r
+    cdef floating* gamma_u           # (H,) one row of gates[:, :, H:2H]: z_u, then gamma_u
+    cdef floating* c_tilde           # (H,) one row of gates[:, :, 2H:3H]: z_c, then c_tilde
+    cdef floating* hr                # (3H,) one row of h (reset after)
+    cdef floating* hcr               # (H,) one row of hc
+    cdef floating* cn                # (H,) c<t+1>, one row
+    cdef const floating* cp          # (H,) c<t>, one row
+    cdef const floating* bp
+
+    dtype = np.float32 if floating is float else np.float64
+    # h = c<t-1> @ W_cc^T, the recurrent part of all three blocks (reset after only).
+    cdef Py_ssize_t nh = B if reset_after else 0             # unused: stays empty
+    cdef floating[:, ::1] h = np.empty((nh, 3 * H), dtype=dtype)
+
+    with nogil:
+        # gates (T*B, 3H) = b + x (T*B, D) @ W_x^T: the input part of every step.
+        bp = &b[0]
+        for i in range(T * B):
+            g = &gates[0, 0, 0] + i * G3
+            for j in range(3 * H):
+                g[j] = bp[j]
+        gemm(False, True, <int>(T * B), G3, <int>D,
+             one, &x[0, 0, 0], <int>D, &W[0, H], LDW,
+             one, &gates[0, 0, 0], G3)
+
+        for i in range(B):
+            cn = &c[0, i, 0]
+            cp = &c0[i, 0]
+            for j in range(H):
+                cn[j] = cp[j]
+
+        for t in range(T):
+            if not reset_after:
+                # gates[t, :, 0:2H] (B, 2H) += c<t> (B, H) @ W_cc[0:2H]^T
+                gemm(False, True, <int>B, <int>(2 * H), <int>H,
+                     one, &c[t, 0, 0], <int>H, &W[0, 0], LDW,
+                     one, &gates[t, 0, 0], G3)
+                for i in range(B):
+                    gamma_r = &gates[t, i, 0]
+                    gamma_u = gamma_r + H
+                    cp = &c[t, i, 0]
+                    hcr = &hc[t, i, 0]
+                    for j in range(H):
+                        v = sigmoid(gamma_r[j])
+                        gamma_r[j] = v
+                        hcr[j] = v * cp[j]                  # gamma_r * c<t-1>
+                    for j in range(H):
+                        gamma_u[j] = sigmoid(gamma_u[j])
+                # gates[t, :, 2H:3H] (B, H) += hc[t] (B, H) @ W_cc[2H:3H]^T
+                gemm(False, True, <int>B, <int>H, <int>H,
+                     one, &hc[t, 0, 0], <int>H, &W[2 * H, 0], LDW,
+                     one, &gates[t, 0, 2 * H], G3)
+                for i in range(B):
+                    gamma_u = &gates[t, i, H]
+                    c_tilde = gamma_u + H
+                    cp = &c[t, i, 0]
+                    cn = &c[t + 1, i, 0]
+                    if t < lengths[i]:
+                        for j in range(H):
+                            v = tanh(c_tilde[j])
+                            c_tilde[j] = v
+                            cn[j] = gamma_u[j] * v + (one - gamma_u[j]) * cp[j]
+                    else:
+                        for j in range(H):                  # inactive: state copied
+                            c_tilde[j] = tanh(c_tilde[j])
+                            cn[j] = cp[j]
+            else:
+                # h (B, 3H) = c<t> (B, H) @ W_cc^T
+                gemm(False, True, <int>B, G3, <int>H,
+                     one, &c[t, 0, 0], <int>H, &W[0, 0], LDW,
+                     zero, &h[0, 0], G3)
+                bp = &b_cc[0]
+                for i in range(B):
+                    gamma_r = &gates[t, i, 0]
+                    gamma_u = gamma_r + H
+                    c_tilde = gamma_r + 2 * H
+                    hr = &h[i, 0]
+                    cp = &c[t, i, 0]
+                    cn = &c[t + 1, i, 0]
+                    hcr = &hc[t, i, 0]
+                    for j in range(2 * H):                  # gamma_r, gamma_u
+                        gamma_r[j] = sigmoid(gamma_r[j] + hr[j])
+                    for j in range(H):
+                        v = hr[2 * H + j] + bp[j]           # W_cc c<t-1> + b_cc
+                        hcr[j] = v
+                        c_tilde[j] = tanh(c_tilde[j] + gamma_r[j] * v)
+                    if t < lengths[i]:
+                        for j in range(H):
+                            cn[j] = gamma_u[j] * c_tilde[j] + (one - gamma_u[j]) * cp[j]
+                    else:
+                        for j in range(H):                  # inactive: state copied
+                            cn[j] = cp[j]
+
+
+def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
+                 floating[:, ::1] dc0,          # (B, H) out: dC/dc<0>
+                 floating[:, ::1] dW,           # (3H, H+D) accumulate
+                 floating[::1] db,              # (3H,) accumulate
+                 floating[::1] db_cc,           # (H,) accumulate (reset_after only)
+                 floating[:, ::1] da_sq,        # (T, B) out: ||dC/dc<t+1>||^2
+                 const floating[:, :, ::1] dy,  # (T, B, H)
+                 const floating[:, ::1] dc_T,   # (B, H) dC/dc<T>
+                 const floating[:, :, ::1] x,   # (T, B, D)
+                 const floating[:, :, ::1] c,   # (T+1, B, H) states from gru_forward
+                 const floating[:, :, ::1] gates,  # (T, B, 3H) from gru_forward
+                 const floating[:, :, ::1] hc,  # (T, B, H) from gru_forward
+                 const floating[:, ::1] W,      # (3H, H+D)
+                 const int64_t[::1] lengths,    # (B,)
+                 bint reset_after):
+    """Backpropagation through time for gru_forward."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c.shape[2]
+    cdef Py_ssize_t t, i, j
+    cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
+    cdef floating zero = 0, one = 1, sq, d
+    cdef floating* dc                # (H,) dC/dc<t+1> of one sequence, running (in dc0)
+    cdef floating* dzr               # (3H,) one row of dz
+    cdef floating* dhr               # (3H,) one row of dz_h (reset after)
+    cdef floating* drr               # (H,) one row of drc (reset before)
+    cdef floating* dbp
+    cdef const floating* dyr
+    cdef const floating* gamma_r     # (H,) one row of gates[:, :, 0:H]
+    cdef const floating* gamma_u     # (H,) one row of gates[:, :, H:2H]
+    cdef const floating* c_tilde     # (H,) one row of gates[:, :, 2H:3H]
+    cdef floating* dzu               # (H,) dzr + H
+    cdef floating* dzc               # (H,) dzr + 2H
+    cdef floating* dhc               # (H,) dhr + 2H
+    cdef const floating* cp          # (H,) c<t>, one row
+    cdef const floating* hcr         # (H,) hc[t], one row
+
+    dtype = np.float32 if floating is float else np.float64
+    # dz: gradients w.r.t. the gates' pre-activations, input parts [dz_r, dz_u, dz_c].
+    cdef floating[:, :, ::1] dz = np.empty((T, B, 3 * H), dtype=dtype)
+    # dz_h: recurrent parts [dz_r, dz_u, dz_c * gamma_r] (reset after only).
+    cdef Py_ssize_t nh = T if reset_after else 0             # unused workspaces stay empty
+    cdef floating[:, :, ::1] dz_h = np.empty((nh, B, 3 * H), dtype=dtype)
+    # drc: d(gamma_r * c<t-1>), what the candidate sends back (reset before only).
+    cdef Py_ssize_t nr = 0 if reset_after else B
+    cdef floating[:, ::1] drc = np.empty((nr, H), dtype=dtype)
+
+    with nogil:
+        # dc0 carries dC/dc<t+1> backwards through the loop and ends as dC/dc<0>.
+        for i in range(B):
+            dc = &dc0[i, 0]
+            dyr = &dc_T[i, 0]
+            for j in range(H):
+                dc[j] = dyr[j]
+
+        for t in range(T - 1, -1, -1):
+            for i in range(B):
+                dzr = &dz[t, i, 0]
+                if t >= lengths[i]:
+                    # Inactive: the state was copied, so dC/dc passes through; dy ignored.
+                    da_sq[t, i] = zero
+                    for j in range(3 * H):
+                        dzr[j] = zero
+                    if reset_after:
+                        dhr = &dz_h[t, i, 0]
+                        for j in range(3 * H):
+                            dhr[j] = zero
+                    continue
+                dc = &dc0[i, 0]
+                dyr = &dy[t, i, 0]
+                gamma_r = &gates[t, i, 0]
+                gamma_u = gamma_r + H
+                c_tilde = gamma_r + 2 * H
+                dzu = dzr + H
+                dzc = dzr + 2 * H
+                cp = &c[t, i, 0]
+                for j in range(H):
+                    dc[j] = dc[j] + dyr[j]          # output at t and all later steps
+                sq = zero
+                for j in range(H):
+                    sq = sq + dc[j] * dc[j]
+                da_sq[t, i] = sq
+                # c<t> = gamma_u * c_tilde + (1 - gamma_u) * c<t-1>
+                if not reset_after:
+                    # (Short loops: one fused loop needs more runtime alias checks than
+                    # gcc allows and would not be vectorized.)
+                    for j in range(H):                  # backprop through tanh (candidate)
+                        dzc[j] = dc[j] * gamma_u[j] * (one - c_tilde[j] * c_tilde[j])
+                    for j in range(H):                  # backprop through sigma (update)
+                        dzu[j] = dc[j] * (c_tilde[j] - cp[j]) * gamma_u[j] * (one - gamma_u[j])
+                    for j in range(H):                  # direct path to c<t-1>
+                        dc[j] = dc[j] * (one - gamma_u[j])
+                else:
+                    # z_c = W_cx x + b_c + gamma_r * hc,   hc = W_cc c<t-1> + b_cc
+                    hcr = &hc[t, i, 0]
+                    dhr = &dz_h[t, i, 0]
+                    dhc = dhr + 2 * H
+                    for j in range(H):                  # backprop through tanh (candidate)
+                        dzc[j] = dc[j] * gamma_u[j] * (one - c_tilde[j] * c_tilde[j])
+                    for j in range(H):                  # backprop through sigma (update)
+                        dzu[j] = dc[j] * (c_tilde[j] - cp[j]) * gamma_u[j] * (one - gamma_u[j])
+                    for j in range(H):                  # d gamma_r = dz_c * hc; through sigma
+                        dzr[j] = dzc[j] * hcr[j] * gamma_r[j] * (one - gamma_r[j])
+                    for j in range(2 * H):              # r, u: recurrent part = input part
+                        dhr[j] = dzr[j]
+                    for j in range(H):                  # d(W_cc c<t-1> + b_cc)
+                        dhc[j] = dzc[j] * gamma_r[j]
+                    for j in range(H):                  # direct path to c<t-1>
+                        dc[j] = dc[j] * (one - gamma_u[j])
+
+            if not reset_after:
+                # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
+                gemm(False, False, <int>B, <int>H, <int>H,
+                     one, &dz[t, 0, 2 * H], G3, &W[2 * H, 0], LDW,
+                     zero, &drc[0, 0], <int>H)
+                for i in range(B):
+                    if t >= lengths[i]:
+                        continue
+                    dc = &dc0[i, 0]
+                    dzr = &dz[t, i, 0]
+                    drr = &drc[i, 0]
+                    gamma_r = &gates[t, i, 0]
+                    cp = &c[t, i, 0]
+                    for j in range(H):
+                        d = drr[j]
+                        dzr[j] = d * cp[j] * gamma_r[j] * (one - gamma_r[j])  # through sigma
+                        dc[j] = dc[j] + d * gamma_r[j]
+                # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
+                gemm(False, False, <int>B, <int>H, <int>(2 * H),
+                     one, &dz[t, 0, 0], G3, &W[0, 0], LDW,
+                     one, &dc0[0, 0], <int>H)
+            else:
+                # dc0 (B, H) += dz_h (B, 3H) @ W_cc (3H, H)
+                gemm(False, False, <int>B, <int>H, G3,
+                     one, &dz_h[t, 0, 0], G3, &W[0, 0], LDW,
+                     one, &dc0[0, 0], <int>H)
+
+        # Parameter and input gradients over all T*B rows at once.
+        # dW_x (3H, D) += dz^T (3H, T*B) @ x (T*B, D)
+        gemm(True, False, G3, <int>D, <int>(T * B),
+             one, &dz[0, 0, 0], G3, &x[0, 0, 0], <int>D,
+             one, &dW[0, H], LDW)
+        if not reset_after:
+            # dW_cc[0:2H] (2H, H) += [dz_r, dz_u]^T (2H, T*B) @ c[0:T] (T*B, H)
+            gemm(True, False, <int>(2 * H), <int>H, <int>(T * B),
+                 one, &dz[0, 0, 0], G3, &c[0, 0, 0], <int>H,
+                 one, &dW[0, 0], LDW)
+            # dW_cc[2H:3H] (H, H) += dz_c^T (H, T*B) @ hc (T*B, H)
+            gemm(True, False, <int>H, <int>H, <int>(T * B),
+                 one, &dz[0, 0, 2 * H], G3, &hc[0, 0, 0], <int>H,
+                 one, &dW[2 * H, 0], LDW)
+        else:
+            # dW_cc (3H, H) += dz_h^T (3H, T*B) @ c[0:T] (T*B, H)
+            gemm(True, False, G3, <int>H, <int>(T * B),
+                 one, &dz_h[0, 0, 0], G3, &c[0, 0, 0], <int>H,
+                 one, &dW[0, 0], LDW)
+            # db_cc (H,) += column sums of dz_h[:, :, 2H:3H]
+            dbp = &db_cc[0]
+            for i in range(T * B):
+                dhr = &dz_h[0, 0, 0] + i * G3 + 2 * H
+                for j in range(H):
+                    dbp[j] = dbp[j] + dhr[j]
+        # db (3H,) += column sums of dz
+        dbp = &db[0]
+        for i in range(T * B):
+            dzr = &dz[0, 0, 0] + i * G3
+            for j in range(3 * H):
+                dbp[j] = dbp[j] + dzr[j]
+        # dx (T*B, D) = dz (T*B, 3H) @ W_x (3H, D): r, u and candidate all contribute
+        gemm(False, False, <int>(T * B), <int>D, G3,
+             one, &dz[0, 0, 0], G3, &W[0, H], LDW,
+             zero, &dx[0, 0, 0], <int>D)

@@ -1,0 +1,253 @@
+# LSTM kernels, compiled fast path (the oracle is seqcore/reference.py: lstm_forward/lstm_backward).
+#
+# Legend: T time steps, B batch, D input features, H hidden units; the 4H gate
+# axis holds the row blocks (u, f, c, o) of W and b.
+#
+# Same math and signatures as the reference, different structure:
+# * forward: one GEMM projects the inputs of all T*B rows through W[:, H:] into
+#   `gates`; each step then adds a[t] @ W[:, :H]^T (one GEMM) and runs one fused
+#   element-wise pass that adds the bias, applies the gate nonlinearities in place
+#   and writes c[t+1], a[t+1];
+# * backward: each step (reversed) runs one fused element-wise pass producing
+#   dz[t] = dC/d(pre-activations) into a (T, B, 4H) workspace, then one GEMM
+#   carries da back through W[:, :H]; after the loop, dW, db, dp and dx come from
+#   a few big GEMMs / sweeps over all T*B rows of dz.
+# Inactive steps (t >= lengths[b]) copy the state forward, have gates = 0 and dz = 0.
+cimport cython
+from cython cimport floating
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+from _blas cimport gemm
+from _fastmath cimport sigmoid, tanh
+
+# The element-wise passes read and write 6-10 rows at once; without `restrict` gcc
+# would need more run-time overlap checks than it allows and leave them scalar.
+# Cython cannot spell `restrict`, so the pointer types carry it in their C names,
+# and the helpers over them infer their scalar locals (float or double) from the
+# loaded values. They must then never receive overlapping rows.
+cdef extern from *:
+    ctypedef float* float_r "float * __restrict__"
+    ctypedef double* double_r "double * __restrict__"
+
+ctypedef fused real_r:
+    float_r
+    double_r
+
+
+cdef inline floating one_like(floating x) noexcept nogil:
+    """1 in the type of x (a Cython literal 1 next to a float becomes the double 1.0)."""
+    return 1
+
+
+cdef inline floating sum_sq(const floating* v, Py_ssize_t n) noexcept nogil:
+    """sum(v * v) with 4 independent accumulators (a plain FP reduction is neither
+    vectorized nor pipelined without -ffast-math)."""
+    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t j = 0
+    while j + 4 <= n:
+        s0 += v[j] * v[j]
+        s1 += v[j + 1] * v[j + 1]
+        s2 += v[j + 2] * v[j + 2]
+        s3 += v[j + 3] * v[j + 3]
+        j += 4
+    while j < n:
+        s0 += v[j] * v[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@cython.infer_types(True)
+cdef void forward_step(real_r g, real_r c_next, real_r a_next, real_r c_prev,
+                       real_r b, real_r p, Py_ssize_t H) noexcept nogil:
+    """Gate pass of one active (step, sequence). g (4H): the pre-activations
+    without bias in, [gamma_u, gamma_f, c_tilde, gamma_o] out; b (4H); p (3H),
+    zeros without peepholes; c_prev (H) = c<t-1>; out c_next, a_next (H) = c<t>, a<t>."""
+    cdef Py_ssize_t j
+    for j in range(H):
+        gamma_u = sigmoid(g[j] + b[j] + p[j] * c_prev[j])
+        gamma_f = sigmoid(g[H + j] + b[H + j] + p[H + j] * c_prev[j])
+        c_tilde = tanh(g[2 * H + j] + b[2 * H + j])
+        c_t = gamma_u * c_tilde + gamma_f * c_prev[j]
+        gamma_o = sigmoid(g[3 * H + j] + b[3 * H + j] + p[2 * H + j] * c_t)
+        g[j] = gamma_u
+        g[H + j] = gamma_f
+        g[2 * H + j] = c_tilde
+        g[3 * H + j] = gamma_o
+        c_next[j] = c_t
+        a_next[j] = gamma_o * tanh(c_t)
+
+
+@cython.infer_types(True)
+cdef void backward_step(real_r dz, real_r da, real_r dc, real_r da_tot, real_r dc_tot,
+                        real_r dy, real_r g, real_r c_prev, real_r c_t, real_r p,
+                        Py_ssize_t H) noexcept nogil:
+    """Chain rule through one active (step, sequence); vectors of H units except
+    dz, g (4H) and p (3H). In: da, dc = dC/da<t>, dC/dc<t> from later steps, dy the
+    output's; g the gates; p the peepholes (zeros without). Out: dz (4H) = dC/dz<t>,
+    w.r.t. the gates' pre-activations; dc = dC/dc<t-1> through the cell and
+    peepholes; da = 0 (the GEMM then adds dz @ W[:, :H]); da_tot, dc_tot = the
+    total dC/da<t>, dC/dc<t> (for da_sq, dc_sq)."""
+    cdef Py_ssize_t j
+    one = one_like(g[0])
+    for j in range(H):
+        gamma_u = g[j]
+        gamma_f = g[H + j]
+        c_tilde = g[2 * H + j]
+        gamma_o = g[3 * H + j]
+        da_j = da[j] + dy[j]
+        tanh_c = tanh(c_t[j])
+        # a<t> = gamma_o * tanh(c<t>); every local is assigned once, or Cython's
+        # type inference may widen it to double in the float version
+        dz_o = da_j * tanh_c * gamma_o * (one - gamma_o)             # backprop through sigma
+        dc_j = (dc[j] + da_j * gamma_o * (one - tanh_c * tanh_c)     # backprop through tanh
+                + dz_o * p[2 * H + j])                               # c<t> peeks into gamma_o
+        # c<t> = gamma_u * c_tilde + gamma_f * c<t-1>
+        dz_u = dc_j * c_tilde * gamma_u * (one - gamma_u)
+        dz_f = dc_j * c_prev[j] * gamma_f * (one - gamma_f)
+        dz[j] = dz_u
+        dz[H + j] = dz_f
+        dz[2 * H + j] = dc_j * gamma_u * (one - c_tilde * c_tilde)
+        dz[3 * H + j] = dz_o
+        dc[j] = dc_j * gamma_f + dz_u * p[j] + dz_f * p[H + j]       # c<t-1> also peeks into u, f
+        da[j] = 0
+        da_tot[j] = da_j
+        dc_tot[j] = dc_j
+
+
+cdef inline void accumulate(real_r out, real_r v, Py_ssize_t n) noexcept nogil:
+    """out (n) += v (n)"""
+    cdef Py_ssize_t j
+    for j in range(n):
+        out[j] += v[j]
+
+
+cdef inline void accumulate_prod(real_r out, real_r u, real_r v, Py_ssize_t n) noexcept nogil:
+    """out (n) += u (n) * v (n)"""
+    cdef Py_ssize_t j
+    for j in range(n):
+        out[j] += u[j] * v[j]
+
+
+def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
+                 floating[:, :, ::1] c,              # (T+1, B, H) out: memory cells
+                 floating[:, :, ::1] gates,          # (T, B, 4H) out: [gamma_u, gamma_f, c_tilde, gamma_o]
+                 const floating[:, :, ::1] x,        # (T, B, D)
+                 const floating[:, ::1] a0,          # (B, H)
+                 const floating[:, ::1] c0,          # (B, H)
+                 const floating[:, ::1] W,           # (4H, H+D) = [W_aa | W_ax]
+                 const floating[::1] b,              # (4H,)
+                 const floating[:, ::1] p,           # (3, H) = [p_u; p_f; p_o]
+                 const int64_t[::1] lengths,         # (B,)
+                 bint peephole):
+    """LSTM forward through time; see seqcore.reference.lstm_forward."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a0.shape[1]
+    cdef Py_ssize_t G = 4 * H, HD = H + D
+    cdef Py_ssize_t t, bi
+    cdef floating one = 1, zero = 0
+    cdef floating* g
+    # without peepholes the gate pass runs with p = 0 (branch-free, and x + 0 * c == x)
+    dtype = np.float32 if floating is float else np.float64
+    cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)
+    cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
+    with nogil:
+        memcpy(&a[0, 0, 0], &a0[0, 0], B * H * sizeof(floating))
+        memcpy(&c[0, 0, 0], &c0[0, 0], B * H * sizeof(floating))
+        # gates (T*B, 4H) = x (T*B, D) @ W[:, H:]^T, all steps at once
+        gemm(False, True, <int>(T * B), <int>G, <int>D, one, &x[0, 0, 0], <int>D,
+             &W[0, 0] + H, <int>HD, zero, &gates[0, 0, 0], <int>G)
+        for t in range(T):
+            # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
+            gemm(False, True, <int>B, <int>G, <int>H, one, &a[t, 0, 0], <int>H,
+                 &W[0, 0], <int>HD, one, &gates[t, 0, 0], <int>G)
+            for bi in range(B):
+                g = &gates[t, bi, 0]
+                if t < lengths[bi]:
+                    forward_step(g, &c[t + 1, bi, 0], &a[t + 1, bi, 0], &c[t, bi, 0],
+                                 <floating*>&b[0], p_used, H)
+                else:                                # inactive: the state is copied
+                    memset(g, 0, G * sizeof(floating))
+                    memcpy(&c[t + 1, bi, 0], &c[t, bi, 0], H * sizeof(floating))
+                    memcpy(&a[t + 1, bi, 0], &a[t, bi, 0], H * sizeof(floating))
+
+
+def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
+                  floating[:, ::1] da0,              # (B, H) out
+                  floating[:, ::1] dc0,              # (B, H) out
+                  floating[:, ::1] dW,               # (4H, H+D) accumulate
+                  floating[::1] db,                  # (4H,) accumulate
+                  floating[:, ::1] dp,               # (3, H) accumulate, only when peephole
+                  floating[:, ::1] da_sq,            # (T, B) out: ||dC/da<t+1>||^2
+                  floating[:, ::1] dc_sq,            # (T, B) out: ||dC/dc<t+1>||^2
+                  const floating[:, :, ::1] dy,      # (T, B, H)
+                  const floating[:, ::1] da_T,       # (B, H)
+                  const floating[:, ::1] dc_T,       # (B, H)
+                  const floating[:, :, ::1] x,       # (T, B, D)
+                  const floating[:, :, ::1] a,       # (T+1, B, H)
+                  const floating[:, :, ::1] c,       # (T+1, B, H)
+                  const floating[:, :, ::1] gates,   # (T, B, 4H)
+                  const floating[:, ::1] W,          # (4H, H+D)
+                  const floating[:, ::1] p,          # (3, H)
+                  const int64_t[::1] lengths,        # (B,)
+                  bint peephole):
+    """Backpropagation through time for lstm_forward; see seqcore.reference.lstm_backward."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
+    cdef Py_ssize_t G = 4 * H, HD = H + D, TB = T * B
+    cdef Py_ssize_t t, bi, r, j
+    cdef floating one = 1, zero = 0
+    cdef floating* da                                # (B, H): dC/da<t+1>, then da<t>
+    cdef floating* dc                                # (B, H): dC/dc<t+1>, then dc<t>
+    cdef floating* dz_r
+    cdef floating* c_r
+    dtype = np.float32 if floating is float else np.float64
+    cdef floating[:, :, ::1] dz = np.empty((T, B, G), dtype=dtype)   # dC/dz, all steps
+    cdef floating[:, ::1] tot = np.empty((2, H), dtype=dtype)        # total da, dc of one row
+    cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)     # p without peepholes
+    cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
+    with nogil:
+        # da0, dc0 double as the running gradients w.r.t. the state
+        da = &da0[0, 0]
+        dc = &dc0[0, 0]
+        memcpy(da, &da_T[0, 0], B * H * sizeof(floating))
+        memcpy(dc, &dc_T[0, 0], B * H * sizeof(floating))
+        for t in range(T - 1, -1, -1):
+            for bi in range(B):
+                if t < lengths[bi]:
+                    backward_step(&dz[t, bi, 0], da + bi * H, dc + bi * H,
+                                  &tot[0, 0], &tot[1, 0], <floating*>&dy[t, bi, 0],
+                                  <floating*>&gates[t, bi, 0], <floating*>&c[t, bi, 0],
+                                  <floating*>&c[t + 1, bi, 0], p_used, H)
+                    da_sq[t, bi] = sum_sq(&tot[0, 0], H)
+                    dc_sq[t, bi] = sum_sq(&tot[1, 0], H)
+                else:                                # inactive: da, dc pass through
+                    memset(&dz[t, bi, 0], 0, G * sizeof(floating))
+                    da_sq[t, bi] = 0
+                    dc_sq[t, bi] = 0
+            # da (B, H) += dz[t] (B, 4H) @ W[:, :H]; active rows were zeroed, inactive
+            # rows have dz = 0 and keep their da
+            gemm(False, False, <int>B, <int>H, <int>G, one, &dz[t, 0, 0], <int>G,
+                 &W[0, 0], <int>HD, one, da, <int>H)
+        # dW[:, H:] (4H, D) += dz^T (4H, T*B) @ x (T*B, D)
+        gemm(True, False, <int>G, <int>D, <int>TB, one, &dz[0, 0, 0], <int>G,
+             &x[0, 0, 0], <int>D, one, &dW[0, 0] + H, <int>HD)
+        # dW[:, :H] (4H, H) += dz^T (4H, T*B) @ a[0:T] (T*B, H)
+        gemm(True, False, <int>G, <int>H, <int>TB, one, &dz[0, 0, 0], <int>G,
+             &a[0, 0, 0], <int>H, one, &dW[0, 0], <int>HD)
+        # dx (T*B, D) = dz (T*B, 4H) @ W[:, H:] (4H, D)
+        gemm(False, False, <int>TB, <int>D, <int>G, one, &dz[0, 0, 0], <int>G,
+             &W[0, 0] + H, <int>HD, zero, &dx[0, 0, 0], <int>D)
+        # db += column sums of dz
+        for r in range(TB):
+            dz_r = &dz[0, 0, 0] + r * G
+            accumulate(&db[0], dz_r, G)
+        if peephole:
+            # dp[0] += sum dz_u * c<t-1>, dp[1] += sum dz_f * c<t-1>, dp[2] += sum dz_o * c<t>
+            for r in range(TB):
+                dz_r = &dz[0, 0, 0] + r * G
+                c_r = <floating*>&c[0, 0, 0] + r * H        # c<t-1>; c<t> is B rows later
+                accumulate_prod(&dp[0, 0], dz_r, c_r, H)
+                accumulate_prod(&dp[1, 0], dz_r + H, c_r, H)
+                accumulate_prod(&dp[2, 0], dz_r + 3 * H, c_r + B * H, H)
+

@@ -1,0 +1,155 @@
+# Vanilla RNN cell, compiled fast path (the NumPy reference is seqcore/reference.py).
+#
+# Legend: T time steps, B batch, D input features, H hidden units.
+# W = [W_aa | W_ax] is (H, H + D): columns 0:H multiply a<t-1>, columns H: multiply x<t>.
+#
+# Structure (same numbers as the reference, different shape of the work):
+#   forward:  one GEMM projects the inputs of all T*B rows at once (bias folded in),
+#             then per step one GEMM for the recurrent part and one activation pass.
+#   backward: per step one fused element-wise pass (pre-activation gradient dz) and one
+#             GEMM back to the previous state; after the loop, big GEMMs over all T*B
+#             rows give dW, dx, and a column sum gives db.
+import numpy as np
+
+from libc.stdint cimport int64_t
+from cython cimport floating
+
+from _blas cimport gemm
+from _fastmath cimport tanh
+
+
+def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] = a0
+                const floating[:, :, ::1] x,    # (T, B, D)
+                const floating[:, ::1] a0,      # (B, H)
+                const floating[:, ::1] W,       # (H, H+D)
+                const floating[::1] b,          # (H,)
+                const int64_t[::1] lengths,     # (B,) 1 <= lengths[i] <= T
+                bint relu):
+    """a<t> = g(W [a<t-1>, x<t>] + b), g = tanh (or relu); inactive steps keep the state."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a0.shape[1]
+    cdef Py_ssize_t t, i, j
+    cdef floating zero = 0, one = 1
+    cdef floating* z                 # (H,) pre-activation, then state a<t+1>, one row
+    cdef const floating* a_prev      # (H,) a<t>, one row
+    cdef const floating* bp
+
+    with nogil:
+        # a[1:] (T*B, H) = b + x (T*B, D) @ W_ax^T: the input part of every step.
+        bp = &b[0]
+        for i in range(T * B):
+            z = &a[1, 0, 0] + i * H
+            for j in range(H):
+                z[j] = bp[j]
+        gemm(False, True, <int>(T * B), <int>H, <int>D,
+             one, &x[0, 0, 0], <int>D, &W[0, H], <int>(H + D),
+             one, &a[1, 0, 0], <int>H)
+
+        for i in range(B):
+            z = &a[0, i, 0]
+            a_prev = &a0[i, 0]
+            for j in range(H):
+                z[j] = a_prev[j]
+
+        for t in range(T):
+            # a[t+1] (B, H) += a[t] (B, H) @ W_aa^T
+            gemm(False, True, <int>B, <int>H, <int>H,
+                 one, &a[t, 0, 0], <int>H, &W[0, 0], <int>(H + D),
+                 one, &a[t + 1, 0, 0], <int>H)
+            for i in range(B):
+                z = &a[t + 1, i, 0]
+                a_prev = &a[t, i, 0]
+                if t >= lengths[i]:
+                    for j in range(H):              # inactive: the state is copied
+                        z[j] = a_prev[j]
+                elif relu:
+                    for j in range(H):
+                        z[j] = z[j] if z[j] > zero else zero
+                else:
+                    for j in range(H):
+                        z[j] = tanh(z[j])
+
+
+def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
+                 floating[:, ::1] da0,          # (B, H) out: dC/da<0>
+                 floating[:, ::1] dW,           # (H, H+D) accumulate
+                 floating[::1] db,              # (H,) accumulate
+                 floating[:, ::1] da_sq,        # (T, B) out: ||dC/da<t+1>||^2
+                 const floating[:, :, ::1] dy,  # (T, B, H)
+                 const floating[:, ::1] da_T,   # (B, H) dC/da<T>
+                 const floating[:, :, ::1] x,   # (T, B, D)
+                 const floating[:, :, ::1] a,   # (T+1, B, H) states from rnn_forward
+                 const floating[:, ::1] W,      # (H, H+D)
+                 const int64_t[::1] lengths,    # (B,)
+                 bint relu):
+    """Backpropagation through time for rnn_forward."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
+    cdef Py_ssize_t t, i, j
+    cdef floating zero = 0, one = 1, sq
+    cdef floating* da                # (H,) dC/da<t+1> of one sequence, running (in da0)
+    cdef floating* dzr               # (H,) dz of one row
+    cdef floating* dbp
+    cdef const floating* dyr
+    cdef const floating* ar          # (H,) a<t+1>, one row
+
+    dtype = np.float32 if floating is float else np.float64
+    cdef floating[:, :, ::1] dz = np.empty((T, B, H), dtype=dtype)   # pre-activation grads
+
+    with nogil:
+        # da0 carries dC/da<t+1> backwards through the loop and ends as dC/da<0>.
+        for i in range(B):
+            da = &da0[i, 0]
+            dyr = &da_T[i, 0]
+            for j in range(H):
+                da[j] = dyr[j]
+
+        for t in range(T - 1, -1, -1):
+            for i in range(B):
+                dzr = &dz[t, i, 0]
+                if t >= lengths[i]:
+                    # Inactive: the state was copied, so dC/da passes through; dy ignored.
+                    da_sq[t, i] = zero
+                    for j in range(H):
+                        dzr[j] = zero
+                    continue
+                da = &da0[i, 0]
+                dyr = &dy[t, i, 0]
+                ar = &a[t + 1, i, 0]
+                for j in range(H):
+                    da[j] = da[j] + dyr[j]          # output at t and all later steps
+                sq = zero
+                for j in range(H):
+                    sq = sq + da[j] * da[j]
+                da_sq[t, i] = sq
+                if relu:
+                    for j in range(H):              # backprop through relu
+                        dzr[j] = da[j] if ar[j] > zero else zero
+                        da[j] = zero                # consumed; the GEMM below refills it
+                else:
+                    for j in range(H):              # backprop through tanh
+                        dzr[j] = da[j] * (one - ar[j] * ar[j])
+                        da[j] = zero
+            # da0 (B, H) += dz[t] (B, H) @ W_aa: active rows were zeroed above, inactive
+            # rows have dz = 0, so they keep their gradient unchanged.
+            gemm(False, False, <int>B, <int>H, <int>H,
+                 one, &dz[t, 0, 0], <int>H, &W[0, 0], <int>(H + D),
+                 one, &da0[0, 0], <int>H)
+
+        # Parameter and input gradients over all T*B rows at once.
+        # dW_ax (H, D) += dz^T (H, T*B) @ x (T*B, D)
+        gemm(True, False, <int>H, <int>D, <int>(T * B),
+             one, &dz[0, 0, 0], <int>H, &x[0, 0, 0], <int>D,
+             one, &dW[0, H], <int>(H + D))
+        # dW_aa (H, H) += dz^T (H, T*B) @ a[0:T] (T*B, H)
+        gemm(True, False, <int>H, <int>H, <int>(T * B),
+             one, &dz[0, 0, 0], <int>H, &a[0, 0, 0], <int>H,
+             one, &dW[0, 0], <int>(H + D))
+        # db (H,) += column sums of dz
+        dbp = &db[0]
+        for i in range(T * B):
+            dzr = &dz[0, 0, 0] + i * H
+            for j in range(H):
+                dbp[j] = dbp[j] + dzr[j]
+        # dx (T*B, D) = dz (T*B, H) @ W_ax (H, D)
+        gemm(False, False, <int>(T * B), <int>D, <int>H,
+             one, &dz[0, 0, 0], <int>H, &W[0, H], <int>(H + D),
+             zero, &dx[0, 0, 0], <int>D)
