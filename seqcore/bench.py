@@ -461,15 +461,23 @@ def compare(out, ref, dtype):
     return errs
 
 
+def _lib_owner(path):
+    """Which package shipped a BLAS: seqcore's kernels call scipy's, the reference NumPy's."""
+    for owner in ("scipy", "numpy", "torch"):
+        if f"{owner}.libs" in path or f"/{owner}/" in path:
+            return owner
+    return os.path.basename(path)
+
+
 def blas_line(info):
-    """'openblas 0.3.30 SkylakeX, 2 threads (libscipy_openblas)' for each BLAS of a side."""
+    """'scipy: openblas 0.3.30 SkylakeX, 2 threads; numpy: ...' for each BLAS of a side."""
     parts = []
-    for p in info.get("threadpools", []):
-        if p.get("user_api") != "blas":
-            continue
-        parts.append(f"{p.get('internal_api')} {p.get('version')} "
-                     f"{p.get('architecture', '?')}, {p.get('num_threads')} threads "
-                     f"({os.path.basename(p.get('filepath', ''))})")
+    pools = sorted((p for p in info.get("threadpools", []) if p.get("user_api") == "blas"),
+                   key=lambda p: _lib_owner(p.get("filepath", "")) != "scipy")
+    for p in pools:
+        parts.append(f"{_lib_owner(p.get('filepath', ''))}: {p.get('internal_api')} "
+                     f"{p.get('version')} {p.get('architecture', '?')}, "
+                     f"{p.get('num_threads')} threads")
     if info.get("side") == "torch":
         parts.insert(0, f"torch {info.get('torch')}: {info.get('torch_blas')}, "
                         f"{info.get('torch_threads')} threads (mkldnn={info.get('mkldnn')})")
@@ -608,6 +616,7 @@ class Bench:
               + (" (quick)" if self.quick else ""))
         for s, info in meta["workers"].items():
             print(f"  {s:<9} {blas_line(info)}")
+        print("  (seqcore's kernels call scipy's BLAS, the reference NumPy's; PyTorch its own MKL)")
         g = meta["gemm"]
         print(f"  machine:  sgemm {g['sgemm']:.1f} GFLOP/s, dgemm {g['dgemm']:.1f} GFLOP/s "
               f"(n={g['n']}, scipy BLAS, measured now)")
