@@ -593,8 +593,10 @@ class Bench:
         for i, case in enumerate(cases, 1):
             r = self._run_case(case, sides, workers, memw, gemm)
             results.append(r)
-            failures += [f"{case_label(case)}: {s} disagrees with {r['checked_against']} "
-                         f"({r['agreement'][s]})" for s in r["mismatch"]]
+            failures += [f"{case_label(case)}: {s} "
+                         + ("failed" if r["status"][s] == "error"
+                            else f"disagrees with {r['checked_against']}")
+                         + f" ({r['agreement'][s]})" for s in r["mismatch"]]
             line = "  ".join(f"{s} {fmt_time(r['median_s'].get(s))}" for s in sides)
             self.log(f"[{i}/{len(cases)}] {case_label(case)}: {line}"
                      + ("  MISMATCH" if r["mismatch"] else ""))
@@ -606,7 +608,7 @@ class Bench:
                 json.dump(doc, f, indent=1)
             print(f"\nresults written to {a.json}")
         if failures:
-            print("\nOUTPUTS DISAGREE (those sides were not timed):\n  " + "\n  ".join(failures))
+            print("\nOUTPUTS DISAGREE OR A SIDE FAILED (not timed):\n  " + "\n  ".join(failures))
             return 1
         return 0
 
@@ -637,17 +639,23 @@ class Bench:
         dtype = case["dtype"]
         # 1. Build and check: every side once on the fixed input.
         checks, warm = {}, {}
-        for s in sides:
-            setup = workers[s].call("setup", case=case, perturb=s in self.perturb)
-            if s == "torch":
-                r["torch_exact"] = setup["exact"]
-                r["torch_ran"] = setup["ran_cell"]
-            c = workers[s].call("check")
+        for s in list(sides):
+            try:
+                setup = workers[s].call("setup", case=case, perturb=s in self.perturb)
+                if s == "torch":
+                    r["torch_exact"] = setup["exact"]
+                    r["torch_ran"] = setup["ran_cell"]
+                c = workers[s].call("check")
+            except WorkerError as exc:          # reported; the other sides go on
+                r["status"][s] = "error"
+                r["agreement"][s] = str(exc).splitlines()[0]
+                r["mismatch"].append(s)
+                continue
             checks[s], warm[s] = c["outputs"], c["warmup_s"]
-        ref_side = "reference" if "reference" in sides else sides[0]
+        ref_side = "reference" if "reference" in checks else next(iter(checks), None)
         r["checked_against"] = ref_side
         for s in sides:
-            if s == ref_side:
+            if s == ref_side or s not in checks:
                 continue
             if s == "torch" and not r.get("torch_exact", True):
                 r["agreement"][s] = "n/a (closest PyTorch cell)"
@@ -661,7 +669,7 @@ class Bench:
         plan = {}
         for s in sides:
             if s in r["mismatch"]:
-                r["status"][s] = "mismatch"
+                r["status"].setdefault(s, "mismatch")
                 continue
             call_s = max(warm[s] * (STEP_TOKENS if case["op"] == "step" else 1), 1e-9)
             if s == "reference" and call_s > self.ref_budget:
@@ -698,9 +706,13 @@ class Bench:
             for s, w in memw.items():
                 if s in r["mismatch"]:
                     continue
-                w.call("setup", case=case, perturb=s in self.perturb)
-                r["peak_bytes"][s] = w.call("mem")["peak_bytes"]
-                w.call("clear")
+                try:
+                    w.call("setup", case=case, perturb=s in self.perturb)
+                    r["peak_bytes"][s] = w.call("mem")["peak_bytes"]
+                    w.call("clear")
+                except WorkerError as exc:
+                    self.log(f"seqcore bench: memory of {s} not measured: {exc}")
+                    r["peak_bytes"][s] = None
         return r
 
     def table(self, results, sides):
@@ -715,8 +727,8 @@ class Bench:
             row = [r["config"], r["cell"], r["op"]]
             for s in sides:
                 st = r["status"].get(s, "")
-                row.append(fmt_time(r["median_s"].get(s)) if st == "ok"
-                           else ("MISMATCH" if st == "mismatch" else "skipped"))
+                row.append(fmt_time(r["median_s"].get(s)) if st == "ok" else
+                           {"mismatch": "MISMATCH", "error": "ERROR"}.get(st, "skipped"))
             if "torch" in sides:
                 v = r["ratio_torch"]
                 row.append("-" if v is None else
