@@ -12,6 +12,8 @@ from conftest import DTYPES, assert_close
 CONFIGS = [
     # T, B, D, H, num_layers, bidirectional, lengths, batch_first
     (1, 1, 3, 4, 1, False, False, False),
+    (4, 2, 3, 1, 1, True, True, False),      # H = 1: single-row GEMMs (gemv) in backward
+    (8, 1, 1, 3, 2, False, True, False),     # B = 1, D = 1
     (5, 1, 2, 3, 1, True, False, False),
     (1, 4, 3, 5, 2, True, True, False),
     (7, 3, 5, 4, 1, False, True, False),
