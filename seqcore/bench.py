@@ -42,6 +42,7 @@ SAMPLE = 256             # entries of each output compared across sides
 STEP_TOKENS = 32         # tokens per timed call of the one-step op
 TOLERANCE = {"float32": 2e-3, "float64": 1e-9}   # max |a - b| / max |b| over the sample
 SIDES = ("seqcore", "reference", "torch")
+BUSY = 0.05              # flag a row when other processes used this share of the CPUs
 
 # name: B, T, D, H, dtype, L, bidirectional. "step" is token-by-token generation:
 # B = 1, one step per forward() call, the state carried.
@@ -186,7 +187,7 @@ class _Worker:
                 t0 = time.perf_counter()
                 fn(1.0, a, b, 0.0, c, overwrite_c=True)
                 times.append(time.perf_counter() - t0)
-            out[name] = 2 * n ** 3 / statistics.median(times) / 1e9
+            out[name] = 2 * n ** 3 / min(times) / 1e9      # the best: what the machine can do
         out["n"] = n
         return out
 
@@ -326,12 +327,16 @@ class _Worker:
     def cmd_check(self, msg):
         """One call on the fixed input (outputs sampled), then one timed warm-up call."""
         self._state = None
-        out = {k: _summary(v) for k, v in self.run(check=True).items()}
+        t0 = time.perf_counter()
+        raw = self.run(check=True)
+        first = time.perf_counter() - t0
+        out = {k: _summary(v) for k, v in raw.items()}
         t0 = time.perf_counter()
         self.run()
-        elapsed = time.perf_counter() - t0
-        return {"outputs": out,
-                "warmup_s": elapsed / self._units()}
+        second = time.perf_counter() - t0
+        # The faster of the two calls: one slowed by a passing spike of load must not
+        # shrink the number of timed calls (the parent plans reps and rounds from it).
+        return {"outputs": out, "warmup_s": min(first, second) / self._units()}
 
     def _units(self):
         return STEP_TOKENS if self.case["op"] == "step" else 1
@@ -515,11 +520,10 @@ class Bench:
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.quick = args.quick
         self.rounds = args.rounds or (3 if self.quick else 5)
-        self.visit_s = 0.04 if self.quick else 0.25     # time per side per round
-        self.ref_budget = args.ref_budget or (5.0 if self.quick else 60.0)
-        self.side_budget = 1.0 if self.quick else 15.0  # seconds of timing per side and case
+        self.visit_s = 0.03 if self.quick else 0.25     # time per side per round
+        self.ref_budget = args.ref_budget or (1.0 if self.quick else 30.0)
         self.perturb = set(args.perturb or ())
-        self.settle = args.settle if args.settle is not None else (0.03 if self.quick else 0.1)
+        self.settle = args.settle if args.settle is not None else (0.02 if self.quick else 0.1)
 
     def sides(self):
         sides = [s for s in (self.args.sides or "seqcore,reference,torch").split(",") if s]
@@ -585,7 +589,7 @@ class Bench:
         infos = {s: w.call("info") for s, w in workers.items()}
         meta.update(threads=threads, workers=infos, busy_before=self.busy,
                     loadavg=os.getloadavg())
-        gemm = workers[base].call("gemm", n=1024 if self.quick else 2048, reps=5)
+        gemm = workers[base].call("gemm", n=2048, reps=3 if self.quick else 5)
         meta["gemm"] = gemm
 
         self._header(meta)
@@ -601,6 +605,10 @@ class Bench:
             self.log(f"[{i}/{len(cases)}] {case_label(case)}: {line}"
                      + ("  MISMATCH" if r["mismatch"] else ""))
         print(self.table(results, sides))
+        noisy = sum(1 for r in results if (r.get("foreign_load") or 0) >= BUSY)
+        if noisy:
+            print(f"\nWARNING: other processes used the CPUs during {noisy} of {len(results)} "
+                  "rows (busy column); rerun on an idle machine for numbers to quote.")
         doc = {"meta": meta, "results": results, "failures": failures}
         if a.json:
             os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
@@ -620,8 +628,9 @@ class Bench:
             print(f"  {s:<9} {blas_line(info)}")
         print("  (seqcore's kernels call scipy's BLAS, the reference NumPy's; PyTorch its own MKL)")
         g = meta["gemm"]
+        n = 3 if self.quick else 5
         print(f"  machine:  sgemm {g['sgemm']:.1f} GFLOP/s, dgemm {g['dgemm']:.1f} GFLOP/s "
-              f"(n={g['n']}, scipy BLAS, measured now)")
+              f"(best of {n}x n={g['n']}, scipy BLAS, this run)")
         if meta["busy_before"] is not None and meta["busy_before"] > 0.15:
             print(f"  WARNING: the machine was {100 * meta['busy_before']:.0f}% busy before the "
                   f"run (load average {meta['loadavg'][0]:.1f}): other processes share the "
@@ -675,13 +684,17 @@ class Bench:
             if s == "reference" and call_s > self.ref_budget:
                 r["status"][s] = f"skipped: one call {call_s:.1f} s > budget {self.ref_budget:g} s"
                 continue
-            # reps calls per visit (about visit_s), fewer rounds when that exceeds the
-            # side's budget for the case (a slow side never stalls the run).
+            # reps calls per visit (about visit_s); the reference, the slow side, gets
+            # fewer rounds when they would exceed its budget (it never stalls the run).
             reps = max(1, min(200, round(self.visit_s / call_s)))
-            rounds = max(1, min(self.rounds, int(self.side_budget / (reps * call_s))))
+            rounds = self.rounds
+            if s == "reference":
+                rounds = max(1, min(rounds, int(self.ref_budget / (reps * call_s))))
             plan[s] = (rounds, reps)
             r["status"][s] = "ok"
             r["times"][s] = []
+        pids = [os.getpid()] + [w.proc.pid for w in workers.values()]
+        ticks0 = _cpu_ticks(pids)
         for k in range(self.rounds):
             order = [s for s in sides[k % len(sides):] + sides[:k % len(sides)] if s in plan]
             for s in order:
@@ -690,6 +703,9 @@ class Bench:
                     continue
                 r["times"][s] += workers[s].call("time", reps=reps)["times"]
                 time.sleep(self.settle)   # let its idle BLAS/OpenMP threads go to sleep
+        # CPU used by other processes while this case was timed: the timings of a case
+        # run on a shared, busy machine are flagged rather than silently wrong.
+        r["foreign_load"] = _foreign_load(ticks0, _cpu_ticks(pids))
         for s, t in r["times"].items():
             r["median_s"][s] = statistics.median(t)
         # 3. Ratios (time of seqcore / time of the other: < 1 means seqcore is faster).
@@ -722,6 +738,7 @@ class Bench:
         mem_sides = [s for s in sides if s != "reference"]
         if not self.args.no_memory:
             head += [f"mem {s}" for s in mem_sides]
+        head.append("busy")
         rows = []
         for r in results:
             row = [r["config"], r["cell"], r["op"]]
@@ -742,6 +759,8 @@ class Bench:
             if not self.args.no_memory:
                 row += [fmt_mem(r["peak_bytes"].get(s)) if r["op"] == "fwd+bwd" else ""
                         for s in mem_sides]
+            fl = r.get("foreign_load")
+            row.append("" if fl is None or fl < BUSY else f"{100 * fl:.0f}%!")
             rows.append(row)
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
         line = lambda cells: "  ".join(str(c).rjust(w) if i >= 3 else str(c).ljust(w)  # noqa: E731
@@ -753,8 +772,32 @@ class Bench:
                    "~ marks PyTorch's closest cell (gru: reset-after GRU; lstm-peep: LSTM "
                    "without peepholes). GFLOP/s and %gemm: seqcore's GEMM FLOPs over its median, "
                    "against this run's sgemm/dgemm rate. mem: peak RSS increase during "
-                   "forward+backward.")
+                   "forward+backward. busy: CPU share used by other processes while the row "
+                   f"was timed, shown from {100 * BUSY:.0f}% (those timings are unreliable).")
         return "\n".join(out)
+
+
+def _cpu_ticks(pids):
+    """(busy ticks of the whole machine, ticks used by `pids`, total ticks), or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        ours = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ours += int(fields[11]) + int(fields[12])          # utime + stime
+    except (OSError, ValueError, IndexError):
+        return None
+    return sum(v) - v[3] - v[4], ours, sum(v)
+
+
+def _foreign_load(start, end):
+    """Fraction of the machine's CPU time used by processes other than the bench's."""
+    if start is None or end is None or end[2] <= start[2]:
+        return None
+    busy, ours, total = (e - s for s, e in zip(start, end))
+    return max(0.0, (busy - ours) / total)
 
 
 def _busy_fraction(seconds=0.5):
@@ -801,10 +844,11 @@ def add_arguments(p):
     p.add_argument("--threads", type=int,
                    help="BLAS and torch threads (default: the BLAS thread count of seqcore's side)")
     p.add_argument("--ref-budget", type=float, metavar="SECONDS",
-                   help="skip timing the reference when one call takes longer (default 60; quick 5)")
+                   help="time budget of the reference per case: fewer rounds when slow, skipped "
+                        "when one call takes longer (default 30; quick 1)")
     p.add_argument("--settle", type=float, metavar="SECONDS",
                    help="pause after each side's turn so its idle threads stop spinning "
-                        "(default 0.1; quick 0.03)")
+                        "(default 0.1; quick 0.02)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--json", default=os.path.join("bench", "results.json"), metavar="PATH",
                    help="where to write the results as JSON (default bench/results.json; '' for none)")

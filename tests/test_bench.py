@@ -61,6 +61,7 @@ def test_runs_and_writes_json(tmp_path):
             assert r["median_s"][s] > 0 and len(r["times"][s]) >= 1
         assert r["agreement"]["seqcore"]["y"] < 1e-4
         assert r["ratio_reference"] > 0 and r["gflops"]["seqcore"] > 0
+        assert r["foreign_load"] is None or 0 <= r["foreign_load"] <= 1
         if r["op"] == "fwd+bwd":
             assert set(r["agreement"]["seqcore"]) == {"y", "dx", "dW"}
             assert r["peak_bytes"]["seqcore"] is not None
