@@ -139,9 +139,12 @@ class _Worker:
     # -- commands
 
     def cmd_info(self, msg):
-        from threadpoolctl import threadpool_info
-        info = {"side": self.side, "python": sys.version.split()[0],
-                "threadpools": threadpool_info()}
+        try:
+            from threadpoolctl import threadpool_info
+            pools = threadpool_info()
+        except ImportError:         # optional: pip install 'seqcore[bench]'
+            pools = []
+        info = {"side": self.side, "python": sys.version.split()[0], "threadpools": pools}
         import numpy
         info["numpy"] = numpy.__version__
         if self.side == "torch":
@@ -166,7 +169,10 @@ class _Worker:
         if self.side == "torch":
             self.torch.set_num_threads(n)
             return {"threads": self.torch.get_num_threads()}
-        from threadpoolctl import threadpool_limits
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return {"threads": None}
         self._limits = threadpool_limits(limits=n, user_api="blas")
         return {"threads": n}
 
@@ -486,7 +492,7 @@ def blas_line(info):
     if info.get("side") == "torch":
         parts.insert(0, f"torch {info.get('torch')}: {info.get('torch_blas')}, "
                         f"{info.get('torch_threads')} threads (mkldnn={info.get('mkldnn')})")
-    return "; ".join(parts) or "no BLAS found by threadpoolctl"
+    return "; ".join(parts) or "BLAS unknown (pip install threadpoolctl to see it)"
 
 
 def _blas_threads(info):
