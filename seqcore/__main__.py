@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ["seqcore.cli_lm", "seqcore.cli_experiment"]
+COMMAND_MODULES = ["seqcore.cli_lm", "seqcore.cli_experiment", "seqcore.bench"]
 
 
 class CommandError(Exception):

@@ -1,0 +1,894 @@
+"""Benchmark harness (`seqcore bench`, `python -m seqcore.bench`): compiled core vs reference vs PyTorch.
+
+Three *sides* run the same operations on the same shapes and the same weights:
+``seqcore`` (the compiled core, ``backend="cython"``), ``reference`` (the NumPy
+reference, ``backend="numpy"``) and ``torch`` (``nn.RNN``/``GRU``/``LSTM`` and their
+``*Cell``, when PyTorch is installed). Each side lives in its own worker process
+(``python -m seqcore.bench --worker SIDE``, JSON lines on stdin/stdout): an
+OpenBLAS-based core and PyTorch in one process distort each other, because the idle
+threads of one spin on the cores the other needs. The parent visits the sides in
+turn, rotating the order every round, and takes the median of every timed call.
+
+Before anything is timed, every side runs each case once on a fixed input and
+returns a sample of its outputs (y; for forward+backward also dx and dW); the parent
+checks that they agree with the reference (float32: 2e-3 of the largest magnitude,
+float64: 1e-9). A side that disagrees is not timed and makes the run exit 1.
+
+Legend: T time steps, B batch, D input features, H hidden units per direction,
+G gate blocks (RNN 1, GRU 3, LSTM 4), L layers, dirs directions (1 or 2).
+
+FLOPs count only the GEMMs (the gate math is O(T*B*G*H), the GEMMs O(T*B*G*H*(D+H))):
+forward = sum over layers and directions of 2*T*B*G*H*(D_in + H); forward+backward
+= 3x forward (backward does two GEMMs of the forward's size: dW and d[a, x]);
+one step = the forward with T = B = 1. GFLOP/s is that count over the median time,
+and "%gemm" compares it with this machine's sgemm (dgemm for float64) rate, measured
+in the same run, in the seqcore worker, with the BLAS seqcore calls.
+"""
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+SEED = 20240517          # weights and inputs: identical on every side
+SAMPLE = 256             # entries of each output compared across sides
+STEP_TOKENS = 32         # tokens per timed call of the one-step op
+TOLERANCE = {"float32": 2e-3, "float64": 1e-9}   # max |a - b| / max |b| over the sample
+SIDES = ("seqcore", "reference", "torch")
+BUSY = 0.05              # flag a row when other processes used this share of the CPUs
+
+# name: B, T, D, H, dtype, L, bidirectional. "step" is token-by-token generation:
+# B = 1, one step per forward() call, the state carried.
+CONFIGS = {
+    "small":         dict(B=32, T=64, D=64, H=128, dtype="float32"),
+    "small-f64":     dict(B=32, T=64, D=64, H=128, dtype="float64"),
+    "medium":        dict(B=64, T=100, D=256, H=512, dtype="float32"),
+    "medium-f64":    dict(B=64, T=100, D=256, H=512, dtype="float64"),
+    "medium-bidir":  dict(B=64, T=100, D=256, H=512, dtype="float32", bidirectional=True),
+    "medium-2layer": dict(B=64, T=100, D=256, H=512, dtype="float32", num_layers=2),
+    "large":         dict(B=64, T=50, D=1024, H=1024, dtype="float32"),
+    "stream":        dict(B=1, T=256, D=128, H=256, dtype="float32"),
+    "step":          dict(B=1, T=1, D=64, H=256, dtype="float32", step=True),
+}
+QUICK_CONFIGS = ("small", "stream", "step")
+
+# name: seqcore class and options, PyTorch module and cell, and whether PyTorch
+# computes the same function ("exact") or only the closest one it has.
+CELLS = {
+    "rnn":       dict(cls="RNN", kwargs={"nonlinearity": "tanh"}, G=1, torch="RNN", exact=True),
+    "gru":       dict(cls="GRU", kwargs={"reset_after": False}, G=3, torch="GRU", exact=False),
+    "gru-ra":    dict(cls="GRU", kwargs={"reset_after": True}, G=3, torch="GRU", exact=True),
+    "lstm":      dict(cls="LSTM", kwargs={"peephole": False}, G=4, torch="LSTM", exact=True),
+    "lstm-peep": dict(cls="LSTM", kwargs={"peephole": True}, G=4, torch="LSTM", exact=False),
+}
+# What PyTorch runs for the cells it has no equivalent of.
+CLOSEST = {"gru": "gru-ra", "lstm-peep": "lstm"}
+
+
+# ------------------------------------------------------------------------- cases
+
+def make_cases(config_names, cell_names):
+    """[case]: one dict per (configuration, cell, op), with its shapes and GEMM FLOPs."""
+    cases = []
+    for cname in config_names:
+        cfg = dict(CONFIGS[cname])
+        step = cfg.pop("step", False)
+        cfg.setdefault("num_layers", 1)
+        cfg.setdefault("bidirectional", False)
+        for cell in cell_names:
+            for op in (("step",) if step else ("forward", "fwd+bwd")):
+                case = dict(config=cname, cell=cell, op=op, **cfg)
+                case["flops"] = gemm_flops(case)
+                cases.append(case)
+    return cases
+
+
+def gemm_flops(case):
+    """GEMM FLOPs of one call of the op (per token for "step"); see the module docstring."""
+    G, H, L = CELLS[case["cell"]]["G"], case["H"], case["num_layers"]
+    dirs = 2 if case["bidirectional"] else 1
+    T, B = (1, 1) if case["op"] == "step" else (case["T"], case["B"])
+    fwd = sum(dirs * 2 * T * B * G * H * ((case["D"] if l == 0 else dirs * H) + H)
+              for l in range(L))
+    return 3 * fwd if case["op"] == "fwd+bwd" else fwd
+
+
+def case_label(case):
+    return f"{case['config']}/{case['cell']}/{case['op']}"
+
+
+# ------------------------------------------------------------------- the worker
+# Runs in its own process: builds one case at a time and answers commands.
+
+def _summary(arr):
+    """A fixed sample of an array and its norm: what the parent compares across sides."""
+    import numpy as np
+    a = np.asarray(arr, dtype=np.float64).ravel()
+    idx = np.random.default_rng(7).choice(a.size, min(a.size, SAMPLE), replace=False)
+    return {"sample": a[np.sort(idx)].tolist(), "norm": float(np.linalg.norm(a)),
+            "size": int(a.size)}
+
+
+def _proc_status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+class _Worker:
+    """One side: builds the layer of a case, checks it, times it, measures its memory."""
+
+    def __init__(self, side):
+        self.side = side
+        self.case = self.layer = self.module = self.cell = None
+        import numpy as np
+        self.np = np
+        if side == "torch":
+            import torch
+            self.torch = torch
+
+    # -- commands
+
+    def cmd_info(self, msg):
+        try:
+            from threadpoolctl import threadpool_info
+            pools = threadpool_info()
+        except ImportError:         # optional: pip install 'seqcore[bench]'
+            pools = []
+        info = {"side": self.side, "python": sys.version.split()[0], "threadpools": pools}
+        import numpy
+        info["numpy"] = numpy.__version__
+        if self.side == "torch":
+            torch = self.torch
+            info["torch"] = torch.__version__
+            info["torch_threads"] = torch.get_num_threads()
+            cfg = torch.__config__.show() + torch.__config__.parallel_info()
+            blas = re.search(r"BLAS_INFO=(\w+)", cfg)
+            mkl = re.search(r"Math Kernel Library Version ([\w.]+)", cfg)
+            dnn = re.search(r"MKL-DNN (v[\w.]+)", cfg)
+            info["torch_blas"] = " ".join(
+                [blas.group(1) if blas else "unknown"] + ([mkl.group(1)] if mkl else [])
+                + ([f"oneDNN {dnn.group(1)}"] if dnn else []))
+            info["mkldnn"] = bool(torch.backends.mkldnn.is_available())
+        else:
+            import seqcore
+            info["seqcore"] = seqcore.__version__
+        return info
+
+    def cmd_threads(self, msg):
+        n = int(msg["threads"])
+        if self.side == "torch":
+            self.torch.set_num_threads(n)
+            return {"threads": self.torch.get_num_threads()}
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return {"threads": None}
+        self._limits = threadpool_limits(limits=n, user_api="blas")
+        return {"threads": n}
+
+    def cmd_gemm(self, msg):
+        """This machine's sgemm and dgemm rate (GFLOP/s), with scipy's BLAS (seqcore's)."""
+        np = self.np
+        from scipy.linalg import blas
+        n, reps = int(msg["n"]), int(msg["reps"])
+        out = {}
+        for name, fn, dt in (("sgemm", blas.sgemm, np.float32), ("dgemm", blas.dgemm, np.float64)):
+            rng = np.random.default_rng(0)
+            a = np.asfortranarray(rng.standard_normal((n, n)).astype(dt))
+            b = np.asfortranarray(rng.standard_normal((n, n)).astype(dt))
+            c = np.asfortranarray(np.zeros((n, n), dt))
+            fn(1.0, a, b, 0.0, c, overwrite_c=True)                  # warm-up
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn(1.0, a, b, 0.0, c, overwrite_c=True)
+                times.append(time.perf_counter() - t0)
+            out[name] = 2 * n ** 3 / min(times) / 1e9      # the best: what the machine can do
+        out["n"] = n
+        return out
+
+    def cmd_setup(self, msg):
+        self.cmd_clear(msg)
+        case, self.perturb = msg["case"], bool(msg.get("perturb", False))
+        np = self.np
+        dtype = np.dtype(case["dtype"])
+        rng = np.random.default_rng(SEED + 1)
+        dirs = 2 if case["bidirectional"] else 1
+        T, B, D, H = case["T"], case["B"], case["D"], case["H"]
+        if case["op"] == "step":
+            self.x = rng.standard_normal((STEP_TOKENS, 1, 1, D)).astype(dtype)
+        else:
+            self.x = rng.standard_normal((T, B, D)).astype(dtype)
+            self.dy = rng.standard_normal((T, B, dirs * H)).astype(dtype)
+        cell = case["cell"]
+        self.exact = True
+        if self.side == "torch" and not CELLS[cell]["exact"]:
+            cell, self.exact = CLOSEST[cell], False
+        backend = "numpy" if self.side == "reference" else "cython"
+        self.layer = self._make_layer(case, cell, backend)
+        if self.side == "torch":
+            self._setup_torch(case)
+        self.case = case
+        return {"exact": self.exact, "ran_cell": cell}
+
+    def _make_layer(self, case, cell, backend):
+        import seqcore
+        spec = CELLS[cell]
+        layer = getattr(seqcore, spec["cls"])(
+            case["D"], case["H"], num_layers=case["num_layers"],
+            bidirectional=case["bidirectional"], dtype=self.np.dtype(case["dtype"]),
+            backend=backend, seed=SEED, **spec["kwargs"])
+        if self.perturb:      # a deliberately wrong side, to test the agreement check
+            for k in layer.params:
+                if k.startswith("W_"):
+                    layer.params[k] = layer.params[k] + layer.dtype.type(0.05)
+        return layer
+
+    def _setup_torch(self, case):
+        torch = self.torch
+        from seqcore import interop
+        self.module = interop.to_torch(self.layer)
+        if case["op"] == "step":
+            self.tx = torch.from_numpy(self.x[:, 0].copy())          # (tokens, 1, D)
+            m = self.module
+            kind = type(m).__name__                          # RNN, GRU or LSTM
+            kw = {"nonlinearity": m.nonlinearity} if kind == "RNN" else {}
+            cell = getattr(torch.nn, kind + "Cell")(m.input_size, m.hidden_size, **kw)
+            cell = cell.to(m.weight_ih_l0.dtype)
+            with torch.no_grad():
+                for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(cell, n).copy_(getattr(m, n + "_l0"))
+            self.cell = cell
+        else:
+            self.tx = torch.from_numpy(self.x.copy()).requires_grad_(True)
+            self.tdy = torch.from_numpy(self.dy.copy())
+
+    # The ops. Each returns the outputs the agreement check compares.
+
+    def _zero_state(self):
+        np, H = self.np, self.case["H"]
+        z = np.zeros((1, 1, H), self.layer.dtype)
+        return (z, z.copy()) if self.case["cell"].startswith("lstm") else z
+
+    def op_seqcore(self, check=False):
+        """seqcore and reference: the public layer API."""
+        op, layer = self.case["op"], self.layer
+        if op == "forward":
+            y, _ = layer.forward(self.x)
+            return {"y": y} if check else None
+        if op == "fwd+bwd":
+            if check:
+                layer.zero_grad()
+            y, _ = layer.forward(self.x)
+            dx, _ = layer.backward(self.dy)
+            return {"y": y, "dx": dx, "dW": layer.grads["W_l0"]} if check else None
+        # step: token-by-token through the public forward, the state carried
+        state = self._zero_state() if check or self._state is None else self._state
+        ys = []
+        for t in range(STEP_TOKENS):
+            y, state = layer.forward(self.x[t], state)
+            if check:
+                ys.append(y)
+        self._state = state
+        return {"y": self.np.concatenate(ys)} if check else None
+
+    def op_torch(self, check=False):
+        torch, op = self.torch, self.case["op"]
+        if op == "forward":
+            with torch.no_grad():
+                y, _ = self.module(self.tx)
+            return {"y": y.numpy()} if check else None
+        if op == "fwd+bwd":
+            if check:
+                self.module.zero_grad()
+                self.tx.grad = None
+            y, _ = self.module(self.tx)
+            y.backward(self.tdy)
+            if not check:
+                return None
+            return {"y": y.detach().numpy(), "dx": self.tx.grad.numpy(),
+                    "dW": self._torch_dW()}
+        lstm = isinstance(self.cell, torch.nn.LSTMCell)
+        if check or self._state is None:
+            h = torch.zeros(1, self.case["H"], dtype=self.cell.weight_ih.dtype)
+            state = (h, h.clone()) if lstm else h
+        else:
+            state = self._state
+        ys = []
+        with torch.no_grad():
+            for t in range(STEP_TOKENS):
+                state = self.cell(self.tx[t], state)
+                if check:
+                    ys.append((state[0] if lstm else state).numpy().copy())
+        self._state = state
+        return {"y": self.np.stack(ys)} if check else None
+
+    def _torch_dW(self):
+        """PyTorch's dW of layer 0 in seqcore's layout (W = [W_hh | W_ih], GRU u block negated)."""
+        g = lambda n: getattr(self.module, n + "_l0").grad.numpy()  # noqa: E731
+        dW = self.np.concatenate([g("weight_hh"), g("weight_ih")], axis=1)
+        if isinstance(self.module, self.torch.nn.GRU):
+            H = self.case["H"]
+            dW[H:2 * H] *= -1
+        return dW
+
+    def run(self, check=False):
+        return (self.op_torch if self.side == "torch" else self.op_seqcore)(check)
+
+    def cmd_clear(self, msg):
+        self.case = self.layer = self.module = self.cell = None
+        gc.collect()
+        return {}
+
+    def cmd_check(self, msg):
+        """One call on the fixed input (outputs sampled), then one timed warm-up call."""
+        self._state = None
+        t0 = time.perf_counter()
+        raw = self.run(check=True)
+        first = time.perf_counter() - t0
+        out = {k: _summary(v) for k, v in raw.items()}
+        t0 = time.perf_counter()
+        self.run()
+        second = time.perf_counter() - t0
+        # The faster of the two calls: one slowed by a passing spike of load must not
+        # shrink the number of timed calls (the parent plans reps and rounds from it).
+        return {"outputs": out, "warmup_s": min(first, second) / self._units()}
+
+    def _units(self):
+        return STEP_TOKENS if self.case["op"] == "step" else 1
+
+    def cmd_time(self, msg):
+        """Seconds per call (per token for "step") of ``reps`` consecutive calls."""
+        times = []
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(int(msg["reps"])):
+                t0 = time.perf_counter()
+                self.run()
+                times.append((time.perf_counter() - t0) / self._units())
+        finally:
+            gc.enable()
+        return {"times": times}
+
+    def cmd_mem(self, msg):
+        """Peak resident-memory increase (bytes) during one call, after a warm-up call.
+
+        The parent starts memory workers with glibc's mmap threshold pinned
+        (MALLOC_MMAP_THRESHOLD_), so large buffers go back to the system when freed
+        and the resident size before the call holds no cached free memory.
+        """
+        self._state = None
+        self.run()
+        gc.collect()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")                                # reset VmHWM to VmRSS
+        except OSError as exc:
+            return {"peak_bytes": None, "error": f"cannot reset VmHWM: {exc}"}
+        before = _proc_status_kb("VmRSS")
+        self.run()
+        peak = _proc_status_kb("VmHWM")
+        return {"peak_bytes": max(0, peak - before) * 1024}
+
+
+def worker_main(side):
+    """The worker loop: one JSON command per line on stdin, one JSON answer per line."""
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)                  # stray prints (ours or a library's) go to stderr
+    sys.stdout = sys.stderr
+    try:
+        w = _Worker(side)
+        reply = {"ok": True}
+    except Exception as exc:       # noqa: BLE001 - reported to the parent
+        w, reply = None, {"error": f"{type(exc).__name__}: {exc}"}
+    out.write(json.dumps(reply) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["cmd"] == "quit":
+            break
+        try:
+            reply = getattr(w, "cmd_" + msg["cmd"])(msg)
+        except Exception as exc:   # noqa: BLE001 - reported to the parent
+            import traceback
+            reply = {"error": f"{type(exc).__name__}: {exc}",
+                     "traceback": traceback.format_exc()}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+    return 0
+
+
+# -------------------------------------------------------------------- the parent
+
+class WorkerError(RuntimeError):
+    pass
+
+
+class WorkerProcess:
+    """The parent's handle on one worker subprocess."""
+
+    def __init__(self, side, env=None):
+        self.side = side
+        cmd = [sys.executable, "-m", "seqcore.bench", "--worker", side]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=env, bufsize=1)
+        self._started = False
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise WorkerError(f"{self.side} worker exited (status {self.proc.wait()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise WorkerError(f"{self.side} worker: {reply['error']}\n"
+                              f"{reply.get('traceback', '')}".rstrip())
+        return reply
+
+    def ready(self):
+        if not self._started:
+            self._read()
+            self._started = True
+
+    def call(self, cmd, **kw):
+        self.ready()
+        self.proc.stdin.write(json.dumps(dict(cmd=cmd, **kw)) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self):
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.write('{"cmd": "quit"}\n')
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def compare(out, ref, dtype):
+    """Max relative error of a side's sampled outputs against the reference's, per output."""
+    errs = {}
+    for name, r in ref.items():
+        o = out.get(name)
+        if o is None or o["size"] != r["size"]:
+            errs[name] = float("inf")
+            continue
+        scale = max(max(abs(v) for v in r["sample"]), 1e-30)
+        e = max(abs(a - b) for a, b in zip(o["sample"], r["sample"])) / scale
+        e = max(e, abs(o["norm"] - r["norm"]) / max(r["norm"], 1e-30))
+        errs[name] = e
+    return errs
+
+
+def _lib_owner(path):
+    """Which package shipped a BLAS: seqcore's kernels call scipy's, the reference NumPy's."""
+    for owner in ("scipy", "numpy", "torch"):
+        if f"{owner}.libs" in path or f"/{owner}/" in path:
+            return owner
+    return os.path.basename(path)
+
+
+def blas_line(info):
+    """'scipy: openblas 0.3.30 SkylakeX, 2 threads; numpy: ...' for each BLAS of a side."""
+    parts = []
+    pools = sorted((p for p in info.get("threadpools", []) if p.get("user_api") == "blas"),
+                   key=lambda p: _lib_owner(p.get("filepath", "")) != "scipy")
+    for p in pools:
+        parts.append(f"{_lib_owner(p.get('filepath', ''))}: {p.get('internal_api')} "
+                     f"{p.get('version')} {p.get('architecture', '?')}, "
+                     f"{p.get('num_threads')} threads")
+    if info.get("side") == "torch":
+        parts.insert(0, f"torch {info.get('torch')}: {info.get('torch_blas')}, "
+                        f"{info.get('torch_threads')} threads (mkldnn={info.get('mkldnn')})")
+    return "; ".join(parts) or "BLAS unknown (pip install threadpoolctl to see it)"
+
+
+def _blas_threads(info):
+    """The thread count of the BLAS seqcore calls (scipy's), else of any BLAS."""
+    pools = [p for p in info.get("threadpools", []) if p.get("user_api") == "blas"]
+    for p in pools:
+        if "scipy" in p.get("filepath", "") and "numpy" not in p.get("filepath", ""):
+            return p["num_threads"]
+    return pools[0]["num_threads"] if pools else (os.cpu_count() or 1)
+
+
+def fmt_time(s):
+    if s is None:
+        return "-"
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} us"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def fmt_mem(b):
+    return "-" if b is None else f"{b / 2 ** 20:.1f}M"
+
+
+class Bench:
+    """One run of the comparison: workers, agreement checks, rounds, table, JSON."""
+
+    def __init__(self, args, log=None):
+        self.args = args
+        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.quick = args.quick
+        self.rounds = args.rounds or (3 if self.quick else 5)
+        self.visit_s = 0.03 if self.quick else 0.25     # time per side per round
+        self.ref_budget = args.ref_budget or (1.0 if self.quick else 30.0)
+        self.perturb = set(args.perturb or ())
+        self.settle = args.settle if args.settle is not None else (0.02 if self.quick else 0.1)
+
+    def sides(self):
+        sides = [s for s in (self.args.sides or "seqcore,reference,torch").split(",") if s]
+        for s in sides:
+            if s not in SIDES:
+                raise ValueError(f"--sides: unknown side {s!r}; choose from {', '.join(SIDES)}")
+        if "torch" in sides and importlib.util.find_spec("torch") is None:
+            self.log("seqcore bench: PyTorch is not installed; the torch side is left out")
+            sides.remove("torch")
+        return sides
+
+    def cases(self):
+        a = self.args
+        if a.shape:
+            try:
+                B, T, D, H = (int(v) for v in a.shape.split(","))
+            except ValueError:
+                raise ValueError(f"--shape: expected B,T,D,H (four integers), got {a.shape!r}")
+            CONFIGS["custom"] = dict(B=B, T=T, D=D, H=H, dtype=a.dtype)
+            names = ["custom"]
+        elif a.only:
+            names = [n for n in a.only.split(",") if n]
+        else:
+            names = list(QUICK_CONFIGS if self.quick else CONFIGS)
+        for n in names:
+            if n not in CONFIGS:
+                raise ValueError(f"--only: unknown configuration {n!r}; choose from "
+                                 f"{', '.join(CONFIGS)}")
+        cells = [c for c in (a.cells or ",".join(CELLS)).split(",") if c]
+        for c in cells:
+            if c not in CELLS:
+                raise ValueError(f"--cells: unknown cell {c!r}; choose from {', '.join(CELLS)}")
+        return make_cases(names, cells)
+
+    def run(self):
+        sides, cases = self.sides(), self.cases()
+        self.busy = _busy_fraction()           # before our own workers add load
+        # Timing workers, and memory workers with glibc's mmap threshold pinned (see cmd_mem).
+        mem_env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+        workers = {s: WorkerProcess(s) for s in sides}
+        memw = ({s: WorkerProcess(s, env=mem_env) for s in sides if s != "reference"}
+                if not self.args.no_memory else {})
+        try:
+            return self._run(sides, cases, workers, memw)
+        finally:
+            for w in list(workers.values()) + list(memw.values()):
+                w.close()
+
+    def _run(self, sides, cases, workers, memw):
+        a = self.args
+        meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(),
+                "processor": _cpu_name(), "cpus": os.cpu_count(), "quick": self.quick,
+                "rounds": self.rounds, "settle_s": self.settle, "sides": sides,
+                "tolerance": TOLERANCE, "step_tokens": STEP_TOKENS,
+                "env": {k: os.environ.get(k) for k in
+                        ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                         "OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
+        infos = {s: w.call("info") for s, w in workers.items()}
+        base = "seqcore" if "seqcore" in infos else sides[0]
+        threads = a.threads or _blas_threads(infos[base])
+        for w in list(workers.values()) + list(memw.values()):
+            w.call("threads", threads=threads)
+        infos = {s: w.call("info") for s, w in workers.items()}
+        meta.update(threads=threads, workers=infos, busy_before=self.busy,
+                    loadavg=os.getloadavg())
+        gemm = workers[base].call("gemm", n=2048, reps=3 if self.quick else 5)
+        meta["gemm"] = gemm
+
+        self._header(meta)
+        results, failures = [], []
+        for i, case in enumerate(cases, 1):
+            r = self._run_case(case, sides, workers, memw, gemm)
+            results.append(r)
+            failures += [f"{case_label(case)}: {s} "
+                         + ("failed" if r["status"][s] == "error"
+                            else f"disagrees with {r['checked_against']}")
+                         + f" ({r['agreement'][s]})" for s in r["mismatch"]]
+            line = "  ".join(f"{s} {fmt_time(r['median_s'].get(s))}" for s in sides)
+            self.log(f"[{i}/{len(cases)}] {case_label(case)}: {line}"
+                     + ("  MISMATCH" if r["mismatch"] else ""))
+        # The gemm rate again at the end, keeping the best of the two: one measured while
+        # other processes were busy would inflate every %gemm.
+        end = workers[base].call("gemm", n=2048, reps=3 if self.quick else 5)
+        for k in ("sgemm", "dgemm"):
+            gemm[k + "_start"], gemm[k + "_end"] = gemm[k], end[k]
+            gemm[k] = max(gemm[k], end[k])
+        for r in results:
+            rate = gemm["sgemm" if r["dtype"] == "float32" else "dgemm"]
+            r["pct_gemm"] = {s: 100 * g / rate for s, g in r["gflops"].items()}
+        print(f"  machine:  sgemm {gemm['sgemm']:.1f} GFLOP/s, dgemm {gemm['dgemm']:.1f} GFLOP/s "
+              "(best at the start and the end of the run; %gemm uses these)")
+        print(self.table(results, sides))
+        noisy = sum(1 for r in results if (r.get("foreign_load") or 0) >= BUSY)
+        if noisy:
+            print(f"\nWARNING: other processes used the CPUs during {noisy} of {len(results)} "
+                  "rows (busy column); rerun on an idle machine for numbers to quote.")
+        doc = {"meta": meta, "results": results, "failures": failures}
+        if a.json:
+            os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+            with open(a.json, "w") as f:
+                json.dump(doc, f, indent=1)
+            print(f"\nresults written to {a.json}")
+        if failures:
+            print("\nOUTPUTS DISAGREE OR A SIDE FAILED (not timed):\n  " + "\n  ".join(failures))
+            return 1
+        return 0
+
+    def _header(self, meta):
+        print(f"seqcore bench: {meta['processor']}, {meta['cpus']} CPUs, "
+              f"{meta['threads']} BLAS/torch threads, {meta['rounds']} rounds"
+              + (" (quick)" if self.quick else ""))
+        for s, info in meta["workers"].items():
+            print(f"  {s:<9} {blas_line(info)}")
+        print("  (seqcore's kernels call scipy's BLAS, the reference NumPy's; PyTorch its own MKL)")
+        g = meta["gemm"]
+        n = 3 if self.quick else 5
+        print(f"  machine:  sgemm {g['sgemm']:.1f} GFLOP/s, dgemm {g['dgemm']:.1f} GFLOP/s "
+              f"(best of {n}x n={g['n']}, scipy BLAS, at the start)")
+        if meta["busy_before"] is not None and meta["busy_before"] > 0.15:
+            print(f"  WARNING: the machine was {100 * meta['busy_before']:.0f}% busy before the "
+                  f"run (load average {meta['loadavg'][0]:.1f}): other processes share the "
+                  "cores and these timings are unreliable")
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+            if meta["env"][k] is not None:
+                print(f"  WARNING: {k}={meta['env'][k]} is set; the reference numbers are "
+                      f"taken with it unset: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+                      "seqcore bench")
+        sys.stdout.flush()
+
+    def _run_case(self, case, sides, workers, memw, gemm):
+        r = dict(case, times={}, median_s={}, status={}, agreement={}, peak_bytes={},
+                 mismatch=[])
+        dtype = case["dtype"]
+        # 1. Build and check: every side once on the fixed input.
+        checks, warm = {}, {}
+        for s in list(sides):
+            try:
+                setup = workers[s].call("setup", case=case, perturb=s in self.perturb)
+                if s == "torch":
+                    r["torch_exact"] = setup["exact"]
+                    r["torch_ran"] = setup["ran_cell"]
+                c = workers[s].call("check")
+            except WorkerError as exc:          # reported; the other sides go on
+                r["status"][s] = "error"
+                r["agreement"][s] = str(exc).splitlines()[0]
+                r["mismatch"].append(s)
+                continue
+            checks[s], warm[s] = c["outputs"], c["warmup_s"]
+        ref_side = "reference" if "reference" in checks else next(iter(checks), None)
+        r["checked_against"] = ref_side
+        for s in sides:
+            if s == ref_side or s not in checks:
+                continue
+            if s == "torch" and not r.get("torch_exact", True):
+                r["agreement"][s] = "n/a (closest PyTorch cell)"
+                continue
+            errs = compare(checks[s], checks[ref_side], dtype)
+            ok = all(e <= TOLERANCE[dtype] for e in errs.values())
+            r["agreement"][s] = {k: float(f"{e:.3g}") for k, e in errs.items()}
+            if not ok:
+                r["mismatch"].append(s)
+        # 2. Time: rounds over the sides, order rotated each round.
+        plan = {}
+        for s in sides:
+            if s in r["mismatch"]:
+                r["status"].setdefault(s, "mismatch")
+                continue
+            call_s = max(warm[s] * (STEP_TOKENS if case["op"] == "step" else 1), 1e-9)
+            if s == "reference" and call_s > self.ref_budget:
+                r["status"][s] = f"skipped: one call {call_s:.1f} s > budget {self.ref_budget:g} s"
+                continue
+            # reps calls per visit (about visit_s); the reference, the slow side, gets
+            # fewer rounds when they would exceed its budget (it never stalls the run).
+            reps = max(1, min(200, round(self.visit_s / call_s)))
+            rounds = self.rounds
+            if s == "reference":
+                rounds = max(1, min(rounds, int(self.ref_budget / (reps * call_s))))
+            plan[s] = (rounds, reps)
+            r["status"][s] = "ok"
+            r["times"][s] = []
+        pids = [os.getpid()] + [w.proc.pid for w in workers.values()]
+        ticks0 = _cpu_ticks(pids)
+        for k in range(self.rounds):
+            order = [s for s in sides[k % len(sides):] + sides[:k % len(sides)] if s in plan]
+            for s in order:
+                rounds, reps = plan[s]
+                if k >= rounds:
+                    continue
+                r["times"][s] += workers[s].call("time", reps=reps)["times"]
+                time.sleep(self.settle)   # let its idle BLAS/OpenMP threads go to sleep
+        # CPU used by other processes while this case was timed: the timings of a case
+        # run on a shared, busy machine are flagged rather than silently wrong.
+        r["foreign_load"] = _foreign_load(ticks0, _cpu_ticks(pids))
+        for s, t in r["times"].items():
+            r["median_s"][s] = statistics.median(t)
+        # 3. Ratios (time of seqcore / time of the other: < 1 means seqcore is faster).
+        sc = r["median_s"].get("seqcore")
+        r["ratio_torch"] = (sc / r["median_s"]["torch"]
+                            if sc and r["median_s"].get("torch") else None)
+        r["ratio_reference"] = (sc / r["median_s"]["reference"]
+                                if sc and r["median_s"].get("reference") else None)
+        r["gflops"] = {s: case["flops"] / m / 1e9 for s, m in r["median_s"].items()}
+        # 4. Peak memory of forward+backward, in the memory workers.
+        if case["op"] == "fwd+bwd":
+            for s, w in memw.items():
+                if s in r["mismatch"]:
+                    continue
+                try:
+                    w.call("setup", case=case, perturb=s in self.perturb)
+                    r["peak_bytes"][s] = w.call("mem")["peak_bytes"]
+                    w.call("clear")
+                except WorkerError as exc:
+                    self.log(f"seqcore bench: memory of {s} not measured: {exc}")
+                    r["peak_bytes"][s] = None
+        return r
+
+    def table(self, results, sides):
+        head = ["config", "cell", "op"] + [s for s in sides] + \
+               (["sc/torch"] if "torch" in sides else []) + \
+               (["sc/ref"] if "reference" in sides else []) + ["GFLOP/s", "%gemm"]
+        mem_sides = [s for s in sides if s != "reference"]
+        if not self.args.no_memory:
+            head += [f"mem {s}" for s in mem_sides]
+        head.append("busy")
+        rows = []
+        for r in results:
+            row = [r["config"], r["cell"], r["op"]]
+            for s in sides:
+                st = r["status"].get(s, "")
+                row.append(fmt_time(r["median_s"].get(s)) if st == "ok" else
+                           {"mismatch": "MISMATCH", "error": "ERROR"}.get(st, "skipped"))
+            if "torch" in sides:
+                v = r["ratio_torch"]
+                row.append("-" if v is None else
+                           (f"{v:.2f}" if r.get("torch_exact", True) else f"~{v:.2f}"))
+            if "reference" in sides:
+                v = r["ratio_reference"]
+                row.append("-" if v is None else f"{v:.3f}")
+            main = "seqcore" if "seqcore" in r["gflops"] else next(iter(r["gflops"]), None)
+            row.append(f"{r['gflops'][main]:.1f}" if main else "-")
+            row.append(f"{r['pct_gemm'][main]:.0f}%" if main else "-")
+            if not self.args.no_memory:
+                row += [fmt_mem(r["peak_bytes"].get(s)) if r["op"] == "fwd+bwd" else ""
+                        for s in mem_sides]
+            fl = r.get("foreign_load")
+            row.append("" if fl is None or fl < BUSY else f"{100 * fl:.0f}%!")
+            rows.append(row)
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+        line = lambda cells: "  ".join(str(c).rjust(w) if i >= 3 else str(c).ljust(w)  # noqa: E731
+                                       for i, (c, w) in enumerate(zip(cells, widths)))
+        out = ["", line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+        out.append("")
+        out.append("medians per call (per token for op=step). sc/torch, sc/ref: time of seqcore "
+                   "over time of the other side (< 1: seqcore is faster; 0.50 = 2x faster); "
+                   "~ marks PyTorch's closest cell (gru: reset-after GRU; lstm-peep: LSTM "
+                   "without peepholes). GFLOP/s and %gemm: seqcore's GEMM FLOPs over its median, "
+                   "against this run's sgemm/dgemm rate. mem: peak RSS increase during "
+                   "forward+backward. busy: CPU share used by other processes while the row "
+                   f"was timed, shown from {100 * BUSY:.0f}% (those timings are unreliable).")
+        return "\n".join(out)
+
+
+def _cpu_ticks(pids):
+    """(busy ticks of the whole machine, ticks used by `pids`, total ticks), or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        ours = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ours += int(fields[11]) + int(fields[12])          # utime + stime
+    except (OSError, ValueError, IndexError):
+        return None
+    return sum(v) - v[3] - v[4], ours, sum(v)
+
+
+def _foreign_load(start, end):
+    """Fraction of the machine's CPU time used by processes other than the bench's."""
+    if start is None or end is None or end[2] <= start[2]:
+        return None
+    busy, ours, total = (e - s for s, e in zip(start, end))
+    return max(0.0, (busy - ours) / total)
+
+
+def _busy_fraction(seconds=0.5):
+    """Fraction of all CPU time spent busy over a short interval (from /proc/stat), or None."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]                       # total, idle + iowait
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ------------------------------------------------------------------ command line
+
+def add_arguments(p):
+    p.add_argument("--quick", action="store_true",
+                   help="a quick run (< 1 minute): small, stream and step; fewer, shorter rounds")
+    p.add_argument("--only", metavar="CONFIGS",
+                   help=f"comma-separated configurations: {', '.join(CONFIGS)}")
+    p.add_argument("--cells", metavar="CELLS", help=f"comma-separated cells: {', '.join(CELLS)}")
+    p.add_argument("--sides", metavar="SIDES",
+                   help="comma-separated sides: seqcore,reference,torch (default: all available)")
+    p.add_argument("--shape", metavar="B,T,D,H",
+                   help="one custom configuration instead of the named ones")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                   help="dtype of --shape (default float32)")
+    p.add_argument("--rounds", type=int, help="rounds over the sides (default 5; quick 3)")
+    p.add_argument("--threads", type=int,
+                   help="BLAS and torch threads (default: the BLAS thread count of seqcore's side)")
+    p.add_argument("--ref-budget", type=float, metavar="SECONDS",
+                   help="time budget of the reference per case: fewer rounds when slow, skipped "
+                        "when one call takes longer (default 30; quick 1)")
+    p.add_argument("--settle", type=float, metavar="SECONDS",
+                   help="pause after each side's turn so its idle threads stop spinning "
+                        "(default 0.1; quick 0.02)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--json", default=os.path.join("bench", "results.json"), metavar="PATH",
+                   help="where to write the results as JSON (default bench/results.json; '' for none)")
+    p.add_argument("--perturb", action="append", choices=SIDES, help=argparse.SUPPRESS)
+
+
+def run_cli(args):
+    return Bench(args).run()
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "bench", help="time seqcore's core against its NumPy reference and PyTorch",
+        description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    p.set_defaults(func=run_cli)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return worker_main(argv[1])
+    from .__main__ import main as seqcore_main
+    return seqcore_main(["bench"] + list(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

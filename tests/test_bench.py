@@ -1,0 +1,93 @@
+"""The benchmark harness (seqcore.bench) runs, checks agreement, and writes its JSON.
+
+Not a timed test: a tiny configuration, one round; what is checked is the machinery.
+"""
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seqcore import bench
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def run_bench(tmp_path, *args):
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqcore.bench", "--quick", "--shape", "3,4,5,6", "--rounds", "1",
+         "--settle", "0", "--json", str(out), *args],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    return proc, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_gemm_flops_formula():
+    # forward: 2*T*B*G*H*(D+H) per layer and direction; fwd+bwd: 3x; step: T = B = 1
+    case = dict(cell="lstm", op="forward", B=2, T=3, D=5, H=7, num_layers=1,
+                bidirectional=False)
+    assert bench.gemm_flops(case) == 2 * 3 * 2 * 4 * 7 * (5 + 7)
+    assert bench.gemm_flops(dict(case, op="fwd+bwd")) == 3 * bench.gemm_flops(case)
+    assert bench.gemm_flops(dict(case, op="step")) == 2 * 4 * 7 * (5 + 7)
+    two = dict(case, num_layers=2, bidirectional=True)     # layer 1 reads 2H features
+    assert bench.gemm_flops(two) == 2 * (2 * 3 * 2 * 4 * 7 * (5 + 7)) + \
+        2 * (2 * 3 * 2 * 4 * 7 * (14 + 7))
+
+
+def test_every_configuration_of_the_issue_is_there():
+    cases = bench.make_cases(list(bench.CONFIGS), list(bench.CELLS))
+    names = {(c["config"], c["cell"], c["op"]) for c in cases}
+    assert ("large", "lstm", "fwd+bwd") in names
+    assert ("step", "gru", "step") in names
+    assert ("medium-bidir", "lstm-peep", "forward") in names
+    assert bench.CONFIGS["medium"] == dict(B=64, T=100, D=256, H=512, dtype="float32")
+
+
+def test_runs_and_writes_json(tmp_path):
+    sides = "seqcore,reference,torch" if HAS_TORCH else "seqcore,reference"
+    proc, doc = run_bench(tmp_path, "--sides", sides, "--cells", "lstm,gru")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sc/ref" in proc.stdout and "machine:  sgemm" in proc.stdout
+    meta = doc["meta"]
+    assert meta["gemm"]["sgemm"] > 0 and meta["gemm"]["dgemm"] > 0
+    assert meta["threads"] >= 1 and set(meta["workers"]) == set(sides.split(","))
+    assert doc["failures"] == []
+    assert [(r["cell"], r["op"]) for r in doc["results"]] == [
+        ("lstm", "forward"), ("lstm", "fwd+bwd"), ("gru", "forward"), ("gru", "fwd+bwd")]
+    for r in doc["results"]:
+        for s in sides.split(","):
+            assert r["status"][s] == "ok"
+            assert r["median_s"][s] > 0 and len(r["times"][s]) >= 1
+        assert r["agreement"]["seqcore"]["y"] < 1e-4
+        assert r["ratio_reference"] > 0 and r["gflops"]["seqcore"] > 0
+        assert r["foreign_load"] is None or 0 <= r["foreign_load"] <= 1
+        if r["op"] == "fwd+bwd":
+            assert set(r["agreement"]["seqcore"]) == {"y", "dx", "dW"}
+            assert r["peak_bytes"]["seqcore"] is not None
+        if HAS_TORCH:
+            assert r["ratio_torch"] > 0
+            # PyTorch has the reset-after GRU only: timed, marked closest, not compared.
+            assert r["torch_exact"] == (r["cell"] == "lstm")
+            if r["cell"] == "gru":
+                assert r["agreement"]["torch"].startswith("n/a")
+            else:
+                assert r["agreement"]["torch"]["y"] < 1e-4
+
+
+def test_agreement_check_catches_a_mismatched_side(tmp_path):
+    side = "seqcore"
+    proc, doc = run_bench(tmp_path, "--sides", f"reference,{side}", "--cells", "rnn",
+                          "--no-memory", "--perturb", side)
+    assert proc.returncode == 1
+    assert "OUTPUTS DISAGREE" in proc.stdout and "MISMATCH" in proc.stdout
+    assert len(doc["failures"]) == 2                       # forward and fwd+bwd
+    for r in doc["results"]:
+        assert r["mismatch"] == [side] and r["status"][side] == "mismatch"
+        assert side not in r["median_s"] and r["status"]["reference"] == "ok"
+
+
+def test_cli_is_registered():
+    from seqcore.__main__ import build_parser
+    args = build_parser().parse_args(["bench", "--quick", "--only", "small", "--json", ""])
+    assert args.func is bench.run_cli and args.quick and args.only == "small"
