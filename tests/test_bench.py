@@ -4,11 +4,13 @@ Not a timed test: a tiny configuration, one round; what is checked is the machin
 """
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
+import seqcore
 from seqcore import bench
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -19,7 +21,9 @@ def run_bench(tmp_path, *args):
     proc = subprocess.run(
         [sys.executable, "-m", "seqcore.bench", "--quick", "--shape", "3,4,5,6", "--rounds", "1",
          "--settle", "0", "--json", str(out), *args],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        # the workers import the same seqcore as this test run, wherever it is installed
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(seqcore.__file__))))
     return proc, (json.loads(out.read_text()) if out.exists() else None)
 
 
