@@ -17,9 +17,8 @@ import numpy as np
 from libc.stdint cimport int64_t
 from cython cimport floating
 
-from _blas cimport gemm
 from _fastmath cimport sigmoid, tanh
-from _packed cimport pack_cols, pack_rows, packed_len, rec_gemm
+from _packed cimport pack, packed_len, product, step_product
 
 # Threads of the per-step products (seqcore.set_num_threads sets them).
 cdef int _threads = 1
@@ -67,7 +66,9 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     # steps to repay it): reset before, P1 = W[0:2H, :H]^T and P2 = W[2H:3H, :H]^T;
     # reset after, P1 = W[:, :H]^T.
     cdef int threads = _threads
-    cdef bint packed = T > 1
+    # the input projection's packed weights (packed as they are multiplied)
+    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 3 * H, D), dtype)
+    cdef bint packed = not (T == 1 and B == 1)
     cdef size_t n1 = 3 * H if reset_after else 2 * H
     cdef size_t len1 = packed_len(<floating*>NULL, n1, H)
     cdef size_t len2 = 0 if reset_after else packed_len(<floating*>NULL, H, H)
@@ -77,17 +78,17 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
 
     with nogil:
         if packed:
-            pack_rows(P1, &W[0, 0], LDW, n1, H)
+            pack(P1, &W[0, 0], LDW, True, n1, H, threads)
             if not reset_after:
-                pack_rows(P2, &W[2 * H, 0], LDW, H, H)
+                pack(P2, &W[2 * H, 0], LDW, True, H, H, threads)
         # gates (T*B, 3H) = b + x (T*B, D) @ W_x^T: the input part of every step.
         bp = &b[0]
         for i in range(T * B):
             g = &gates[0, 0, 0] + i * G3
             for j in range(3 * H):
                 g[j] = bp[j]
-        rec_gemm(&gates[0, 0, 0], G3, &x[0, 0, 0], D, NULL, &W[0, H], LDW, True,
-                 T * B, G3, D, True, threads)
+        product(&gates[0, 0, 0], G3, &x[0, 0, 0], D, 1, &W[0, H], LDW, True,
+                T * B, G3, D, True, threads, &work[0])
 
         for i in range(B):
             cn = &c[0, i, 0]
@@ -98,7 +99,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
         for t in range(T):
             if not reset_after:
                 # gates[t, :, 0:2H] (B, 2H) += c<t> (B, H) @ W_cc[0:2H]^T
-                rec_gemm(&gates[t, 0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
+                step_product(&gates[t, 0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
                          B, 2 * H, H, True, threads)
                 for i in range(B):
                     gamma_r = &gates[t, i, 0]
@@ -112,7 +113,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                     for j in range(H):
                         gamma_u[j] = sigmoid(gamma_u[j])
                 # gates[t, :, 2H:3H] (B, H) += hc[t] (B, H) @ W_cc[2H:3H]^T
-                rec_gemm(&gates[t, 0, 2 * H], G3, &hc[t, 0, 0], H, P2, &W[2 * H, 0], LDW,
+                step_product(&gates[t, 0, 2 * H], G3, &hc[t, 0, 0], H, P2, &W[2 * H, 0], LDW,
                          True, B, H, H, True, threads)
                 for i in range(B):
                     gamma_u = &gates[t, i, H]
@@ -130,7 +131,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                             cn[j] = cp[j]
             else:
                 # h (B, 3H) = c<t> (B, H) @ W_cc^T
-                rec_gemm(&h[0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
+                step_product(&h[0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
                          B, G3, H, False, threads)
                 bp = &b_cc[0]
                 for i in range(B):
@@ -202,7 +203,12 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     # W_cc packed for the per-step products: reset before, Q1 = W[2H:3H, :H] (for
     # d(gamma_r * c)) and Q2 = W[0:2H, :H]; reset after, Q1 = W[:, :H].
     cdef int threads = _threads
-    cdef bint packed = T > 1
+    # workspace of the products over all T*B rows (dW, dx)
+    cdef size_t nwork = max(packed_len(<floating*>NULL, D, T * B),
+                            packed_len(<floating*>NULL, H, T * B),
+                            packed_len(<floating*>NULL, D, 3 * H))
+    cdef floating[::1] work = np.empty(nwork, dtype)
+    cdef bint packed = not (T == 1 and B == 1)
     cdef size_t k1 = 3 * H if reset_after else H
     cdef size_t len1 = packed_len(<floating*>NULL, H, k1)
     cdef size_t len2 = 0 if reset_after else packed_len(<floating*>NULL, H, 2 * H)
@@ -213,10 +219,10 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     with nogil:
         if packed:
             if reset_after:
-                pack_cols(Q1, &W[0, 0], LDW, H, k1)
+                pack(Q1, &W[0, 0], LDW, False, H, k1, threads)
             else:
-                pack_cols(Q1, &W[2 * H, 0], LDW, H, H)
-                pack_cols(Q2, &W[0, 0], LDW, H, 2 * H)
+                pack(Q1, &W[2 * H, 0], LDW, False, H, H, threads)
+                pack(Q2, &W[0, 0], LDW, False, H, 2 * H, threads)
         # dc0 carries dC/dc<t+1> backwards through the loop and ends as dC/dc<0>.
         for i in range(B):
             dc = &dc0[i, 0]
@@ -281,7 +287,7 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
 
             if not reset_after:
                 # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
-                rec_gemm(&drc[0, 0], H, &dz[t, 0, 2 * H], G3, Q1, &W[2 * H, 0], LDW, False,
+                step_product(&drc[0, 0], H, &dz[t, 0, 2 * H], G3, Q1, &W[2 * H, 0], LDW, False,
                          B, H, H, False, threads)
                 for i in range(B):
                     if t >= lengths[i]:
@@ -296,32 +302,28 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                         dzr[j] = d * cp[j] * gamma_r[j] * (one - gamma_r[j])  # through sigma
                         dc[j] = dc[j] + d * gamma_r[j]
                 # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
-                rec_gemm(&dc0[0, 0], H, &dz[t, 0, 0], G3, Q2, &W[0, 0], LDW, False,
+                step_product(&dc0[0, 0], H, &dz[t, 0, 0], G3, Q2, &W[0, 0], LDW, False,
                          B, H, 2 * H, True, threads)
             else:
                 # dc0 (B, H) += dz_h (B, 3H) @ W_cc (3H, H)
-                rec_gemm(&dc0[0, 0], H, &dz_h[t, 0, 0], G3, Q1, &W[0, 0], LDW, False,
+                step_product(&dc0[0, 0], H, &dz_h[t, 0, 0], G3, Q1, &W[0, 0], LDW, False,
                          B, H, G3, True, threads)
 
         # Parameter and input gradients over all T*B rows at once.
         # dW_x (3H, D) += dz^T (3H, T*B) @ x (T*B, D)
-        gemm(True, False, G3, <int>D, <int>(T * B),
-             one, &dz[0, 0, 0], G3, &x[0, 0, 0], <int>D,
-             one, &dW[0, H], LDW)
+        product(&dW[0, H], LDW, &dz[0, 0, 0], 1, G3, &x[0, 0, 0], D, False,
+                G3, D, T * B, True, threads, &work[0])
         if not reset_after:
             # dW_cc[0:2H] (2H, H) += [dz_r, dz_u]^T (2H, T*B) @ c[0:T] (T*B, H)
-            gemm(True, False, <int>(2 * H), <int>H, <int>(T * B),
-                 one, &dz[0, 0, 0], G3, &c[0, 0, 0], <int>H,
-                 one, &dW[0, 0], LDW)
+            product(&dW[0, 0], LDW, &dz[0, 0, 0], 1, G3, &c[0, 0, 0], H, False,
+                    2 * H, H, T * B, True, threads, &work[0])
             # dW_cc[2H:3H] (H, H) += dz_c^T (H, T*B) @ hc (T*B, H)
-            gemm(True, False, <int>H, <int>H, <int>(T * B),
-                 one, &dz[0, 0, 2 * H], G3, &hc[0, 0, 0], <int>H,
-                 one, &dW[2 * H, 0], LDW)
+            product(&dW[2 * H, 0], LDW, &dz[0, 0, 2 * H], 1, G3, &hc[0, 0, 0], H, False,
+                    H, H, T * B, True, threads, &work[0])
         else:
             # dW_cc (3H, H) += dz_h^T (3H, T*B) @ c[0:T] (T*B, H)
-            gemm(True, False, G3, <int>H, <int>(T * B),
-                 one, &dz_h[0, 0, 0], G3, &c[0, 0, 0], <int>H,
-                 one, &dW[0, 0], LDW)
+            product(&dW[0, 0], LDW, &dz_h[0, 0, 0], 1, G3, &c[0, 0, 0], H, False,
+                    G3, H, T * B, True, threads, &work[0])
             # db_cc (H,) += column sums of dz_h[:, :, 2H:3H]
             dbp = &db_cc[0]
             for i in range(T * B):
@@ -335,6 +337,5 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             for j in range(3 * H):
                 dbp[j] = dbp[j] + dzr[j]
         # dx (T*B, D) = dz (T*B, 3H) @ W_x (3H, D): r, u and candidate all contribute
-        gemm(False, False, <int>(T * B), <int>D, G3,
-             one, &dz[0, 0, 0], G3, &W[0, H], LDW,
-             zero, &dx[0, 0, 0], <int>D)
+        product(&dx[0, 0, 0], D, &dz[0, 0, 0], G3, 1, &W[0, H], LDW, False,
+                T * B, D, G3, False, threads, &work[0])

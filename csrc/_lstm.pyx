@@ -20,9 +20,8 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from _blas cimport gemm
 from _fastmath cimport sigmoid, tanh
-from _packed cimport pack_cols, pack_rows, packed_len, rec_gemm
+from _packed cimport pack, packed_len, product, step_product
 
 # Threads of the per-step products (seqcore.set_num_threads sets them).
 cdef int _threads = 1
@@ -167,20 +166,22 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
     # W[:, :H]^T packed once for the per-step products, when there are steps to repay it
     cdef int threads = _threads
-    cdef bint packed = T > 1
+    # the input projection's packed weights (packed as they are multiplied)
+    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 4 * H, D), dtype)
+    cdef bint packed = not (T == 1 and B == 1)
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, G, H) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL
     with nogil:
         if packed:
-            pack_rows(Pp, &W[0, 0], HD, G, H)
+            pack(Pp, &W[0, 0], HD, True, G, H, threads)
         memcpy(&a[0, 0, 0], &a0[0, 0], B * H * sizeof(floating))
         memcpy(&c[0, 0, 0], &c0[0, 0], B * H * sizeof(floating))
         # gates (T*B, 4H) = x (T*B, D) @ W[:, H:]^T, all steps at once
-        rec_gemm(&gates[0, 0, 0], G, &x[0, 0, 0], D, NULL, &W[0, 0] + H, HD, True,
-                 T * B, G, D, False, threads)
+        product(&gates[0, 0, 0], G, &x[0, 0, 0], D, 1, &W[0, 0] + H, HD, True,
+                T * B, G, D, False, threads, &work[0])
         for t in range(T):
             # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
-            rec_gemm(&gates[t, 0, 0], G, &a[t, 0, 0], H, Pp, &W[0, 0], HD, True,
+            step_product(&gates[t, 0, 0], G, &a[t, 0, 0], H, Pp, &W[0, 0], HD, True,
                      B, G, H, True, threads)
             for bi in range(B):
                 g = &gates[t, bi, 0]
@@ -228,12 +229,17 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
     # W[:, :H] packed for the per-step products
     cdef int threads = _threads
-    cdef bint packed = T > 1
+    # workspace of the products over all T*B rows (dW, dx)
+    cdef size_t nwork = max(packed_len(<floating*>NULL, D, T * B),
+                            packed_len(<floating*>NULL, H, T * B),
+                            packed_len(<floating*>NULL, D, 4 * H))
+    cdef floating[::1] work = np.empty(nwork, dtype)
+    cdef bint packed = not (T == 1 and B == 1)
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, G) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL
     with nogil:
         if packed:
-            pack_cols(Pp, &W[0, 0], HD, H, G)
+            pack(Pp, &W[0, 0], HD, False, H, G, threads)
         # da0, dc0 double as the running gradients w.r.t. the state
         da = &da0[0, 0]
         dc = &dc0[0, 0]
@@ -254,17 +260,17 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
                     dc_sq[t, bi] = 0
             # da (B, H) += dz[t] (B, 4H) @ W[:, :H]; active rows were zeroed, inactive
             # rows have dz = 0 and keep their da
-            rec_gemm(da, H, &dz[t, 0, 0], G, Pp, &W[0, 0], HD, False,
+            step_product(da, H, &dz[t, 0, 0], G, Pp, &W[0, 0], HD, False,
                      B, H, G, True, threads)
         # dW[:, H:] (4H, D) += dz^T (4H, T*B) @ x (T*B, D)
-        gemm(True, False, <int>G, <int>D, <int>TB, one, &dz[0, 0, 0], <int>G,
-             &x[0, 0, 0], <int>D, one, &dW[0, 0] + H, <int>HD)
+        product(&dW[0, 0] + H, HD, &dz[0, 0, 0], 1, G, &x[0, 0, 0], D, False,
+                G, D, TB, True, threads, &work[0])
         # dW[:, :H] (4H, H) += dz^T (4H, T*B) @ a[0:T] (T*B, H)
-        gemm(True, False, <int>G, <int>H, <int>TB, one, &dz[0, 0, 0], <int>G,
-             &a[0, 0, 0], <int>H, one, &dW[0, 0], <int>HD)
+        product(&dW[0, 0], HD, &dz[0, 0, 0], 1, G, &a[0, 0, 0], H, False,
+                G, H, TB, True, threads, &work[0])
         # dx (T*B, D) = dz (T*B, 4H) @ W[:, H:] (4H, D)
-        gemm(False, False, <int>TB, <int>D, <int>G, one, &dz[0, 0, 0], <int>G,
-             &W[0, 0] + H, <int>HD, zero, &dx[0, 0, 0], <int>D)
+        product(&dx[0, 0, 0], D, &dz[0, 0, 0], G, 1, &W[0, 0] + H, HD, False,
+                TB, D, G, False, threads, &work[0])
         # db += column sums of dz
         for r in range(TB):
             dz_r = &dz[0, 0, 0] + r * G

@@ -1,21 +1,31 @@
-# Packed-weight products for the per-step recurrent GEMMs (fast path); see _packed_gemm.h.
+# Every matrix product of the compiled core (fast path); the kernels are in _packed_gemm.h.
 #
-# Each kernel packs W_aa once per call (pack_rows for a @ W_aa^T in forward, pack_cols
-# for dz @ W_aa in backward) and then runs `step_gemm` at every time step, which splits
-# the packed panels (column blocks of the result) between the core's threads.
+# C (m, n) (+)= A (m, k) @ op(B), with op(B) = B^T for B (n, k) when B_T, else B (k, n).
+# op(B) is packed into column panels (pack), each thread packing and computing its own
+# panels, so threads split the result's columns and never share a sum. The recurrent
+# weights are packed once per kernel call and reused at every step (packed_product);
+# the other operands are packed as they are multiplied (product). A single row
+# (a batch of one, one step) goes straight through row_product, which needs no packing.
+#
+# Why not BLAS: a BLAS gemm repacks both operands on every call, which for the
+# per-step shape (B rows, G*H columns, K = H) costs as much as the arithmetic, and an
+# OpenBLAS thread pool keeps spinning for ~0.1 s after each call, taking a core from
+# the threads of the time loop (measured here; see README "Performance").
 from cython cimport floating
 from cython.parallel cimport prange
-
-from _blas cimport gemm
 
 cdef extern from "_packed_gemm.h" nogil:
     const size_t SC_NR_F
     const size_t SC_NR_D
     size_t sc_panels(size_t n, size_t nr)
-    void sc_pack_rows_f(float* P, const float* src, size_t lds, size_t n, size_t k)
-    void sc_pack_rows_d(double* P, const double* src, size_t lds, size_t n, size_t k)
-    void sc_pack_cols_f(float* P, const float* src, size_t lds, size_t n, size_t k)
-    void sc_pack_cols_d(double* P, const double* src, size_t lds, size_t n, size_t k)
+    void sc_pack_rows_f(float* P, const float* src, size_t lds, size_t n, size_t k,
+                        size_t p0, size_t p1)
+    void sc_pack_rows_d(double* P, const double* src, size_t lds, size_t n, size_t k,
+                        size_t p0, size_t p1)
+    void sc_pack_cols_f(float* P, const float* src, size_t lds, size_t n, size_t k,
+                        size_t p0, size_t p1)
+    void sc_pack_cols_d(double* P, const double* src, size_t lds, size_t n, size_t k,
+                        size_t p0, size_t p1)
     void sc_packed_gemm_f(float* C, size_t ldc, const float* A, size_t rs, size_t cs,
                           const float* P, size_t m, size_t n, size_t k, size_t j0,
                           size_t j1, int accumulate)
@@ -30,6 +40,22 @@ cdef extern from "_packed_gemm.h" nogil:
                       size_t n, size_t k, int accumulate)
     void sc_rowaxpy_d(double* c, const double* a, size_t inc_a, const double* W, size_t ldw,
                       size_t n, size_t k, int accumulate)
+
+
+cdef inline size_t num_panels(const floating* P, size_t n) noexcept nogil:
+    """Panels of the packed layout for n result columns (P only selects the type)."""
+    if floating is float:
+        return sc_panels(n, SC_NR_F)
+    else:
+        return sc_panels(n, SC_NR_D)
+
+
+cdef inline size_t packed_len(const floating* P, size_t n, size_t k) noexcept nogil:
+    """Elements of a packed (k, n) operand (P only selects the type)."""
+    if floating is float:
+        return sc_panels(n, SC_NR_F) * k * SC_NR_F
+    else:
+        return sc_panels(n, SC_NR_D) * k * SC_NR_D
 
 
 cdef inline Py_ssize_t useful_threads(int threads, size_t m, size_t n, size_t k,
@@ -51,99 +77,121 @@ cdef inline Py_ssize_t useful_threads(int threads, size_t m, size_t n, size_t k,
     return <Py_ssize_t>(nq if nq > 1 else 1)
 
 
-cdef inline size_t num_panels(const floating* P, size_t n) noexcept nogil:
-    """Panels of the packed layout for n result columns (P only selects the type)."""
+cdef inline void pack_panels(floating* P, const floating* B, size_t ldb, bint B_T,
+                             size_t n, size_t k, size_t p0, size_t p1) noexcept nogil:
+    """Panels [p0, p1) of P = op(B) (k, n)."""
     if floating is float:
-        return sc_panels(n, SC_NR_F)
+        if B_T:
+            sc_pack_rows_f(P, B, ldb, n, k, p0, p1)
+        else:
+            sc_pack_cols_f(P, B, ldb, n, k, p0, p1)
     else:
-        return sc_panels(n, SC_NR_D)
+        if B_T:
+            sc_pack_rows_d(P, B, ldb, n, k, p0, p1)
+        else:
+            sc_pack_cols_d(P, B, ldb, n, k, p0, p1)
 
 
-cdef inline size_t packed_len(const floating* P, size_t n, size_t k) noexcept nogil:
-    """Elements of a packed (k, n) operand."""
+cdef inline void gemm_panels(floating* C, size_t ldc, const floating* A, size_t rs,
+                             size_t cs, const floating* P, size_t m, size_t n, size_t k,
+                             size_t p0, size_t p1, bint accumulate) noexcept nogil:
+    """Panels [p0, p1) of C (m, n) (+)= A (m, k) @ P (k, n)."""
     if floating is float:
-        return sc_panels(n, SC_NR_F) * k * SC_NR_F
+        sc_packed_gemm_f(C, ldc, A, rs, cs, P, m, n, k, p0, p1, accumulate)
     else:
-        return sc_panels(n, SC_NR_D) * k * SC_NR_D
+        sc_packed_gemm_d(C, ldc, A, rs, cs, P, m, n, k, p0, p1, accumulate)
 
 
-cdef inline void pack_rows(floating* P, const floating* src, size_t lds, size_t n,
-                           size_t k) noexcept nogil:
-    """P (k, n) = src^T, src (n, k) with row stride lds."""
-    if floating is float:
-        sc_pack_rows_f(P, src, lds, n, k)
-    else:
-        sc_pack_rows_d(P, src, lds, n, k)
+cdef inline void pack(floating* P, const floating* B, size_t ldb, bint B_T, size_t n,
+                      size_t k, int threads) noexcept nogil:
+    """P = op(B) (k, n) packed, panels split over `threads`."""
+    cdef size_t np = num_panels(P, n)
+    cdef Py_ssize_t q, nq = useful_threads(threads, 64, n, k, np)
+    if nq <= 1:
+        pack_panels(P, B, ldb, B_T, n, k, 0, np)
+        return
+    for q in prange(nq, num_threads=nq, schedule="static"):
+        pack_panels(P, B, ldb, B_T, n, k, q * np // nq, (q + 1) * np // nq)
 
 
-cdef inline void pack_cols(floating* P, const floating* src, size_t lds, size_t n,
-                           size_t k) noexcept nogil:
-    """P (k, n) = src, src (k, n) with row stride lds."""
-    if floating is float:
-        sc_pack_cols_f(P, src, lds, n, k)
-    else:
-        sc_pack_cols_d(P, src, lds, n, k)
-
-
-cdef inline void step_gemm(floating* C, size_t ldc, const floating* A, size_t lda,
-                           const floating* P, size_t m, size_t n, size_t k,
-                           bint accumulate, int threads) noexcept nogil:
-    """C (m, n) (+)= A (m, k) @ P (k, n), A row-major; panels split over `threads`."""
+cdef inline void packed_product(floating* C, size_t ldc, const floating* A, size_t rs,
+                                size_t cs, const floating* P, size_t m, size_t n, size_t k,
+                                bint accumulate, int threads) noexcept nogil:
+    """C (m, n) (+)= A (m, k) @ P (k, n), P packed; panels split over `threads`.
+    A's element (i, kk) is A[i * rs + kk * cs]."""
     cdef size_t np = num_panels(P, n)
     cdef Py_ssize_t q, nq = useful_threads(threads, m, n, k, np)
     if nq <= 1:
-        if floating is float:
-            sc_packed_gemm_f(C, ldc, A, lda, 1, P, m, n, k, 0, np, accumulate)
-        else:
-            sc_packed_gemm_d(C, ldc, A, lda, 1, P, m, n, k, 0, np, accumulate)
+        gemm_panels(C, ldc, A, rs, cs, P, m, n, k, 0, np, accumulate)
         return
     for q in prange(nq, num_threads=nq, schedule="static"):
-        if floating is float:
-            sc_packed_gemm_f(C, ldc, A, lda, 1, P, m, n, k, q * np // nq,
-                             (q + 1) * np // nq, accumulate)
-        else:
-            sc_packed_gemm_d(C, ldc, A, lda, 1, P, m, n, k, q * np // nq,
-                             (q + 1) * np // nq, accumulate)
+        gemm_panels(C, ldc, A, rs, cs, P, m, n, k, q * np // nq, (q + 1) * np // nq,
+                    accumulate)
 
 
-cdef inline void row_product(floating* c, const floating* a, const floating* W, size_t ldw,
-                             bint W_T, size_t j0, size_t j1, size_t k,
-                             bint accumulate) noexcept nogil:
-    """c[j0:j1] (+)= (a (k) @ op(W))[j0:j1], op(W) = W^T for W (n, k) when W_T."""
+cdef inline void row_panels(floating* c, const floating* a, const floating* B, size_t ldb,
+                            bint B_T, size_t j0, size_t j1, size_t k,
+                            bint accumulate) noexcept nogil:
+    """c[j0:j1] (+)= (a (k) @ op(B))[j0:j1], a contiguous."""
     if floating is float:
-        if W_T:
-            sc_rowdot_f(c + j0, a, 1, W + j0 * ldw, ldw, j1 - j0, k, accumulate)
+        if B_T:
+            sc_rowdot_f(c + j0, a, 1, B + j0 * ldb, ldb, j1 - j0, k, accumulate)
         else:
-            sc_rowaxpy_f(c + j0, a, 1, W + j0, ldw, j1 - j0, k, accumulate)
+            sc_rowaxpy_f(c + j0, a, 1, B + j0, ldb, j1 - j0, k, accumulate)
     else:
-        if W_T:
-            sc_rowdot_d(c + j0, a, 1, W + j0 * ldw, ldw, j1 - j0, k, accumulate)
+        if B_T:
+            sc_rowdot_d(c + j0, a, 1, B + j0 * ldb, ldb, j1 - j0, k, accumulate)
         else:
-            sc_rowaxpy_d(c + j0, a, 1, W + j0, ldw, j1 - j0, k, accumulate)
+            sc_rowaxpy_d(c + j0, a, 1, B + j0, ldb, j1 - j0, k, accumulate)
 
 
-cdef inline void rec_gemm(floating* C, size_t ldc, const floating* A, size_t lda,
-                          const floating* P, const floating* W, size_t ldw, bint W_T,
-                          size_t m, size_t n, size_t k, bint accumulate,
-                          int threads) noexcept nogil:
-    """C (m, n) (+)= A (m, k) @ op(W): op(W) = W^T for W (n, k) when W_T, else W (k, n).
+cdef inline void row_product(floating* c, const floating* a, const floating* B,
+                             size_t ldb, bint B_T, size_t n, size_t k, bint accumulate,
+                             int threads) noexcept nogil:
+    """c (n) (+)= a (k) @ op(B) for one contiguous row a, without packing. The columns
+    are split over `threads`, so each core streams its share of B, which then stays
+    in its cache from call to call (token-by-token generation)."""
+    cdef Py_ssize_t q, nq = useful_threads(threads, 1, n, k, (n + 15) // 16)
+    if nq <= 1:
+        row_panels(c, a, B, ldb, B_T, 0, n, k, accumulate)
+        return
+    for q in prange(nq, num_threads=nq, schedule="static"):
+        row_panels(c, a, B, ldb, B_T, q * n // nq, (q + 1) * n // nq, k, accumulate)
 
-    P is op(W) packed (pack_rows when W_T, pack_cols otherwise), or NULL: then BLAS
-    reads W directly, which is cheaper when there are too few steps to repay packing.
-    """
-    cdef floating one = 1, beta = 1 if accumulate else 0
+
+cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, size_t cs,
+                         const floating* B, size_t ldb, bint B_T, size_t m, size_t n,
+                         size_t k, bint accumulate, int threads,
+                         floating* work) noexcept nogil:
+    """C (m, n) (+)= A (m, k) @ op(B); work holds packed_len(n, k) elements.
+    A's element (i, kk) is A[i * rs + kk * cs]; each thread packs and multiplies its
+    own panels of op(B), so no barrier separates packing from multiplying."""
+    cdef size_t np = num_panels(work, n)
     cdef Py_ssize_t q, nq
+    if m == 0 or n == 0:
+        return
+    if m == 1 and cs == 1:
+        row_product(C, A, B, ldb, B_T, n, k, accumulate, threads)
+        return
+    nq = useful_threads(threads, m, n, k, np)
+    if nq <= 1:
+        pack_panels(work, B, ldb, B_T, n, k, 0, np)
+        gemm_panels(C, ldc, A, rs, cs, work, m, n, k, 0, np, accumulate)
+        return
+    for q in prange(nq, num_threads=nq, schedule="static"):
+        pack_panels(work, B, ldb, B_T, n, k, q * np // nq, (q + 1) * np // nq)
+        gemm_panels(C, ldc, A, rs, cs, work, m, n, k, q * np // nq, (q + 1) * np // nq,
+                    accumulate)
+
+
+cdef inline void step_product(floating* C, size_t ldc, const floating* A, size_t lda,
+                              const floating* P, const floating* B, size_t ldb, bint B_T,
+                              size_t m, size_t n, size_t k, bint accumulate,
+                              int threads) noexcept nogil:
+    """The per-step recurrent product C (m, n) (+)= A (m, k) @ op(B): from the weights
+    packed once per call (P), or, for a single step of a single row (P is NULL),
+    straight from B."""
     if P != NULL:
-        step_gemm(C, ldc, A, lda, P, m, n, k, accumulate, threads)
-    elif m == 1:
-        # one row: split the result's columns (rows of W^T) so each core streams
-        # its share of the weights, which then stays in its cache from call to call
-        nq = useful_threads(threads, m, n, k, (n + 15) // 16)
-        if nq <= 1:
-            row_product(C, A, W, ldw, W_T, 0, n, k, accumulate)
-            return
-        for q in prange(nq, num_threads=nq, schedule="static"):
-            row_product(C, A, W, ldw, W_T, q * n // nq, (q + 1) * n // nq, k, accumulate)
+        packed_product(C, ldc, A, lda, 1, P, m, n, k, accumulate, threads)
     else:
-        gemm(False, W_T, <int>m, <int>n, <int>k, one, A, <int>lda, W, <int>ldw,
-             beta, C, <int>ldc)
+        row_product(C, A, B, ldb, B_T, n, k, accumulate, threads)

@@ -10,8 +10,8 @@
  *
  * A: element (i, kk) at A[i * rs + kk * cs]: row-major (rs = row stride, cs = 1) or
  * transposed (rs = 1, cs = row stride of A^T), so dz^T needs no copy. P: the packed weights, made by one of
- *   sc_pack_rows(src (n, k), lds)  P = src^T   (forward:  z += a @ W_aa^T)
- *   sc_pack_cols(src (k, n), lds)  P = src     (backward: da += dz @ W_aa)
+ *   sc_pack_rows(src (n, k), lds)  P = src^T   (e.g. forward:  z += a @ W_aa^T)
+ *   sc_pack_cols(src (k, n), lds)  P = src     (e.g. backward: da += dz @ W_aa)
  * stored as ceil(n / NR) panels of (k, NR) values, zero-padded past n.
  *
  * The micro-kernel keeps an MR x NR block of C in vector registers (GCC vector
@@ -40,12 +40,11 @@ static inline size_t sc_panels(size_t n, size_t nr) { return (n + nr - 1) / nr; 
 /* ------------------------------------------------------------------ packing */
 
 #define SC_DEFINE_PACK(T, NR, SUFFIX)                                               \
-/* P = src^T: src (n, k) row-major with row stride lds. */                            \
+/* Panels [p0, p1) of P = src^T: src (n, k) row-major with row stride lds. */                            \
 static inline void sc_pack_rows_##SUFFIX(T *P, const T *src, size_t lds,             \
-                                         size_t n, size_t k)                          \
+                                         size_t n, size_t k, size_t p0, size_t p1)    \
 {                                                                                     \
-    size_t np = sc_panels(n, NR);                                                     \
-    for (size_t p = 0; p < np; p++) {                                                 \
+    for (size_t p = p0; p < p1; p++) {                                                \
         T *panel = P + p * k * NR;                                                    \
         for (size_t j = 0; j < NR; j++) {                                             \
             size_t col = p * NR + j;                                                  \
@@ -58,12 +57,11 @@ static inline void sc_pack_rows_##SUFFIX(T *P, const T *src, size_t lds,        
         }                                                                             \
     }                                                                                 \
 }                                                                                     \
-/* P = src: src (k, n) row-major with row stride lds. */                             \
+/* Panels [p0, p1) of P = src: src (k, n) row-major with row stride lds. */                             \
 static inline void sc_pack_cols_##SUFFIX(T *P, const T *src, size_t lds,             \
-                                         size_t n, size_t k)                          \
+                                         size_t n, size_t k, size_t p0, size_t p1)    \
 {                                                                                     \
-    size_t np = sc_panels(n, NR);                                                     \
-    for (size_t p = 0; p < np; p++) {                                                 \
+    for (size_t p = p0; p < p1; p++) {                                                \
         T *panel = P + p * k * NR;                                                    \
         size_t width = n - p * NR < NR ? n - p * NR : NR;                             \
         for (size_t kk = 0; kk < k; kk++) {                                           \

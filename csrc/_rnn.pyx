@@ -14,9 +14,8 @@ import numpy as np
 from libc.stdint cimport int64_t
 from cython cimport floating
 
-from _blas cimport gemm
 from _fastmath cimport tanh
-from _packed cimport pack_cols, pack_rows, packed_len, rec_gemm
+from _packed cimport pack, packed_len, product, step_product
 
 # Threads of the per-step products (seqcore.set_num_threads sets them).
 cdef int _threads = 1
@@ -48,22 +47,24 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
     cdef int threads = _threads
 
     dtype = np.float32 if floating is float else np.float64
+    # the input projection's packed weights (packed as they are multiplied)
+    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, H, D), dtype)
     # W_aa^T packed once for the per-step products when there are steps to repay it
-    cdef bint packed = T > 1
+    cdef bint packed = not (T == 1 and B == 1)
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL
 
     with nogil:
         if packed:
-            pack_rows(Pp, &W[0, 0], H + D, H, H)
+            pack(Pp, &W[0, 0], H + D, True, H, H, threads)
         # a[1:] (T*B, H) = b + x (T*B, D) @ W_ax^T: the input part of every step.
         bp = &b[0]
         for i in range(T * B):
             z = &a[1, 0, 0] + i * H
             for j in range(H):
                 z[j] = bp[j]
-        rec_gemm(&a[1, 0, 0], H, &x[0, 0, 0], D, NULL, &W[0, H], H + D, True,
-                 T * B, H, D, True, threads)
+        product(&a[1, 0, 0], H, &x[0, 0, 0], D, 1, &W[0, H], H + D, True,
+                T * B, H, D, True, threads, &work[0])
 
         for i in range(B):
             z = &a[0, i, 0]
@@ -73,7 +74,7 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
 
         for t in range(T):
             # a[t+1] (B, H) += a[t] (B, H) @ W_aa^T
-            rec_gemm(&a[t + 1, 0, 0], H, &a[t, 0, 0], H, Pp, &W[0, 0], H + D, True,
+            step_product(&a[t + 1, 0, 0], H, &a[t, 0, 0], H, Pp, &W[0, 0], H + D, True,
                      B, H, H, True, threads)
             for i in range(B):
                 z = &a[t + 1, i, 0]
@@ -114,13 +115,18 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, :, ::1] dz = np.empty((T, B, H), dtype=dtype)   # pre-activation grads
     cdef int threads = _threads
-    cdef bint packed = T > 1                                         # W_aa packed
+    # workspace of the products over all T*B rows (dW, dx)
+    cdef size_t nwork = max(packed_len(<floating*>NULL, D, T * B),
+                            packed_len(<floating*>NULL, H, T * B),
+                            packed_len(<floating*>NULL, D, H))
+    cdef floating[::1] work = np.empty(nwork, dtype)
+    cdef bint packed = not (T == 1 and B == 1)                                         # W_aa packed
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL
 
     with nogil:
         if packed:
-            pack_cols(Pp, &W[0, 0], H + D, H, H)
+            pack(Pp, &W[0, 0], H + D, False, H, H, threads)
         # da0 carries dC/da<t+1> backwards through the loop and ends as dC/da<0>.
         for i in range(B):
             da = &da0[i, 0]
@@ -156,18 +162,16 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                         da[j] = zero
             # da0 (B, H) += dz[t] (B, H) @ W_aa: active rows were zeroed above, inactive
             # rows have dz = 0, so they keep their gradient unchanged.
-            rec_gemm(&da0[0, 0], H, &dz[t, 0, 0], H, Pp, &W[0, 0], H + D, False,
+            step_product(&da0[0, 0], H, &dz[t, 0, 0], H, Pp, &W[0, 0], H + D, False,
                      B, H, H, True, threads)
 
         # Parameter and input gradients over all T*B rows at once.
         # dW_ax (H, D) += dz^T (H, T*B) @ x (T*B, D)
-        gemm(True, False, <int>H, <int>D, <int>(T * B),
-             one, &dz[0, 0, 0], <int>H, &x[0, 0, 0], <int>D,
-             one, &dW[0, H], <int>(H + D))
+        product(&dW[0, H], H + D, &dz[0, 0, 0], 1, H, &x[0, 0, 0], D, False,
+                H, D, T * B, True, threads, &work[0])
         # dW_aa (H, H) += dz^T (H, T*B) @ a[0:T] (T*B, H)
-        gemm(True, False, <int>H, <int>H, <int>(T * B),
-             one, &dz[0, 0, 0], <int>H, &a[0, 0, 0], <int>H,
-             one, &dW[0, 0], <int>(H + D))
+        product(&dW[0, 0], H + D, &dz[0, 0, 0], 1, H, &a[0, 0, 0], H, False,
+                H, H, T * B, True, threads, &work[0])
         # db (H,) += column sums of dz
         dbp = &db[0]
         for i in range(T * B):
@@ -175,6 +179,5 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             for j in range(H):
                 dbp[j] = dbp[j] + dzr[j]
         # dx (T*B, D) = dz (T*B, H) @ W_ax (H, D)
-        gemm(False, False, <int>(T * B), <int>D, <int>H,
-             one, &dz[0, 0, 0], <int>H, &W[0, H], <int>(H + D),
-             zero, &dx[0, 0, 0], <int>D)
+        product(&dx[0, 0, 0], D, &dz[0, 0, 0], H, 1, &W[0, H], H + D, False,
+                T * B, D, H, False, threads, &work[0])
