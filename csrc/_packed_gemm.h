@@ -166,6 +166,16 @@ SC_DEFINE_KERNEL(double, sc_vd, sc_vd_u, SC_NR_D, d)
  *   sc_rowdot:  c (n) (+)= a (k) @ W^T, W (n, k) with row stride ldw: a dot per row
  *   sc_rowaxpy: c (n) (+)= a (k) @ W,   W (k, n) with row stride ldw: c += a_kk W[kk] */
 #define SC_DEFINE_ROW(T, V, VU, L, SUFFIX)                                          \
+/* Sum of the L lanes of v: halve the vector until one lane is left (a tree of adds,  \
+ * so consecutive rows' reductions overlap instead of forming one long chain). */     \
+static inline T sc_hsum_##SUFFIX(V v)                                               \
+{                                                                                   \
+    T lanes[L];                                                                     \
+    memcpy(lanes, &v, sizeof(V));                                                   \
+    for (int w = L / 2; w > 0; w /= 2)                                              \
+        for (int l = 0; l < w; l++) lanes[l] += lanes[l + w];                       \
+    return lanes[0];                                                                \
+}                                                                                   \
 static inline void sc_rowdot_##SUFFIX(T *c, const T *a, size_t inc_a, const T *W,   \
                                       size_t ldw, size_t n, size_t k, int accumulate)\
 {                                                                                   \
@@ -174,19 +184,35 @@ static inline void sc_rowdot_##SUFFIX(T *c, const T *a, size_t inc_a, const T *W
         for (size_t kk = 0; kk < k; kk++) s += W[j * ldw + kk] * a[kk * inc_a];     \
         c[j] = accumulate ? c[j] + s : s;                                           \
     }                                                                               \
-    for (size_t j = 0; j < n && inc_a == 1; j++) {                                  \
-        const T *w = W + j * ldw;                                                   \
-        V acc0 = {0}, acc1 = {0};                                                   \
-        size_t kk = 0;                                                              \
-        for (; kk + 2 * L <= k; kk += 2 * L) {                                      \
-            acc0 += *(const VU *)(w + kk) * *(const VU *)(a + kk);                  \
-            acc1 += *(const VU *)(w + kk + L) * *(const VU *)(a + kk + L);          \
+    if (inc_a != 1) return;                                                         \
+    size_t kv = k - k % L;                         /* the part in whole vectors */  \
+    size_t j = 0;                                                                   \
+    for (; j + 4 <= n; j += 4) {                   /* four rows share each load of a */ \
+        const T *w0 = W + j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;    \
+        V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                   \
+        for (size_t kk = 0; kk < kv; kk += L) {                                     \
+            V av = *(const VU *)(a + kk);                                           \
+            s0 += *(const VU *)(w0 + kk) * av;                                      \
+            s1 += *(const VU *)(w1 + kk) * av;                                      \
+            s2 += *(const VU *)(w2 + kk) * av;                                      \
+            s3 += *(const VU *)(w3 + kk) * av;                                      \
         }                                                                           \
-        acc0 += acc1;                                                               \
-        T s = 0;                                                                    \
-        for (int l = 0; l < L; l++) s += acc0[l];                                   \
-        for (; kk < k; kk++) s += w[kk] * a[kk];                                    \
-        c[j] = accumulate ? c[j] + s : s;                                           \
+        T r[4] = {sc_hsum_##SUFFIX(s0), sc_hsum_##SUFFIX(s1), sc_hsum_##SUFFIX(s2),   \
+                  sc_hsum_##SUFFIX(s3)};                                            \
+        for (size_t kk = kv; kk < k; kk++) {                                        \
+            r[0] += w0[kk] * a[kk]; r[1] += w1[kk] * a[kk];                         \
+            r[2] += w2[kk] * a[kk]; r[3] += w3[kk] * a[kk];                         \
+        }                                                                           \
+        for (int q = 0; q < 4; q++) c[j + q] = accumulate ? c[j + q] + r[q] : r[q]; \
+    }                                                                               \
+    for (; j < n; j++) {                                                            \
+        const T *w = W + j * ldw;                                                   \
+        V s0 = {0};                                                                 \
+        for (size_t kk = 0; kk < kv; kk += L)                                       \
+            s0 += *(const VU *)(w + kk) * *(const VU *)(a + kk);                    \
+        T r = sc_hsum_##SUFFIX(s0);                                                 \
+        for (size_t kk = kv; kk < k; kk++) r += w[kk] * a[kk];                      \
+        c[j] = accumulate ? c[j] + r : r;                                           \
     }                                                                               \
 }                                                                                   \
 static inline void sc_rowaxpy_##SUFFIX(T *__restrict__ c, const T *a, size_t inc_a, \
