@@ -17,6 +17,7 @@ cimport cython
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
+from cython.parallel cimport prange
 
 import numpy as np
 
@@ -129,6 +130,23 @@ cdef void backward_step(real_r dz, real_r da, real_r dc, real_r da_tot, real_r d
         dc_tot[j] = dc_j
 
 
+cdef void forward_rows(floating* g, floating* c_t, floating* a_t, floating* b, floating* p,
+                       const int64_t* lengths, Py_ssize_t t, Py_ssize_t B, Py_ssize_t b0,
+                       Py_ssize_t b1, Py_ssize_t H) noexcept nogil:
+    """The gate pass of step t for sequences [b0, b1) (see forward_step). g (B, 4H):
+    gates[t]; c_t, a_t (B, H): c[t], a[t], whose next B rows are c[t+1], a[t+1]."""
+    cdef Py_ssize_t bi, G = 4 * H
+    cdef floating* c_next = c_t + B * H
+    cdef floating* a_next = a_t + B * H
+    for bi in range(b0, b1):
+        if t < lengths[bi]:
+            forward_step(g + bi * G, c_next + bi * H, a_next + bi * H, c_t + bi * H, b, p, H)
+        else:                                        # inactive: the state is copied
+            memset(g + bi * G, 0, G * sizeof(floating))
+            memcpy(c_next + bi * H, c_t + bi * H, H * sizeof(floating))
+            memcpy(a_next + bi * H, a_t + bi * H, H * sizeof(floating))
+
+
 cdef inline void accumulate(real_r out, real_r v, Py_ssize_t n) noexcept nogil:
     """out (n) += v (n)"""
     cdef Py_ssize_t j
@@ -168,6 +186,8 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     cdef int threads = _threads
     # the input projection's packed weights (packed as they are multiplied)
     cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 4 * H, D), dtype)
+    # threads of the gate pass: worth it from some 16 Ki units per step
+    cdef Py_ssize_t q, ew = threads if B > 1 and B * H >= 16384 else 1
     cdef bint packed = not (T == 1 and B == 1)
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, G, H) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL
@@ -183,15 +203,15 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
             # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
             step_product(&gates[t, 0, 0], G, &a[t, 0, 0], H, Pp, &W[0, 0], HD, True,
                      B, G, H, True, threads)
-            for bi in range(B):
-                g = &gates[t, bi, 0]
-                if t < lengths[bi]:
-                    forward_step(g, &c[t + 1, bi, 0], &a[t + 1, bi, 0], &c[t, bi, 0],
-                                 <floating*>&b[0], p_used, H)
-                else:                                # inactive: the state is copied
-                    memset(g, 0, G * sizeof(floating))
-                    memcpy(&c[t + 1, bi, 0], &c[t, bi, 0], H * sizeof(floating))
-                    memcpy(&a[t + 1, bi, 0], &a[t, bi, 0], H * sizeof(floating))
+            # the gate pass, its rows split over the threads when there are enough
+            if ew <= 1:
+                forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0], <floating*>&b[0],
+                             p_used, &lengths[0], t, B, 0, B, H)
+            else:
+                for q in prange(ew, num_threads=ew, schedule="static"):
+                    forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0],
+                                 <floating*>&b[0], p_used, &lengths[0], t, B, q * B // ew,
+                                 (q + 1) * B // ew, H)
 
 
 def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
