@@ -34,7 +34,6 @@ extensions = [
         include_dirs=["csrc"],
         extra_compile_args=compile_args,
         extra_link_args=["-fopenmp"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for cell in CELLS
 ]

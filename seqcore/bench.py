@@ -162,6 +162,7 @@ class _Worker:
         else:
             import seqcore
             info["seqcore"] = seqcore.__version__
+            info["core_threads"] = seqcore.get_num_threads()
         return info
 
     def cmd_threads(self, msg):
@@ -169,6 +170,8 @@ class _Worker:
         if self.side == "torch":
             self.torch.set_num_threads(n)
             return {"threads": self.torch.get_num_threads()}
+        import seqcore
+        seqcore.set_num_threads(n)                    # the compiled core's own threads
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
@@ -177,21 +180,20 @@ class _Worker:
         return {"threads": n}
 
     def cmd_gemm(self, msg):
-        """This machine's sgemm and dgemm rate (GFLOP/s), with scipy's BLAS (seqcore's)."""
+        """This machine's sgemm and dgemm rate (GFLOP/s), with NumPy's BLAS."""
         np = self.np
-        from scipy.linalg import blas
         n, reps = int(msg["n"]), int(msg["reps"])
         out = {}
-        for name, fn, dt in (("sgemm", blas.sgemm, np.float32), ("dgemm", blas.dgemm, np.float64)):
+        for name, dt in (("sgemm", np.float32), ("dgemm", np.float64)):
             rng = np.random.default_rng(0)
-            a = np.asfortranarray(rng.standard_normal((n, n)).astype(dt))
-            b = np.asfortranarray(rng.standard_normal((n, n)).astype(dt))
-            c = np.asfortranarray(np.zeros((n, n), dt))
-            fn(1.0, a, b, 0.0, c, overwrite_c=True)                  # warm-up
+            a = rng.standard_normal((n, n)).astype(dt)
+            b = rng.standard_normal((n, n)).astype(dt)
+            c = np.zeros((n, n), dt)
+            np.matmul(a, b, out=c)                                   # warm-up
             times = []
             for _ in range(reps):
                 t0 = time.perf_counter()
-                fn(1.0, a, b, 0.0, c, overwrite_c=True)
+                np.matmul(a, b, out=c)
                 times.append(time.perf_counter() - t0)
             out[name] = 2 * n ** 3 / min(times) / 1e9      # the best: what the machine can do
         out["n"] = n
@@ -473,7 +475,7 @@ def compare(out, ref, dtype):
 
 
 def _lib_owner(path):
-    """Which package shipped a BLAS: seqcore's kernels call scipy's, the reference NumPy's."""
+    """Which package shipped a BLAS (the reference and the gemm rate use NumPy's)."""
     for owner in ("scipy", "numpy", "torch"):
         if f"{owner}.libs" in path or f"/{owner}/" in path:
             return owner
@@ -484,7 +486,7 @@ def blas_line(info):
     """'scipy: openblas 0.3.30 SkylakeX, 2 threads; numpy: ...' for each BLAS of a side."""
     parts = []
     pools = sorted((p for p in info.get("threadpools", []) if p.get("user_api") == "blas"),
-                   key=lambda p: _lib_owner(p.get("filepath", "")) != "scipy")
+                   key=lambda p: _lib_owner(p.get("filepath", "")) != "numpy")
     for p in pools:
         parts.append(f"{_lib_owner(p.get('filepath', ''))}: {p.get('internal_api')} "
                      f"{p.get('version')} {p.get('architecture', '?')}, "
@@ -496,11 +498,10 @@ def blas_line(info):
 
 
 def _blas_threads(info):
-    """The thread count of the BLAS seqcore calls (scipy's), else of any BLAS."""
+    """The threads seqcore's compiled core uses, else those of any BLAS."""
+    if info.get("core_threads"):
+        return info["core_threads"]
     pools = [p for p in info.get("threadpools", []) if p.get("user_api") == "blas"]
-    for p in pools:
-        if "scipy" in p.get("filepath", "") and "numpy" not in p.get("filepath", ""):
-            return p["num_threads"]
     return pools[0]["num_threads"] if pools else (os.cpu_count() or 1)
 
 
@@ -639,15 +640,16 @@ class Bench:
 
     def _header(self, meta):
         print(f"seqcore bench: {meta['processor']}, {meta['cpus']} CPUs, "
-              f"{meta['threads']} BLAS/torch threads, {meta['rounds']} rounds"
+              f"{meta['threads']} threads per side, {meta['rounds']} rounds"
               + (" (quick)" if self.quick else ""))
         for s, info in meta["workers"].items():
             print(f"  {s:<9} {blas_line(info)}")
-        print("  (seqcore's kernels call scipy's BLAS, the reference NumPy's; PyTorch its own MKL)")
+        print("  (seqcore's core multiplies on its own packed kernels over its own threads; "
+              "the reference calls NumPy's BLAS; PyTorch its MKL and oneDNN)")
         g = meta["gemm"]
         n = 3 if self.quick else 5
         print(f"  machine:  sgemm {g['sgemm']:.1f} GFLOP/s, dgemm {g['dgemm']:.1f} GFLOP/s "
-              f"(best of {n}x n={g['n']}, scipy BLAS, at the start)")
+              f"(best of {n}x n={g['n']}, NumPy's BLAS, at the start)")
         if meta["busy_before"] is not None and meta["busy_before"] > 0.15:
             print(f"  WARNING: the machine was {100 * meta['busy_before']:.0f}% busy before the "
                   f"run (load average {meta['loadavg'][0]:.1f}): other processes share the "
