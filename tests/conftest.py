@@ -35,6 +35,20 @@ def assert_close(actual, expected, dtype, name="", rtol=None, atol=None):
         **tol)
 
 
+def numeric_grad(f, arr, eps=1e-6):
+    """Central finite differences of the scalar f() w.r.t. every entry of arr (in place)."""
+    g = np.zeros_like(arr)
+    for i in np.ndindex(arr.shape):
+        old = arr[i]
+        arr[i] = old + eps
+        fp = f()
+        arr[i] = old - eps
+        fm = f()
+        arr[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
 @pytest.fixture
 def rng(request):
     # A different but reproducible stream per test.

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import seqcore
+from conftest import numeric_grad
 
-EPS = 1e-6
 
 
 def test_dense_gradients_match_finite_differences(rng):
@@ -17,15 +17,7 @@ def test_dense_gradients_match_finite_differences(rng):
     f = lambda: float((layer.forward(x) * dy).sum())  # noqa: E731
     for name, analytic, arr in [("dx", dx, x), ("W", layer.grads["W"], layer.params["W"]),
                                 ("b", layer.grads["b"], layer.params["b"])]:
-        num = np.zeros_like(arr)
-        for i in np.ndindex(arr.shape):
-            old = arr[i]
-            arr[i] = old + EPS
-            fp = f()
-            arr[i] = old - EPS
-            fm = f()
-            arr[i] = old
-            num[i] = (fp - fm) / (2 * EPS)
+        num = numeric_grad(f, arr)
         np.testing.assert_allclose(analytic, num, rtol=1e-7, atol=1e-9, err_msg=name)
 
 
@@ -36,15 +28,7 @@ def test_softmax_cross_entropy_gradient_matches_finite_differences(use_mask, rng
     targets = rng.integers(0, V, (T, B))
     mask = (rng.random((T, B)) < 0.7) if use_mask else None
     loss, dlogits = seqcore.softmax_cross_entropy(logits, targets, mask)
-    num = np.zeros_like(logits)
-    for i in np.ndindex(logits.shape):
-        old = logits[i]
-        logits[i] = old + EPS
-        fp = seqcore.softmax_cross_entropy(logits, targets, mask)[0]
-        logits[i] = old - EPS
-        fm = seqcore.softmax_cross_entropy(logits, targets, mask)[0]
-        logits[i] = old
-        num[i] = (fp - fm) / (2 * EPS)
+    num = numeric_grad(lambda: seqcore.softmax_cross_entropy(logits, targets, mask)[0], logits)
     np.testing.assert_allclose(dlogits, num, rtol=1e-6, atol=1e-8)
 
 

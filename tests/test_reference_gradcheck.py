@@ -2,29 +2,14 @@
 import numpy as np
 import pytest
 
+from conftest import numeric_grad
 from _cases import CELL_IDS, make_layer, random_lengths, random_state, state_list
-
-EPS = 1e-6
-
 
 def cost(layer, x, state, lengths, dy, dfinal):
     """C = sum(y * dy) + sum(final * dfinal): its gradients are the backward's inputs."""
     y, final = layer.forward(x, state, lengths)
     return float((y * dy).sum() + sum((f * g).sum() for f, g in
                                       zip(state_list(final), state_list(dfinal))))
-
-
-def numeric_grad(f, arr):
-    g = np.zeros_like(arr)
-    for i in np.ndindex(arr.shape):
-        old = arr[i]
-        arr[i] = old + EPS
-        fp = f()
-        arr[i] = old - EPS
-        fm = f()
-        arr[i] = old
-        g[i] = (fp - fm) / (2 * EPS)
-    return g
 
 
 @pytest.mark.parametrize("cell", CELL_IDS)

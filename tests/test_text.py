@@ -6,7 +6,7 @@ import seqcore
 from seqcore.embedding import OneHot
 from seqcore.text import EOS, NO_TOKEN, UNK, default_corpus, read_corpus, tokenize
 
-EPS = 1e-6
+from conftest import numeric_grad
 
 
 def test_vocab_is_specials_then_sorted_tokens_whatever_the_text_order():
@@ -67,18 +67,6 @@ def test_default_corpus_is_deterministic_names_from_the_standard_library():
     assert {"getattr", "urlopen"} & set(names)
 
 
-def _fd(f, arr):
-    num = np.zeros_like(arr)
-    for i in np.ndindex(arr.shape):
-        old = arr[i]
-        arr[i] = old + EPS
-        fp = f()
-        arr[i] = old - EPS
-        fm = f()
-        arr[i] = old
-        num[i] = (fp - fm) / (2 * EPS)
-    return num
-
 
 def test_embedding_backward_matches_finite_differences(rng):
     emb = seqcore.Embedding(5, 3, dtype=np.float64, seed=0)
@@ -88,7 +76,7 @@ def test_embedding_backward_matches_finite_differences(rng):
     np.testing.assert_array_equal(x[0, 2], 0)              # x<1> = 0
     np.testing.assert_array_equal(x[1, 0], emb.params["W"][4])
     assert emb.backward(dy) is None
-    num = _fd(lambda: float((emb.forward(ids) * dy).sum()), emb.params["W"])
+    num = numeric_grad(lambda: float((emb.forward(ids) * dy).sum()), emb.params["W"])
     err = np.abs(emb.grads["W"] - num).max()
     print(f"embedding dW max abs err {err:.2e}")
     np.testing.assert_allclose(emb.grads["W"], num, rtol=1e-7, atol=1e-9)
