@@ -67,7 +67,8 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     # reset after, P1 = W[:, :H]^T.
     cdef int threads = _threads
     # the input projection's packed weights (packed as they are multiplied)
-    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 3 * H, D), dtype)
+    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 3 * H, D) if T * B > 1 else 1,
+                                       dtype)   # a single row needs no packing
     cdef bint packed = not (T == 1 and B == 1)
     cdef size_t n1 = 3 * H if reset_after else 2 * H
     cdef size_t len1 = packed_len(<floating*>NULL, n1, H)

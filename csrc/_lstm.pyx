@@ -185,7 +185,8 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     # W[:, :H]^T packed once for the per-step products, when there are steps to repay it
     cdef int threads = _threads
     # the input projection's packed weights (packed as they are multiplied)
-    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 4 * H, D), dtype)
+    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 4 * H, D) if T * B > 1 else 1,
+                                       dtype)   # a single row needs no packing
     # threads of the gate pass: worth it from some 16 Ki units per step
     cdef Py_ssize_t q, ew = threads if B > 1 and B * H >= 16384 else 1
     cdef bint packed = not (T == 1 and B == 1)

@@ -48,7 +48,8 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
 
     dtype = np.float32 if floating is float else np.float64
     # the input projection's packed weights (packed as they are multiplied)
-    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, H, D), dtype)
+    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, H, D) if T * B > 1 else 1,
+                                       dtype)   # a single row needs no packing
     # W_aa^T packed once for the per-step products when there are steps to repay it
     cdef bint packed = not (T == 1 and B == 1)
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)

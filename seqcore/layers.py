@@ -70,6 +70,7 @@ class _Recurrent:
         self._forward_kernel = getattr(self._kernels, f"{self._cell}_forward")
         self._backward_kernel = getattr(self._kernels, f"{self._cell}_backward")
         self.params = {}
+        self._shape_cache = {}
         self._init_params(np.random.default_rng(seed))
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._cache = None
@@ -136,11 +137,22 @@ class _Recurrent:
         return out
 
     def _param_shapes_of(self, l, sfx):
-        G, H = self._num_gates, self.hidden_size
-        shapes = {f"W_l{l}{sfx}": (G * H, H + self._layer_input_size(l)),
-                  f"b_l{l}{sfx}": (G * H,)}
-        shapes.update(self._extra_param_shapes(l, sfx))
+        """{name: shape} of layer l, direction sfx (fixed at construction, so cached)."""
+        shapes = self._shape_cache.get((l, sfx))
+        if shapes is None:
+            G, H = self._num_gates, self.hidden_size
+            shapes = {f"W_l{l}{sfx}": (G * H, H + self._layer_input_size(l)),
+                      f"b_l{l}{sfx}": (G * H,)}
+            shapes.update(self._extra_param_shapes(l, sfx))
+            self._shape_cache[(l, sfx)] = shapes
         return shapes
+
+    def _full_lengths(self, T, B):
+        """lengths (B,) all equal to T, kept between calls (the kernels only read it)."""
+        lens = self._workspaces.get("lengths")
+        if lens is None or lens.shape[0] != B or lens[0] != T:
+            lens = self._workspaces["lengths"] = np.full(B, T, np.int64)
+        return lens
 
     def _workspace(self, k, name, shape):
         """The array forward keeps for backward, reused from the previous forward when the
@@ -205,7 +217,7 @@ class _Recurrent:
         lengths = V.check_lengths(lengths, T, B)
         states0 = self._check_state(state, B, "state")
         H, dirs = self.hidden_size, self.num_directions
-        lens = lengths if lengths is not None else np.full(B, T, np.int64)
+        lens = lengths if lengths is not None else self._full_lengths(T, B)
         rev = _reverse_index(lens, T, B) if lengths is not None and dirs == 2 else None
         mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None] if lengths is not None else None
 
