@@ -24,17 +24,7 @@ import numpy as np
 from _fastmath cimport sigmoid, tanh
 from _packed cimport pack, packed_len, product, step_product
 
-# Threads of the per-step products (seqcore.set_num_threads sets them).
-cdef int _threads = 1
-
-
-def set_num_threads(int n):
-    global _threads
-    _threads = n if n > 0 else 1
-
-
-def get_num_threads():
-    return _threads
+include "_threads.pxi"
 
 # The element-wise passes read and write 6-10 rows at once; without `restrict` gcc
 # would need more run-time overlap checks than it allows and leave them scalar.

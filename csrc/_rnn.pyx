@@ -17,17 +17,7 @@ from cython cimport floating
 from _fastmath cimport tanh
 from _packed cimport pack, packed_len, product, step_product
 
-# Threads of the per-step products (seqcore.set_num_threads sets them).
-cdef int _threads = 1
-
-
-def set_num_threads(int n):
-    global _threads
-    _threads = n if n > 0 else 1
-
-
-def get_num_threads():
-    return _threads
+include "_threads.pxi"
 
 
 def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] = a0

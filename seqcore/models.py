@@ -372,6 +372,24 @@ class LanguageModel(_Model):
 class _Tagged(_Model):
     """Shared by the classifier and the tagger: inputs are token texts (with a vocab) or features."""
 
+    def __init__(self, num_classes, *, vocab=None, input_size=None, cell="lstm",
+                 hidden_size=64, num_layers=1, bidirectional=False, embedding_dim=None,
+                 dtype=np.float32, backend="cython", seed=None, **cell_options):
+        super().__init__()
+        self._setup(cell, hidden_size, num_layers, embedding_dim, dtype, cell_options)
+        self.num_classes = V.check_int(num_classes, "num_classes", minimum=2)
+        self.bidirectional = V.check_bool(bidirectional, "bidirectional")
+        s_in, s_rnn, s_out = _seeds(seed, 3)
+        D = self._setup_inputs(vocab, input_size, s_in)
+        self.rnn = _recurrent(cell, D, self.hidden_size, self.num_layers, self.bidirectional,
+                              self.dtype, backend, s_rnn, cell_options)
+        dirs = self.rnn.num_directions
+        self.out = Dense(dirs * self.hidden_size, self.num_classes, dtype=self.dtype, seed=s_out)
+        self.layers.update(rnn=self.rnn, out=self.out)
+
+    def config(self):
+        return {**self._input_config(), **self._base_config()}
+
     def _setup_inputs(self, vocab, input_size, seed):
         if (vocab is None) == (input_size is None):
             raise TypeError("give exactly one of vocab= (token inputs) or input_size= "
@@ -413,24 +431,6 @@ class SequenceClassifier(_Tagged):
     """
 
     kind = "SequenceClassifier"
-
-    def __init__(self, num_classes, *, vocab=None, input_size=None, cell="lstm",
-                 hidden_size=64, num_layers=1, bidirectional=False, embedding_dim=None,
-                 dtype=np.float32, backend="cython", seed=None, **cell_options):
-        super().__init__()
-        self._setup(cell, hidden_size, num_layers, embedding_dim, dtype, cell_options)
-        self.num_classes = V.check_int(num_classes, "num_classes", minimum=2)
-        self.bidirectional = V.check_bool(bidirectional, "bidirectional")
-        s_in, s_rnn, s_out = _seeds(seed, 3)
-        D = self._setup_inputs(vocab, input_size, s_in)
-        self.rnn = _recurrent(cell, D, self.hidden_size, self.num_layers, self.bidirectional,
-                              self.dtype, backend, s_rnn, cell_options)
-        dirs = self.rnn.num_directions
-        self.out = Dense(dirs * self.hidden_size, self.num_classes, dtype=self.dtype, seed=s_out)
-        self.layers.update(rnn=self.rnn, out=self.out)
-
-    def config(self):
-        return {**self._input_config(), **self._base_config()}
 
     def forward(self, x, lengths=None):
         """x (T, B) ids or (T, B, D) -> logits (B, C)."""
@@ -506,24 +506,6 @@ class SequenceTagger(_Tagged):
     """
 
     kind = "SequenceTagger"
-
-    def __init__(self, num_classes, *, vocab=None, input_size=None, cell="lstm",
-                 hidden_size=64, num_layers=1, bidirectional=False, embedding_dim=None,
-                 dtype=np.float32, backend="cython", seed=None, **cell_options):
-        super().__init__()
-        self._setup(cell, hidden_size, num_layers, embedding_dim, dtype, cell_options)
-        self.num_classes = V.check_int(num_classes, "num_classes", minimum=2)
-        self.bidirectional = V.check_bool(bidirectional, "bidirectional")
-        s_in, s_rnn, s_out = _seeds(seed, 3)
-        D = self._setup_inputs(vocab, input_size, s_in)
-        self.rnn = _recurrent(cell, D, self.hidden_size, self.num_layers, self.bidirectional,
-                              self.dtype, backend, s_rnn, cell_options)
-        dirs = self.rnn.num_directions
-        self.out = Dense(dirs * self.hidden_size, self.num_classes, dtype=self.dtype, seed=s_out)
-        self.layers.update(rnn=self.rnn, out=self.out)
-
-    def config(self):
-        return {**self._input_config(), **self._base_config()}
 
     def forward(self, x, lengths=None):
         """x (T, B) ids or (T, B, D) -> logits (T, B, C) (padding steps: meaningless)."""
