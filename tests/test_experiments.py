@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import numeric_grad
 import seqcore
 from seqcore import experiments as E
 from seqcore.__main__ import main
@@ -84,17 +85,11 @@ def test_regressor_gradients_against_finite_differences(cell, rng):
     model.loss_and_grads(batch)
     worst = 0.0
     for name, p, g in model.parameters():
-        flat_p, flat_g = p.reshape(-1), g.reshape(-1)
-        for i in range(flat_p.size):
-            old = flat_p[i]
-            flat_p[i] = old + EPS
-            fp = model.loss_and_grads(batch, backward=False)[0]
-            flat_p[i] = old - EPS
-            fm = model.loss_and_grads(batch, backward=False)[0]
-            flat_p[i] = old
-            num = (fp - fm) / (2 * EPS)
-            worst = max(worst, abs(flat_g[i] - num) / max(abs(num), 1e-6))
-            assert flat_g[i] == pytest.approx(num, rel=1e-6, abs=1e-9), f"{name}[{i}]"
+        nums = numeric_grad(lambda: model.loss_and_grads(batch, backward=False)[0], p, EPS)
+        for i, num in enumerate(nums.reshape(-1)):
+            analytic = g.reshape(-1)[i]
+            worst = max(worst, abs(analytic - num) / max(abs(num), 1e-6))
+            assert analytic == pytest.approx(num, rel=1e-6, abs=1e-9), f"{name}[{i}]"
     print(f"{cell}: max rel err {worst:.2e}")
 
 
