@@ -1,6 +1,7 @@
 """Build script for seqcore's compiled core: one extension module per cell in csrc/."""
 import os
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -31,11 +32,16 @@ extensions = [
     Extension(
         f"seqcore._{cell}",
         [f"csrc/_{cell}.pyx"],
-        include_dirs=["csrc"],
+        include_dirs=["csrc", numpy.get_include()],   # NumPy's C API: the one-token path
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=["-fopenmp"],
     )
     for cell in CELLS
+] + [
+    # the argument checks that are faster compiled (seqcore/_validation.py)
+    Extension("seqcore._checks", ["csrc/_checks.pyx"], include_dirs=["csrc"],
+              extra_compile_args=compile_args),
 ]
 
 setup(

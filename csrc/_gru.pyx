@@ -16,11 +16,90 @@ import numpy as np
 
 from libc.stdint cimport int64_t
 from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memcpy
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport pack, packed_len, product, step_product
+from _packed cimport pack, packed_len, product, row_dot, step_product, step_threads, unit_split
 
 include "_threads.pxi"
+
+
+# One step of a single sequence (T = B = 1, token-by-token generation) reads W once,
+# straight from its rows, with the units split over the threads. Reset before, the
+# candidate needs gamma_r * c<t-1> of every unit, so the step takes two parallel
+# regions (gates, then state); reset after, one.
+
+cdef void step_gates(floating* g, floating* hc, const floating* c_prev, const floating* x,
+                     const floating* W, const floating* b, const floating* b_cc,
+                     Py_ssize_t u0, Py_ssize_t u1, Py_ssize_t D, Py_ssize_t H,
+                     bint reset_after) noexcept nogil:
+    """Units [u0, u1): gamma_r, gamma_u into g (3H); hc = gamma_r * c<t-1> (reset
+    before), or hc = W_cc c<t-1> + b_cc and the candidate's W_cx x<t> into g (reset
+    after)."""
+    cdef Py_ssize_t gate, row, j, n = u1 - u0, LDW = H + D
+    if n <= 0:
+        return
+    for gate in range(2):
+        row = gate * H + u0
+        row_dot(g + row, c_prev, H, x, D, W + row * LDW, LDW, n, False)
+        for j in range(row, row + n):
+            g[j] = sigmoid(g[j] + b[j])
+    if reset_after:
+        row = 2 * H + u0
+        row_dot(hc + u0, c_prev, H, x, 0, W + row * LDW, LDW, n, False)        # W_cc c<t-1>
+        row_dot(g + row, x, D, x, 0, W + row * LDW + H, LDW, n, False)         # W_cx x<t>
+        for j in range(u0, u1):
+            hc[j] = hc[j] + b_cc[j]
+    else:
+        for j in range(u0, u1):
+            hc[j] = g[j] * c_prev[j]
+
+
+cdef void step_state(floating* c_next, floating* g, const floating* hc,
+                     const floating* c_prev, const floating* x, const floating* W,
+                     const floating* b, Py_ssize_t u0, Py_ssize_t u1, Py_ssize_t D,
+                     Py_ssize_t H, bint reset_after) noexcept nogil:
+    """Units [u0, u1), after step_gates (of every unit, reset before): c_tilde into g,
+    then c<t> = gamma_u * c_tilde + (1 - gamma_u) * c<t-1>."""
+    cdef Py_ssize_t j, n = u1 - u0, LDW = H + D, row = 2 * H + u0
+    cdef floating one = 1
+    if n <= 0:
+        return
+    if not reset_after:
+        row_dot(g + row, hc, H, x, D, W + row * LDW, LDW, n, False)
+        for j in range(u0, u1):
+            g[2 * H + j] = tanh(g[2 * H + j] + b[2 * H + j])
+    else:
+        for j in range(u0, u1):
+            g[2 * H + j] = tanh(g[2 * H + j] + b[2 * H + j] + g[j] * hc[j])
+    for j in range(u0, u1):
+        c_next[j] = g[H + j] * g[2 * H + j] + (one - g[H + j]) * c_prev[j]
+
+
+cdef void forward_one(floating* c, floating* g, floating* hc, const floating* x,
+                      const floating* c0, const floating* W, const floating* b,
+                      const floating* b_cc, Py_ssize_t D, Py_ssize_t H, bint reset_after,
+                      int threads) noexcept nogil:
+    """gru_forward for T = B = 1. c (2, H): [state in, state out]; g (3H); hc (H)."""
+    cdef Py_ssize_t q, nq = step_threads(threads, 3 * H, H + D, H)
+    memcpy(c, c0, H * sizeof(floating))
+    if nq <= 1:
+        step_gates(g, hc, c, x, W, b, b_cc, 0, H, D, H, reset_after)
+        step_state(c + H, g, hc, c, x, W, b, 0, H, D, H, reset_after)
+    elif reset_after:
+        for q in prange(nq, num_threads=nq, schedule="static"):
+            step_gates(g, hc, c, x, W, b, b_cc, unit_split(c, H, q, nq),
+                       unit_split(c, H, q + 1, nq), D, H, reset_after)
+            step_state(c + H, g, hc, c, x, W, b, unit_split(c, H, q, nq),
+                       unit_split(c, H, q + 1, nq), D, H, reset_after)
+    else:
+        for q in prange(nq, num_threads=nq, schedule="static"):
+            step_gates(g, hc, c, x, W, b, b_cc, unit_split(c, H, q, nq),
+                       unit_split(c, H, q + 1, nq), D, H, reset_after)
+        for q in prange(nq, num_threads=nq, schedule="static"):
+            step_state(c + H, g, hc, c, x, W, b, unit_split(c, H, q, nq),
+                       unit_split(c, H, q + 1, nq), D, H, reset_after)
 
 
 def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] = c0
@@ -48,30 +127,31 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     cdef const floating* cp          # (H,) c<t>, one row
     cdef const floating* bp
 
+    cdef int threads = _threads
+    if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
+        with nogil:
+            forward_one(&c[0, 0, 0], &gates[0, 0, 0], &hc[0, 0, 0], &x[0, 0, 0], &c0[0, 0],
+                        &W[0, 0], &b[0], &b_cc[0], D, H, reset_after, threads)
+        return
     dtype = np.float32 if floating is float else np.float64
     # h = c<t-1> @ W_cc^T, the recurrent part of all three blocks (reset after only).
     cdef Py_ssize_t nh = B if reset_after else 0             # unused: stays empty
     cdef floating[:, ::1] h = np.empty((nh, 3 * H), dtype=dtype)
-    # The recurrent weights packed once for the per-step products (when there are
-    # steps to repay it): reset before, P1 = W[0:2H, :H]^T and P2 = W[2H:3H, :H]^T;
-    # reset after, P1 = W[:, :H]^T.
-    cdef int threads = _threads
-    # the input projection's packed weights (packed as they are multiplied)
-    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 3 * H, D) if T * B > 1 else 1,
-                                       dtype)   # a single row needs no packing
-    cdef bint packed = not (T == 1 and B == 1)
+    # The recurrent weights packed once for the per-step products: reset before,
+    # P1 = W[0:2H, :H]^T and P2 = W[2H:3H, :H]^T; reset after, P1 = W[:, :H]^T.
+    # The input projection's packed weights go to `work` (packed as they are multiplied).
+    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 3 * H, D), dtype)
     cdef size_t n1 = 3 * H if reset_after else 2 * H
     cdef size_t len1 = packed_len(<floating*>NULL, n1, H)
     cdef size_t len2 = 0 if reset_after else packed_len(<floating*>NULL, H, H)
-    cdef floating[::1] P = np.empty(len1 + len2 if packed else 1, dtype=dtype)
-    cdef floating* P1 = &P[0] if packed else NULL
-    cdef floating* P2 = &P[0] + len1 if packed and not reset_after else NULL
+    cdef floating[::1] P = np.empty(len1 + len2, dtype=dtype)
+    cdef floating* P1 = &P[0]
+    cdef floating* P2 = &P[0] + len1 if not reset_after else NULL
 
     with nogil:
-        if packed:
-            pack(P1, &W[0, 0], LDW, True, n1, H, threads)
-            if not reset_after:
-                pack(P2, &W[2 * H, 0], LDW, True, H, H, threads)
+        pack(P1, &W[0, 0], LDW, True, n1, H, threads)
+        if not reset_after:
+            pack(P2, &W[2 * H, 0], LDW, True, H, H, threads)
         # gates (T*B, 3H) = b + x (T*B, D) @ W_x^T: the input part of every step.
         bp = &b[0]
         for i in range(T * B):
@@ -330,3 +410,19 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
         # dx (T*B, D) = dz (T*B, 3H) @ W_x (3H, D): r, u and candidate all contribute
         product(&dx[0, 0, 0], D, &dz[0, 0, 0], G3, 1, &W[0, H], LDW, False,
                 T * B, D, G3, False, threads, &work[0])
+
+
+# ------------------------------------------------------------ one token (generation)
+
+cdef enum:
+    NUM_STATES = 1              # c
+
+
+cdef void step_layer(floating** ws, const floating* x, const floating* c0, const floating* unused,
+                     const floating** prm, Py_ssize_t D, Py_ssize_t H, bint reset_after,
+                     int threads) noexcept nogil:
+    """One layer of Stepper.step: ws = (c, gates, hc), prm = (W, b[, b_cc])."""
+    forward_one(ws[0], ws[1], ws[2], x, c0, prm[0], prm[1], prm[2], D, H, reset_after, threads)
+
+
+include "_stepper.pxi"

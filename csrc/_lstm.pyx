@@ -22,7 +22,8 @@ from cython.parallel cimport prange
 import numpy as np
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport pack, packed_len, product, step_product
+from _packed cimport (pack, packed_len, product, row_dot, step_product, step_threads,
+                      unit_split)
 
 include "_threads.pxi"
 
@@ -63,24 +64,54 @@ cdef inline floating sum_sq(const floating* v, Py_ssize_t n) noexcept nogil:
 
 
 @cython.infer_types(True)
+cdef inline void forward_unit(real_r g, real_r c_next, real_r a_next, real_r c_prev,
+                              real_r b, real_r p, bint peep, Py_ssize_t j,
+                              Py_ssize_t H) noexcept nogil:
+    """Unit j of forward_step; p is read only when peep (a constant where this is
+    inlined, so the loops stay branch-free and vectorized)."""
+    gamma_u = sigmoid(g[j] + b[j] + (p[j] * c_prev[j] if peep else 0))
+    gamma_f = sigmoid(g[H + j] + b[H + j] + (p[H + j] * c_prev[j] if peep else 0))
+    c_tilde = tanh(g[2 * H + j] + b[2 * H + j])
+    c_t = gamma_u * c_tilde + gamma_f * c_prev[j]
+    gamma_o = sigmoid(g[3 * H + j] + b[3 * H + j] + (p[2 * H + j] * c_t if peep else 0))
+    g[j] = gamma_u
+    g[H + j] = gamma_f
+    g[2 * H + j] = c_tilde
+    g[3 * H + j] = gamma_o
+    c_next[j] = c_t
+    a_next[j] = gamma_o * tanh(c_t)
+
+
 cdef void forward_step(real_r g, real_r c_next, real_r a_next, real_r c_prev,
-                       real_r b, real_r p, Py_ssize_t H) noexcept nogil:
-    """Gate pass of one active (step, sequence). g (4H): the pre-activations
-    without bias in, [gamma_u, gamma_f, c_tilde, gamma_o] out; b (4H); p (3H),
-    zeros without peepholes; c_prev (H) = c<t-1>; out c_next, a_next (H) = c<t>, a<t>."""
+                       real_r b, real_r p, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """Gate pass of units [0, n) of one active (step, sequence); the gate blocks are H
+    apart. g (4 blocks): the pre-activations without bias in, [gamma_u, gamma_f,
+    c_tilde, gamma_o] out; b (4 blocks); p (3 blocks) or NULL without peepholes;
+    c_prev = c<t-1>; out c_next, a_next = c<t>, a<t>."""
     cdef Py_ssize_t j
-    for j in range(H):
-        gamma_u = sigmoid(g[j] + b[j] + p[j] * c_prev[j])
-        gamma_f = sigmoid(g[H + j] + b[H + j] + p[H + j] * c_prev[j])
-        c_tilde = tanh(g[2 * H + j] + b[2 * H + j])
-        c_t = gamma_u * c_tilde + gamma_f * c_prev[j]
-        gamma_o = sigmoid(g[3 * H + j] + b[3 * H + j] + p[2 * H + j] * c_t)
-        g[j] = gamma_u
-        g[H + j] = gamma_f
-        g[2 * H + j] = c_tilde
-        g[3 * H + j] = gamma_o
-        c_next[j] = c_t
-        a_next[j] = gamma_o * tanh(c_t)
+    if p != NULL:
+        for j in range(n):
+            forward_unit(g, c_next, a_next, c_prev, b, p, True, j, H)
+    else:
+        for j in range(n):
+            forward_unit(g, c_next, a_next, c_prev, b, p, False, j, H)
+
+
+cdef void step_units(floating* g, floating* c_next, floating* a_next, const floating* c_prev,
+                     const floating* a_prev, const floating* x, const floating* W,
+                     const floating* b, const floating* p, Py_ssize_t u0, Py_ssize_t u1,
+                     Py_ssize_t D, Py_ssize_t H) noexcept nogil:
+    """Units [u0, u1) of one step of a single sequence (T = B = 1): the four gate rows
+    of each unit, W[gate, :] @ [a<t-1>, x<t>], then their gate pass. Arguments as in
+    forward_step; a_prev (H), x (D); W (4H, H+D)."""
+    cdef Py_ssize_t gate, row, n = u1 - u0
+    if n <= 0:
+        return
+    for gate in range(4):
+        row = gate * H + u0
+        row_dot(g + row, a_prev, H, x, D, W + row * (H + D), H + D, n, False)
+    forward_step(g + u0, c_next + u0, a_next + u0, <floating*>c_prev + u0, <floating*>b + u0,
+                 <floating*>p + u0 if p != NULL else NULL, n, H)
 
 
 @cython.infer_types(True)
@@ -130,7 +161,7 @@ cdef void forward_rows(floating* g, floating* c_t, floating* a_t, floating* b, f
     cdef floating* a_next = a_t + B * H
     for bi in range(b0, b1):
         if t < lengths[bi]:
-            forward_step(g + bi * G, c_next + bi * H, a_next + bi * H, c_t + bi * H, b, p, H)
+            forward_step(g + bi * G, c_next + bi * H, a_next + bi * H, c_t + bi * H, b, p, H, H)
         else:                                        # inactive: the state is copied
             memset(g + bi * G, 0, G * sizeof(floating))
             memcpy(c_next + bi * H, c_t + bi * H, H * sizeof(floating))
@@ -151,6 +182,25 @@ cdef inline void accumulate_prod(real_r out, real_r u, real_r v, Py_ssize_t n) n
         out[j] += u[j] * v[j]
 
 
+cdef void forward_one(floating* a, floating* c, floating* g, const floating* x,
+                      const floating* a0, const floating* c0, const floating* W,
+                      const floating* b, const floating* p, Py_ssize_t D, Py_ssize_t H,
+                      int threads) noexcept nogil:
+    """lstm_forward for T = B = 1 (token-by-token generation): W is read once, straight
+    from its rows, and the threads split the units, each computing its units' gate rows
+    and then their gate pass, so one parallel region makes the whole step.
+    a, c (2, H): [state in, state out]; g (4H)."""
+    cdef Py_ssize_t q, nq = step_threads(threads, 4 * H, H + D, H)
+    memcpy(a, a0, H * sizeof(floating))
+    memcpy(c, c0, H * sizeof(floating))
+    if nq <= 1:
+        step_units(g, c + H, a + H, c, a, x, W, b, p, 0, H, D, H)
+        return
+    for q in prange(nq, num_threads=nq, schedule="static"):
+        step_units(g, c + H, a + H, c, a, x, W, b, p, unit_split(a, H, q, nq),
+                   unit_split(a, H, q + 1, nq), D, H)
+
+
 def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
                  floating[:, :, ::1] c,              # (T+1, B, H) out: memory cells
                  floating[:, :, ::1] gates,          # (T, B, 4H) out: [gamma_u, gamma_f, c_tilde, gamma_o]
@@ -168,23 +218,23 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     cdef Py_ssize_t t, bi
     cdef floating one = 1, zero = 0
     cdef floating* g
-    # without peepholes the gate pass runs with p = 0 (branch-free, and x + 0 * c == x)
-    dtype = np.float32 if floating is float else np.float64
-    cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)
-    cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
-    # W[:, :H]^T packed once for the per-step products, when there are steps to repay it
+    cdef floating* p_used = <floating*>&p[0, 0] if peephole else NULL   # NULL: no peepholes
     cdef int threads = _threads
+    if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
+        with nogil:
+            forward_one(&a[0, 0, 0], &c[0, 0, 0], &gates[0, 0, 0], &x[0, 0, 0], &a0[0, 0],
+                        &c0[0, 0], &W[0, 0], &b[0], p_used, D, H, threads)
+        return
+    dtype = np.float32 if floating is float else np.float64
     # the input projection's packed weights (packed as they are multiplied)
-    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 4 * H, D) if T * B > 1 else 1,
-                                       dtype)   # a single row needs no packing
+    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 4 * H, D), dtype)
     # threads of the gate pass: worth it from some 16 Ki units per step
     cdef Py_ssize_t q, ew = threads if B > 1 and B * H >= 16384 else 1
-    cdef bint packed = not (T == 1 and B == 1)
-    cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, G, H) if packed else 1, dtype)
-    cdef floating* Pp = &P[0] if packed else NULL
+    # W[:, :H]^T packed once for the per-step products
+    cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, G, H), dtype)
+    cdef floating* Pp = &P[0]
     with nogil:
-        if packed:
-            pack(Pp, &W[0, 0], HD, True, G, H, threads)
+        pack(Pp, &W[0, 0], HD, True, G, H, threads)
         memcpy(&a[0, 0, 0], &a0[0, 0], B * H * sizeof(floating))
         memcpy(&c[0, 0, 0], &c0[0, 0], B * H * sizeof(floating))
         # gates (T*B, 4H) = x (T*B, D) @ W[:, H:]^T, all steps at once
@@ -295,3 +345,19 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
                 accumulate_prod(&dp[1, 0], dz_r + H, c_r, H)
                 accumulate_prod(&dp[2, 0], dz_r + 3 * H, c_r + B * H, H)
 
+
+# ------------------------------------------------------------ one token (generation)
+
+cdef enum:
+    NUM_STATES = 2              # (a, c)
+
+
+cdef void step_layer(floating** ws, const floating* x, const floating* a0, const floating* c0,
+                     const floating** prm, Py_ssize_t D, Py_ssize_t H, bint peephole,
+                     int threads) noexcept nogil:
+    """One layer of Stepper.step: ws = (a, c, gates), prm = (W, b[, p])."""
+    forward_one(ws[0], ws[1], ws[2], x, a0, c0, prm[0], prm[1], prm[2] if peephole else NULL,
+                D, H, threads)
+
+
+include "_stepper.pxi"

@@ -17,6 +17,8 @@ from cython.parallel cimport prange
 cdef extern from "_packed_gemm.h" nogil:
     const size_t SC_NR_F
     const size_t SC_NR_D
+    const size_t SC_ROWS_F
+    const size_t SC_ROWS_D
     size_t sc_panels(size_t n, size_t nr)
     void sc_pack_rows_f(float* P, const float* src, size_t lds, size_t n, size_t k,
                         size_t p0, size_t p1)
@@ -36,6 +38,10 @@ cdef extern from "_packed_gemm.h" nogil:
                      size_t n, size_t k, int accumulate)
     void sc_rowdot_d(double* c, const double* a, size_t inc_a, const double* W, size_t ldw,
                      size_t n, size_t k, int accumulate)
+    void sc_rowdot2_f(float* c, const float* a1, size_t k1, const float* a2, size_t k2,
+                      const float* W, size_t ldw, size_t n, int accumulate)
+    void sc_rowdot2_d(double* c, const double* a1, size_t k1, const double* a2, size_t k2,
+                      const double* W, size_t ldw, size_t n, int accumulate)
     void sc_rowaxpy_f(float* c, const float* a, size_t inc_a, const float* W, size_t ldw,
                       size_t n, size_t k, int accumulate)
     void sc_rowaxpy_d(double* c, const double* a, size_t inc_a, const double* W, size_t ldw,
@@ -68,7 +74,7 @@ cdef inline Py_ssize_t useful_threads(int threads, size_t m, size_t n, size_t k,
     """
     cdef size_t useful = (m * n * k) >> 20
     if m == 1:
-        useful = (n * k) >> 17
+        useful = (n * k) >> 16
     cdef size_t nq = <size_t>threads
     if nq > parts:
         nq = parts
@@ -157,6 +163,35 @@ cdef inline void row_product(floating* c, const floating* a, const floating* B,
         return
     for q in prange(nq, num_threads=nq, schedule="static"):
         row_panels(c, a, B, ldb, B_T, q * n // nq, (q + 1) * n // nq, k, accumulate)
+
+
+cdef inline void row_dot(floating* c, const floating* a1, size_t k1, const floating* a2,
+                         size_t k2, const floating* W, size_t ldw, size_t n,
+                         bint accumulate) noexcept nogil:
+    """c (n) (+)= W (n, k1 + k2) @ [a1 (k1), a2 (k2)], W's rows ldw apart, on the calling
+    thread: one step's rows of W against [a<t-1>, x<t>] without copying them together."""
+    if floating is float:
+        sc_rowdot2_f(c, a1, k1, a2, k2, W, ldw, n, accumulate)
+    else:
+        sc_rowdot2_d(c, a1, k1, a2, k2, W, ldw, n, accumulate)
+
+
+cdef inline Py_ssize_t step_threads(int threads, size_t n, size_t k,
+                                    size_t H) noexcept nogil:
+    """Threads for one step of one sequence: n weight rows of length k, over H units
+    that split in blocks of rows (see unit_split)."""
+    return useful_threads(threads, 1, n, k, (H + SC_ROWS_F - 1) // SC_ROWS_F)
+
+
+cdef inline Py_ssize_t unit_split(const floating* P, Py_ssize_t H, Py_ssize_t q,
+                                  Py_ssize_t nq) noexcept nogil:
+    """First of thread q's units when H units are split over nq threads (q = nq
+    gives H): at multiples of row_dot's block of rows, so that no block straddles
+    two threads. P only selects the type."""
+    cdef Py_ssize_t blk = SC_ROWS_F if floating is float else SC_ROWS_D
+    cdef Py_ssize_t nb = (H + blk - 1) // blk
+    cdef Py_ssize_t u = (q * nb // nq) * blk
+    return u if u < H else H
 
 
 cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, size_t cs,

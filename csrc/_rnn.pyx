@@ -13,11 +13,48 @@ import numpy as np
 
 from libc.stdint cimport int64_t
 from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memcpy
 
 from _fastmath cimport tanh
-from _packed cimport pack, packed_len, product, step_product
+from _packed cimport pack, packed_len, product, row_dot, step_product, step_threads, unit_split
 
 include "_threads.pxi"
+
+
+cdef void step_units(floating* a_next, const floating* a_prev, const floating* x,
+                     const floating* W, const floating* b, Py_ssize_t u0, Py_ssize_t u1,
+                     Py_ssize_t D, Py_ssize_t H, bint relu) noexcept nogil:
+    """Units [u0, u1) of one step of a single sequence (T = B = 1):
+    a_next[j] = g(W[j] @ [a_prev, x] + b[j]), straight from the rows of W (H, H+D)."""
+    cdef Py_ssize_t j, n = u1 - u0
+    cdef floating zero = 0, v
+    cdef floating* z = a_next + u0
+    if n <= 0:
+        return
+    row_dot(z, a_prev, H, x, D, W + u0 * (H + D), H + D, n, False)
+    if relu:
+        for j in range(n):
+            v = z[j] + b[u0 + j]
+            z[j] = v if v > zero else zero
+    else:
+        for j in range(n):
+            z[j] = tanh(z[j] + b[u0 + j])
+
+
+cdef void forward_one(floating* a, const floating* x, const floating* a0, const floating* W,
+                      const floating* b, Py_ssize_t D, Py_ssize_t H, bint relu,
+                      int threads) noexcept nogil:
+    """rnn_forward for T = B = 1 (token-by-token generation): W read once, straight from
+    its rows, the units split over the threads. a (2, H): [state in, state out]."""
+    cdef Py_ssize_t q, nq = step_threads(threads, H, H + D, H)
+    memcpy(a, a0, H * sizeof(floating))
+    if nq <= 1:
+        step_units(a + H, a, x, W, b, 0, H, D, H, relu)
+        return
+    for q in prange(nq, num_threads=nq, schedule="static"):
+        step_units(a + H, a, x, W, b, unit_split(a, H, q, nq), unit_split(a, H, q + 1, nq),
+                   D, H, relu)
 
 
 def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] = a0
@@ -35,19 +72,21 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
     cdef const floating* a_prev      # (H,) a<t>, one row
     cdef const floating* bp
     cdef int threads = _threads
+    if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
+        with nogil:
+            forward_one(&a[0, 0, 0], &x[0, 0, 0], &a0[0, 0], &W[0, 0], &b[0], D, H, relu,
+                        threads)
+        return
 
     dtype = np.float32 if floating is float else np.float64
     # the input projection's packed weights (packed as they are multiplied)
-    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, H, D) if T * B > 1 else 1,
-                                       dtype)   # a single row needs no packing
-    # W_aa^T packed once for the per-step products when there are steps to repay it
-    cdef bint packed = not (T == 1 and B == 1)
-    cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)
-    cdef floating* Pp = &P[0] if packed else NULL
+    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, H, D), dtype)
+    # W_aa^T packed once for the per-step products
+    cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H), dtype)
+    cdef floating* Pp = &P[0]
 
     with nogil:
-        if packed:
-            pack(Pp, &W[0, 0], H + D, True, H, H, threads)
+        pack(Pp, &W[0, 0], H + D, True, H, H, threads)
         # a[1:] (T*B, H) = b + x (T*B, D) @ W_ax^T: the input part of every step.
         bp = &b[0]
         for i in range(T * B):
@@ -172,3 +211,19 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
         # dx (T*B, D) = dz (T*B, H) @ W_ax (H, D)
         product(&dx[0, 0, 0], D, &dz[0, 0, 0], H, 1, &W[0, H], H + D, False,
                 T * B, D, H, False, threads, &work[0])
+
+
+# ------------------------------------------------------------ one token (generation)
+
+cdef enum:
+    NUM_STATES = 1              # a
+
+
+cdef void step_layer(floating** ws, const floating* x, const floating* a0, const floating* unused,
+                     const floating** prm, Py_ssize_t D, Py_ssize_t H, bint relu,
+                     int threads) noexcept nogil:
+    """One layer of Stepper.step: ws = (a,), prm = (W, b)."""
+    forward_one(ws[0], x, a0, prm[0], prm[1], D, H, relu, threads)
+
+
+include "_stepper.pxi"

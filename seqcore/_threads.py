@@ -98,11 +98,12 @@ def _default_core_threads():
 def set_num_threads(n):
     """Threads of the compiled core's per-step products (all cells). Returns the old count."""
     from . import _core
+    from ._build_check import CELLS
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected an integer >= 1, got {n!r}")
     old = get_num_threads()
-    for module in _core.values():
-        module.set_num_threads(n)
+    for cell in CELLS:
+        _core[cell].set_num_threads(n)
     return old
 
 

@@ -75,6 +75,7 @@ class _Recurrent:
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._cache = None
         self._workspaces = {}
+        self._stepper = self._make_stepper()
         self.last_grad_sq = None   # {"a": (T, L*dirs, B)[, "c": ...]} of the last backward
 
     # ------------------------------------------------------------------ parameters
@@ -99,6 +100,15 @@ class _Recurrent:
 
     def _extra_param_shapes(self, l, sfx):
         return {}
+
+    def _flag(self):
+        """The cell's option as its kernels take it (relu, reset_after or peephole)."""
+        raise NotImplementedError
+
+    def _cache_shapes(self, T, B):
+        """{name: shape} of the arrays forward keeps for backward after x, in the
+        kernels' order (the states (T+1, B, H) first)."""
+        raise NotImplementedError
 
     def _gate_activations(self, cache):
         """(T, B, G*H) gate activations kept by forward for one layer and direction."""
@@ -165,6 +175,39 @@ class _Recurrent:
             buf = self._workspaces[key] = np.empty(shape, self.dtype)
         return buf
 
+    def _workspaces_for(self, k, x):
+        """The arrays the forward kernel of layer/direction k fills for input x (T, B, D)
+        (its cache for backward, after x): see _workspace and _cache_shapes."""
+        T, B, _ = x.shape
+        return [self._workspace(k, name, shape)
+                for name, shape in self._cache_shapes(T, B).items()]
+
+    def _make_stepper(self):
+        """The compiled forward of one token (T = B = 1, generation) of a unidirectional
+        layer on the cython backend, else None. It fills arrays of its own, laid out as
+        _run_forward's cache, so backward works after it as after any forward."""
+        if self.backend != "cython" or self.bidirectional:
+            return None
+        x_in = np.zeros((1, 1, self.input_size), self.dtype)
+        names, caches = [], []
+        for l in range(self.num_layers):
+            ws = tuple(np.zeros(shape, self.dtype) for shape in self._cache_shapes(1, 1).values())
+            caches.append((x_in,) + ws)
+            names.append(tuple(self._param_shapes_of(l, "").items()))
+            x_in = ws[0][1:]                   # the next layer's input: this one's new state
+        cache = dict(caches=caches, T=1, B=1, lens=np.ones(1, np.int64), rev=None,
+                     x_shape=(1, 1, self.input_size))
+        return self._kernels.Stepper(self, names, caches, cache, self._flag())
+
+    def _unused(self, shape):
+        """A zero array standing in for a parameter the cell's options switch off (the
+        kernels do not read it); kept, as forward may run once per generated token."""
+        key = ("unused", shape)
+        buf = self._workspaces.get(key)
+        if buf is None:
+            buf = self._workspaces[key] = np.zeros(shape, self.dtype)
+        return buf
+
     def zero_grad(self):
         """Clear the accumulated parameter gradients (backward adds into them)."""
         self.grads = {k: np.zeros(v.shape, self.dtype) for k, v in self.params.items()}
@@ -212,6 +255,11 @@ class _Recurrent:
         Returns y (T, B, dirs*H) (or batch-first) and the final state, shaped like
         ``state``. y is 0 at steps past a sequence's length.
         """
+        if lengths is None and self._stepper is not None:
+            out = self._stepper.step(x, state)     # one token: all in C, or None
+            if out is not None:
+                self._cache = self._stepper.cache
+                return out
         x = self._time_major(x, "x", self.input_size)
         T, B, _ = x.shape
         lengths = V.check_lengths(lengths, T, B)
@@ -221,6 +269,24 @@ class _Recurrent:
         rev = _reverse_index(lens, T, B) if lengths is not None and dirs == 2 else None
         mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None] if lengths is not None else None
 
+        if self.num_layers * dirs == 1:        # one layer, one direction (e.g. generation)
+            params = self._checked_params(0, "")
+            cache = self._run_forward(0, x, [s[0] for s in states0], params, lens)
+            caches = [cache]
+            finals = [s[T:].copy() for s in cache[1:1 + self._num_states]]
+            layer_in = cache[1][1:].copy() if mask is None else np.where(mask, cache[1][1:], 0)
+        else:
+            finals, caches, layer_in = self._forward_layers(x, states0, lens, rev, mask)
+        self._cache = dict(caches=caches, T=T, B=B, lens=lens, rev=rev,
+                           x_shape=(T, B, self.input_size))
+        if self.batch_first:
+            layer_in = np.ascontiguousarray(layer_in.transpose(1, 0, 2))
+        return layer_in, self._pack_state(finals)
+
+    def _forward_layers(self, x, states0, lens, rev, mask):
+        """forward's loop over layers and directions: (finals, caches, y)."""
+        T, B, _ = x.shape
+        H, dirs = self.hidden_size, self.num_directions
         finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self._num_states)]
         caches = []
         layer_in = x
@@ -239,11 +305,7 @@ class _Recurrent:
                 out = a[1:] if mask is None else np.where(mask, a[1:], 0)
                 y[:, :, d * H:(d + 1) * H] = out if d == 0 else _reverse(out, rev)
             layer_in = y
-        self._cache = dict(caches=caches, T=T, B=B, lens=lens, rev=rev,
-                           x_shape=(T, B, self.input_size))
-        if self.batch_first:
-            layer_in = np.ascontiguousarray(layer_in.transpose(1, 0, 2))
-        return layer_in, self._pack_state(finals)
+        return finals, caches, layer_in
 
     # -------------------------------------------------------------- backward pass
 
@@ -327,11 +389,16 @@ class RNN(_Recurrent):
     def _options(self):
         return {"nonlinearity": self.nonlinearity}
 
+    def _flag(self):
+        return self.nonlinearity == "relu"
+
+    def _cache_shapes(self, T, B):
+        return {"a": (T + 1, B, self.hidden_size)}
+
     def _run_forward(self, k, x, s0, params, lens):
-        T, B, _ = x.shape
         W, b = params
-        a = self._workspace(k, "a", (T + 1, B, self.hidden_size))
-        self._forward_kernel(a, x, s0[0], W, b, lens, self.nonlinearity == "relu")
+        (a,) = self._workspaces_for(k, x)
+        self._forward_kernel(a, x, s0[0], W, b, lens, self._flag())
         return (x, a)
 
     def _run_backward(self, cache, dy, dT, params, grads, lens):
@@ -341,8 +408,7 @@ class RNN(_Recurrent):
         dx = np.empty_like(x)
         da0 = np.empty_like(dT[0])
         da_sq = np.empty(x.shape[:2], self.dtype)
-        self._backward_kernel(dx, da0, dW, db, da_sq, dy, dT[0], x, a, W, lens,
-                              self.nonlinearity == "relu")
+        self._backward_kernel(dx, da0, dW, db, da_sq, dy, dT[0], x, a, W, lens, self._flag())
         return dx, (da0,), (da_sq,)
 
 
@@ -365,14 +431,17 @@ class GRU(_Recurrent):
         return cache[2]
 
     def _b_cc(self, params):
-        return params[2] if self.reset_after else np.zeros(self.hidden_size, self.dtype)
+        return params[2] if self.reset_after else self._unused((self.hidden_size,))
+
+    def _flag(self):
+        return self.reset_after
+
+    def _cache_shapes(self, T, B):
+        H = self.hidden_size
+        return {"c": (T + 1, B, H), "gates": (T, B, 3 * H), "hc": (T, B, H)}
 
     def _run_forward(self, k, x, s0, params, lens):
-        T, B, _ = x.shape
-        H = self.hidden_size
-        c = self._workspace(k, "c", (T + 1, B, H))
-        gates = self._workspace(k, "gates", (T, B, 3 * H))
-        hc = self._workspace(k, "hc", (T, B, H))
+        c, gates, hc = self._workspaces_for(k, x)
         self._forward_kernel(c, gates, hc, x, s0[0], params[0], params[1],
                              self._b_cc(params), lens, self.reset_after)
         return (x, c, gates, hc)
@@ -415,14 +484,17 @@ class LSTM(_Recurrent):
         return cache[3]
 
     def _p(self, params):
-        return params[2] if self.peephole else np.zeros((3, self.hidden_size), self.dtype)
+        return params[2] if self.peephole else self._unused((3, self.hidden_size))
+
+    def _flag(self):
+        return self.peephole
+
+    def _cache_shapes(self, T, B):
+        H = self.hidden_size
+        return {"a": (T + 1, B, H), "c": (T + 1, B, H), "gates": (T, B, 4 * H)}
 
     def _run_forward(self, k, x, s0, params, lens):
-        T, B, _ = x.shape
-        H = self.hidden_size
-        a = self._workspace(k, "a", (T + 1, B, H))
-        c = self._workspace(k, "c", (T + 1, B, H))
-        gates = self._workspace(k, "gates", (T, B, 4 * H))
+        a, c, gates = self._workspaces_for(k, x)
         self._forward_kernel(a, c, gates, x, s0[0], s0[1], params[0], params[1],
                              self._p(params), lens, self.peephole)
         return (x, a, c, gates)
