@@ -20,7 +20,8 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport pack, packed_len, product, row_dot, step_product, step_threads, unit_split
+from _packed cimport (pack, packed_len, product, product_work_len, row_dot, step_product,
+                      step_threads, unit_split)
 
 include "_threads.pxi"
 
@@ -140,7 +141,8 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     # The recurrent weights packed once for the per-step products: reset before,
     # P1 = W[0:2H, :H]^T and P2 = W[2H:3H, :H]^T; reset after, P1 = W[:, :H]^T.
     # The input projection's packed weights go to `work` (packed as they are multiplied).
-    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 3 * H, D), dtype)
+    cdef floating[::1] work = np.empty(
+        product_work_len(<floating*>NULL, 3 * H, D, True), dtype)
     cdef size_t n1 = 3 * H if reset_after else 2 * H
     cdef size_t len1 = packed_len(<floating*>NULL, n1, H)
     cdef size_t len2 = 0 if reset_after else packed_len(<floating*>NULL, H, H)
@@ -275,9 +277,9 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     # d(gamma_r * c)) and Q2 = W[0:2H, :H]; reset after, Q1 = W[:, :H].
     cdef int threads = _threads
     # workspace of the products over all T*B rows (dW, dx)
-    cdef size_t nwork = max(packed_len(<floating*>NULL, D, T * B),
-                            packed_len(<floating*>NULL, H, T * B),
-                            packed_len(<floating*>NULL, D, 3 * H))
+    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False),
+                            product_work_len(<floating*>NULL, H, T * B, False),
+                            product_work_len(<floating*>NULL, D, 3 * H, False))
     cdef floating[::1] work = np.empty(nwork, dtype)
     cdef bint packed = not (T == 1 and B == 1)
     cdef size_t k1 = 3 * H if reset_after else H

@@ -22,8 +22,8 @@ from cython.parallel cimport prange
 import numpy as np
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (pack, packed_len, product, row_dot, step_product, step_threads,
-                      unit_split)
+from _packed cimport (pack, packed_len, product, product_work_len, row_dot, step_product,
+                      step_threads, unit_split)
 
 include "_threads.pxi"
 
@@ -227,7 +227,8 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
         return
     dtype = np.float32 if floating is float else np.float64
     # the input projection's packed weights (packed as they are multiplied)
-    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, 4 * H, D), dtype)
+    cdef floating[::1] work = np.empty(
+        product_work_len(<floating*>NULL, 4 * H, D, True), dtype)
     # threads of the gate pass: worth it from some 16 Ki units per step
     cdef Py_ssize_t q, ew = threads if B > 1 and B * H >= 16384 else 1
     # W[:, :H]^T packed once for the per-step products
@@ -291,9 +292,9 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     # W[:, :H] packed for the per-step products
     cdef int threads = _threads
     # workspace of the products over all T*B rows (dW, dx)
-    cdef size_t nwork = max(packed_len(<floating*>NULL, D, T * B),
-                            packed_len(<floating*>NULL, H, T * B),
-                            packed_len(<floating*>NULL, D, 4 * H))
+    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False),
+                            product_work_len(<floating*>NULL, H, T * B, False),
+                            product_work_len(<floating*>NULL, D, 4 * H, False))
     cdef floating[::1] work = np.empty(nwork, dtype)
     cdef bint packed = not (T == 1 and B == 1)
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, G) if packed else 1, dtype)

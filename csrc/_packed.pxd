@@ -194,13 +194,48 @@ cdef inline Py_ssize_t unit_split(const floating* P, Py_ssize_t H, Py_ssize_t q,
     return u if u < H else H
 
 
+# Rows of op(B) = B that product packs at a time: KC x n values, over which a block of
+# rows of A (in L2) passes panel by panel.
+cdef enum:
+    KC = 512
+
+
+cdef inline size_t product_work_len(const floating* P, size_t n, size_t k,
+                                    bint B_T) noexcept nogil:
+    """Elements of `work` that product needs for op(B) (k, n): all of op(B) packed when
+    B is transposed, else KC of its rows. P only selects the type."""
+    return packed_len(P, n, k if B_T or k < KC else KC)
+
+
+cdef inline void chunked_panels(floating* C, size_t ldc, const floating* A, size_t rs,
+                                size_t cs, const floating* B, size_t ldb, size_t m,
+                                size_t n, size_t k, size_t p0, size_t p1, bint accumulate,
+                                floating* work) noexcept nogil:
+    """Panels [p0, p1) of C (m, n) (+)= A (m, k) @ B (k, n), B packed KC rows at a time
+    into work (product_work_len(n, k, False) elements). The panels' slots in work are
+    fixed, min(k, KC) rows each, so threads on different panels never overlap, even
+    when one packs a shorter last chunk while another still packs a full one."""
+    cdef size_t nr = SC_NR_F if floating is float else SC_NR_D
+    cdef size_t k0 = 0, kc
+    cdef floating* mine = work + p0 * (k if k < KC else KC) * nr
+    while k0 < k:
+        kc = k - k0 if k - k0 < KC else KC
+        # panels [p0, p1) of the chunk as panels [0, p1 - p0) of its columns p0 * nr:
+        pack_panels(mine, B + k0 * ldb + p0 * nr, ldb, False, n - p0 * nr, kc, 0, p1 - p0)
+        gemm_panels(C + p0 * nr, ldc, A + k0 * cs, rs, cs, mine, m, n - p0 * nr, kc, 0,
+                    p1 - p0, accumulate or k0 > 0)
+        k0 += kc
+
+
 cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, size_t cs,
                          const floating* B, size_t ldb, bint B_T, size_t m, size_t n,
                          size_t k, bint accumulate, int threads,
                          floating* work) noexcept nogil:
-    """C (m, n) (+)= A (m, k) @ op(B); work holds packed_len(n, k) elements.
-    A's element (i, kk) is A[i * rs + kk * cs]; each thread packs and multiplies its
-    own panels of op(B), so no barrier separates packing from multiplying."""
+    """C (m, n) (+)= A (m, k) @ op(B); work holds product_work_len(n, k, B_T) elements.
+    A's element (i, kk) is A[i * rs + kk * cs]. Each thread packs and multiplies its
+    own panels of op(B), so no barrier separates packing from multiplying. op(B) = B^T
+    (weights) is packed whole; op(B) = B (all T*B states or inputs, for the weights'
+    gradients) KC rows at a time: a workspace of KC rows instead of one as large as B."""
     cdef size_t np = num_panels(work, n)
     cdef Py_ssize_t q, nq
     if m == 0 or n == 0:
@@ -209,6 +244,14 @@ cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, 
         row_product(C, A, B, ldb, B_T, n, k, accumulate, threads)
         return
     nq = useful_threads(threads, m, n, k, np)
+    if not B_T:
+        if nq <= 1:
+            chunked_panels(C, ldc, A, rs, cs, B, ldb, m, n, k, 0, np, accumulate, work)
+            return
+        for q in prange(nq, num_threads=nq, schedule="static"):
+            chunked_panels(C, ldc, A, rs, cs, B, ldb, m, n, k, q * np // nq,
+                           (q + 1) * np // nq, accumulate, work)
+        return
     if nq <= 1:
         pack_panels(work, B, ldb, B_T, n, k, 0, np)
         gemm_panels(C, ldc, A, rs, cs, work, m, n, k, 0, np, accumulate)

@@ -17,7 +17,8 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 from _fastmath cimport tanh
-from _packed cimport pack, packed_len, product, row_dot, step_product, step_threads, unit_split
+from _packed cimport (pack, packed_len, product, product_work_len, row_dot, step_product,
+                      step_threads, unit_split)
 
 include "_threads.pxi"
 
@@ -80,7 +81,8 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
 
     dtype = np.float32 if floating is float else np.float64
     # the input projection's packed weights (packed as they are multiplied)
-    cdef floating[::1] work = np.empty(packed_len(<floating*>NULL, H, D), dtype)
+    cdef floating[::1] work = np.empty(
+        product_work_len(<floating*>NULL, H, D, True), dtype)
     # W_aa^T packed once for the per-step products
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H), dtype)
     cdef floating* Pp = &P[0]
@@ -146,9 +148,9 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef floating[:, :, ::1] dz = np.empty((T, B, H), dtype=dtype)   # pre-activation grads
     cdef int threads = _threads
     # workspace of the products over all T*B rows (dW, dx)
-    cdef size_t nwork = max(packed_len(<floating*>NULL, D, T * B),
-                            packed_len(<floating*>NULL, H, T * B),
-                            packed_len(<floating*>NULL, D, H))
+    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False),
+                            product_work_len(<floating*>NULL, H, T * B, False),
+                            product_work_len(<floating*>NULL, D, H, False))
     cdef floating[::1] work = np.empty(nwork, dtype)
     cdef bint packed = not (T == 1 and B == 1)                                         # W_aa packed
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)

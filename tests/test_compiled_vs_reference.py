@@ -20,6 +20,7 @@ CONFIGS = [
     (7, 3, 5, 4, 1, False, True, False),
     (6, 4, 3, 6, 2, True, True, True),
     (9, 5, 8, 16, 2, False, False, True),
+    (9, 64, 8, 16, 1, False, True, False),   # T*B > 512: weight gradients in chunks
 ]
 
 
@@ -141,7 +142,9 @@ def test_padding_is_invisible(cell, rng):
 def test_thread_count_does_not_change_the_numbers(cell, rng):
     """Threads split the columns of each product, never a sum: results are bitwise equal."""
     import seqcore
-    T, B, D, H = 4, 64, 8, 128      # enough work per step to use every thread
+    # enough work per step to use every thread; T*B rows above product's chunk of
+    # KC = 512, with a shorter last chunk (threads must not share workspace rows)
+    T, B, D, H = 9, 64, 8, 128
     layer = make_layer(cell, D, H, num_layers=2, bidirectional=True, backend="cython",
                        dtype=np.float32)
     x = rng.standard_normal((T, B, D)).astype(np.float32)
