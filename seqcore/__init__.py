@@ -4,6 +4,8 @@ The layers run on the Cython core by default (``backend="cython"``); the pure-Nu
 reference that states the math (``seqcore.reference``) runs with ``backend="numpy"``.
 """
 
+import os as _os
+
 from ._build_check import load_core as _load_core
 
 _core = _load_core()
@@ -16,10 +18,13 @@ from .io import load  # noqa: E402
 from .models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger  # noqa: E402
 from .text import Vocab  # noqa: E402
 from .training import TrainingDiverged  # noqa: E402
-from ._threads import get_num_threads, set_num_threads, _default_core_threads  # noqa: E402
+from ._threads import (get_num_threads, set_num_threads,  # noqa: E402
+                       _default_core_threads, _one_thread_after_fork)
 
 set_num_threads(_default_core_threads())
-del _default_core_threads
+if hasattr(_os, "register_at_fork"):       # a forked child runs the core on one thread
+    _os.register_at_fork(after_in_child=_one_thread_after_fork)
+del _default_core_threads, _one_thread_after_fork
 
 __version__ = "0.1.0"
 

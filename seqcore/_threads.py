@@ -111,3 +111,16 @@ def get_num_threads():
     """Threads the compiled core uses for its per-step products."""
     from . import _core
     return _core["lstm"].get_num_threads()
+
+
+def _one_thread_after_fork():
+    """In a child made by fork(): the core on one thread. GNU OpenMP's worker threads do
+    not survive fork(), and a child entering a parallel region after its parent had
+    started them waits for them forever (measured: a forked LSTM forward hung). On one
+    thread the core never enters one. (Start worker processes with the "spawn" method to
+    keep every thread.)"""
+    from . import _core
+    from ._build_check import CELLS
+    for cell in CELLS:
+        _core[cell].set_num_threads(1)
+
