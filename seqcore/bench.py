@@ -722,6 +722,7 @@ class Bench:
                     continue
                 r["times"][s] += workers[s].call("time", reps=reps)["times"]
                 time.sleep(self.settle)   # let its idle BLAS/OpenMP threads go to sleep
+                _wait_idle(workers[s].proc.pid)
         # CPU used by other processes while this case was timed: the timings of a case
         # run on a shared, busy machine are flagged rather than silently wrong.
         r["foreign_load"] = _foreign_load(ticks0, _cpu_ticks(pids))
@@ -807,6 +808,23 @@ def _cpu_ticks(pids):
     except (OSError, ValueError, IndexError):
         return None
     return sum(v) - v[3] - v[4], ours, sum(v)
+
+
+def _wait_idle(pid, limit=0.5, quantum=0.03):
+    """Wait (at most `limit` s) until process `pid` has used no CPU for `quantum` s.
+
+    A side's BLAS threads may spin for a while after its turn, and the next side then
+    runs with a core taken: the same build's medium peephole-LSTM forward+backward
+    timed 596 ms after the reference's turns and 429 ms alone. `quantum` spans three
+    clock ticks, the resolution of /proc's CPU times."""
+    deadline = time.monotonic() + limit
+    last = _cpu_ticks([pid])
+    while last is not None and time.monotonic() < deadline:
+        time.sleep(quantum)
+        now = _cpu_ticks([pid])
+        if now is None or now[1] == last[1]:
+            return
+        last = now
 
 
 def _foreign_load(start, end):

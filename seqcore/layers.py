@@ -269,24 +269,6 @@ class _Recurrent:
         rev = _reverse_index(lens, T, B) if lengths is not None and dirs == 2 else None
         mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None] if lengths is not None else None
 
-        if self.num_layers * dirs == 1:        # one layer, one direction (e.g. generation)
-            params = self._checked_params(0, "")
-            cache = self._run_forward(0, x, [s[0] for s in states0], params, lens)
-            caches = [cache]
-            finals = [s[T:].copy() for s in cache[1:1 + self._num_states]]
-            layer_in = cache[1][1:].copy() if mask is None else np.where(mask, cache[1][1:], 0)
-        else:
-            finals, caches, layer_in = self._forward_layers(x, states0, lens, rev, mask)
-        self._cache = dict(caches=caches, T=T, B=B, lens=lens, rev=rev,
-                           x_shape=(T, B, self.input_size))
-        if self.batch_first:
-            layer_in = np.ascontiguousarray(layer_in.transpose(1, 0, 2))
-        return layer_in, self._pack_state(finals)
-
-    def _forward_layers(self, x, states0, lens, rev, mask):
-        """forward's loop over layers and directions: (finals, caches, y)."""
-        T, B, _ = x.shape
-        H, dirs = self.hidden_size, self.num_directions
         finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self._num_states)]
         caches = []
         layer_in = x
@@ -305,7 +287,11 @@ class _Recurrent:
                 out = a[1:] if mask is None else np.where(mask, a[1:], 0)
                 y[:, :, d * H:(d + 1) * H] = out if d == 0 else _reverse(out, rev)
             layer_in = y
-        return finals, caches, layer_in
+        self._cache = dict(caches=caches, T=T, B=B, lens=lens, rev=rev,
+                           x_shape=(T, B, self.input_size))
+        if self.batch_first:
+            layer_in = np.ascontiguousarray(layer_in.transpose(1, 0, 2))
+        return layer_in, self._pack_state(finals)
 
     # -------------------------------------------------------------- backward pass
 
