@@ -9,26 +9,20 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline int sc_all_finite_f(const float *v, size_t n)
-{
-    uint32_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t bits;
-        memcpy(&bits, v + i, sizeof(bits));
-        bad |= (bits & 0x7f800000u) == 0x7f800000u;
-    }
-    return bad == 0;
+/* sc_all_finite_SUFFIX(v, n): no value of v[0:n] (type T, bits U) is NaN or infinite. */
+#define SC_DEFINE_FINITE(T, U, EXPONENT, SUFFIX)                                    \
+static inline int sc_all_finite_##SUFFIX(const T *v, size_t n)                       \
+{                                                                                   \
+    U bad = 0;                                                                      \
+    for (size_t i = 0; i < n; i++) {                                                \
+        U bits;                                                                     \
+        memcpy(&bits, v + i, sizeof(bits));                                         \
+        bad |= (bits & EXPONENT) == EXPONENT;                                       \
+    }                                                                               \
+    return bad == 0;                                                                \
 }
 
-static inline int sc_all_finite_d(const double *v, size_t n)
-{
-    uint64_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t bits;
-        memcpy(&bits, v + i, sizeof(bits));
-        bad |= (bits & 0x7ff0000000000000u) == 0x7ff0000000000000u;
-    }
-    return bad == 0;
-}
+SC_DEFINE_FINITE(float, uint32_t, 0x7f800000u, f)
+SC_DEFINE_FINITE(double, uint64_t, 0x7ff0000000000000u, d)
 
 #endif
