@@ -187,3 +187,21 @@ def test_dense_and_loss_validation():
         seqcore.softmax_cross_entropy(logits, np.array([[0], [1]]), mask=np.ones(2))
     with pytest.raises(TypeError, match="logits"):
         seqcore.softmax_cross_entropy(logits.astype(int), np.array([[0], [1]]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_finds_every_nan_and_infinity(dtype):
+    """The compiled check (contiguous float arrays) and NumPy's (any other array)."""
+    from seqcore._validation import all_finite
+    for n in (1, 15, 16, 17, 100):
+        x = np.linspace(-1, 1, n).astype(dtype)
+        assert all_finite(x) and all_finite(x[::2]) and all_finite(x.reshape(1, n).T)
+        x[-1] = np.finfo(dtype).max                     # the largest finite value is fine
+        assert all_finite(x)
+        for bad in (np.nan, np.inf, -np.inf):
+            for i in {0, n // 2, n - 1}:
+                y = x.copy()
+                y[i] = bad
+                assert not all_finite(y), (n, i, bad)
+                assert not all_finite(np.repeat(y, 2)[::2])   # strided: NumPy's path
+    assert all_finite(np.arange(5))                     # integers: always finite
