@@ -70,7 +70,8 @@ cdef inline Py_ssize_t useful_threads(int threads, size_t m, size_t n, size_t k,
 
     A thread pays for its hand-off from about a million multiply-adds; a product of
     one row is bound by reading the weights instead, and splitting them pays from
-    about 128 Ki weights (each core then streams its share from its own cache).
+    about 64 Ki weights (each core then streams its share from its own cache; one
+    step of a 256-unit GRU, 240 Ki weights: 28 -> 20 us on two threads).
     """
     cdef size_t useful = (m * n * k) >> 20
     if m == 1:

@@ -119,8 +119,5 @@ def _one_thread_after_fork():
     started them waits for them forever (measured: a forked LSTM forward hung). On one
     thread the core never enters one. (Start worker processes with the "spawn" method to
     keep every thread.)"""
-    from . import _core
-    from ._build_check import CELLS
-    for cell in CELLS:
-        _core[cell].set_num_threads(1)
+    set_num_threads(1)
 
