@@ -20,8 +20,8 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (pack, packed_len, product, product_work_len, row_dot, step_product,
-                      step_threads, unit_split)
+from _packed cimport (a_work_len, pack, packed_len, product, product_work_len, row_dot,
+                      step_product, step_threads, unit_split)
 
 include "_threads.pxi"
 
@@ -135,6 +135,10 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                         &W[0, 0], &b[0], &b_cc[0], D, H, reset_after, threads)
         return
     dtype = np.float32 if floating is float else np.float64
+    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, max(D, H), threads)
+    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
+    cdef floating* Ab = &A_work[0] if n_ab else NULL
     # h = c<t-1> @ W_cc^T, the recurrent part of all three blocks (reset after only).
     cdef Py_ssize_t nh = B if reset_after else 0             # unused: stays empty
     cdef floating[:, ::1] h = np.empty((nh, 3 * H), dtype=dtype)
@@ -161,7 +165,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
             for j in range(3 * H):
                 g[j] = bp[j]
         product(&gates[0, 0, 0], G3, &x[0, 0, 0], D, 1, &W[0, H], LDW, True,
-                T * B, G3, D, True, threads, &work[0])
+                T * B, G3, D, True, threads, &work[0], Ab)
 
         for i in range(B):
             cn = &c[0, i, 0]
@@ -173,7 +177,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
             if not reset_after:
                 # gates[t, :, 0:2H] (B, 2H) += c<t> (B, H) @ W_cc[0:2H]^T
                 step_product(&gates[t, 0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
-                         B, 2 * H, H, True, threads)
+                         B, 2 * H, H, True, threads, Ab)
                 for i in range(B):
                     gamma_r = &gates[t, i, 0]
                     gamma_u = gamma_r + H
@@ -187,7 +191,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                         gamma_u[j] = sigmoid(gamma_u[j])
                 # gates[t, :, 2H:3H] (B, H) += hc[t] (B, H) @ W_cc[2H:3H]^T
                 step_product(&gates[t, 0, 2 * H], G3, &hc[t, 0, 0], H, P2, &W[2 * H, 0], LDW,
-                         True, B, H, H, True, threads)
+                         True, B, H, H, True, threads, Ab)
                 for i in range(B):
                     gamma_u = &gates[t, i, H]
                     c_tilde = gamma_u + H
@@ -205,7 +209,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
             else:
                 # h (B, 3H) = c<t> (B, H) @ W_cc^T
                 step_product(&h[0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
-                         B, G3, H, False, threads)
+                         B, G3, H, False, threads, Ab)
                 bp = &b_cc[0]
                 for i in range(B):
                     gamma_r = &gates[t, i, 0]
@@ -281,6 +285,10 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                             product_work_len(<floating*>NULL, H, T * B, False),
                             product_work_len(<floating*>NULL, D, 3 * H, False))
     cdef floating[::1] work = np.empty(nwork, dtype)
+    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, 3 * H if reset_after else 2 * H, threads)
+    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
+    cdef floating* Ab = &A_work[0] if n_ab else NULL
     cdef bint packed = not (T == 1 and B == 1)
     cdef size_t k1 = 3 * H if reset_after else H
     cdef size_t len1 = packed_len(<floating*>NULL, H, k1)
@@ -361,7 +369,7 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             if not reset_after:
                 # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
                 step_product(&drc[0, 0], H, &dz[t, 0, 2 * H], G3, Q1, &W[2 * H, 0], LDW, False,
-                         B, H, H, False, threads)
+                         B, H, H, False, threads, Ab)
                 for i in range(B):
                     if t >= lengths[i]:
                         continue
@@ -376,27 +384,27 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                         dc[j] = dc[j] + d * gamma_r[j]
                 # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
                 step_product(&dc0[0, 0], H, &dz[t, 0, 0], G3, Q2, &W[0, 0], LDW, False,
-                         B, H, 2 * H, True, threads)
+                         B, H, 2 * H, True, threads, Ab)
             else:
                 # dc0 (B, H) += dz_h (B, 3H) @ W_cc (3H, H)
                 step_product(&dc0[0, 0], H, &dz_h[t, 0, 0], G3, Q1, &W[0, 0], LDW, False,
-                         B, H, G3, True, threads)
+                         B, H, G3, True, threads, Ab)
 
         # Parameter and input gradients over all T*B rows at once.
         # dW_x (3H, D) += dz^T (3H, T*B) @ x (T*B, D)
         product(&dW[0, H], LDW, &dz[0, 0, 0], 1, G3, &x[0, 0, 0], D, False,
-                G3, D, T * B, True, threads, &work[0])
+                G3, D, T * B, True, threads, &work[0], NULL)
         if not reset_after:
             # dW_cc[0:2H] (2H, H) += [dz_r, dz_u]^T (2H, T*B) @ c[0:T] (T*B, H)
             product(&dW[0, 0], LDW, &dz[0, 0, 0], 1, G3, &c[0, 0, 0], H, False,
-                    2 * H, H, T * B, True, threads, &work[0])
+                    2 * H, H, T * B, True, threads, &work[0], NULL)
             # dW_cc[2H:3H] (H, H) += dz_c^T (H, T*B) @ hc (T*B, H)
             product(&dW[2 * H, 0], LDW, &dz[0, 0, 2 * H], 1, G3, &hc[0, 0, 0], H, False,
-                    H, H, T * B, True, threads, &work[0])
+                    H, H, T * B, True, threads, &work[0], NULL)
         else:
             # dW_cc (3H, H) += dz_h^T (3H, T*B) @ c[0:T] (T*B, H)
             product(&dW[0, 0], LDW, &dz_h[0, 0, 0], 1, G3, &c[0, 0, 0], H, False,
-                    G3, H, T * B, True, threads, &work[0])
+                    G3, H, T * B, True, threads, &work[0], NULL)
             # db_cc (H,) += column sums of dz_h[:, :, 2H:3H]
             dbp = &db_cc[0]
             for i in range(T * B):
@@ -411,7 +419,7 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                 dbp[j] = dbp[j] + dzr[j]
         # dx (T*B, D) = dz (T*B, 3H) @ W_x (3H, D): r, u and candidate all contribute
         product(&dx[0, 0, 0], D, &dz[0, 0, 0], G3, 1, &W[0, H], LDW, False,
-                T * B, D, G3, False, threads, &work[0])
+                T * B, D, G3, False, threads, &work[0], NULL)
 
 
 # ------------------------------------------------------------ one token (generation)

@@ -22,8 +22,8 @@ from cython.parallel cimport prange
 import numpy as np
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (pack, packed_len, product, product_work_len, row_dot, step_product,
-                      step_threads, unit_split)
+from _packed cimport (a_work_len, pack, packed_len, product, product_work_len, row_dot,
+                      step_product, step_threads, unit_split)
 
 include "_threads.pxi"
 
@@ -226,6 +226,10 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
                         &c0[0, 0], &W[0, 0], &b[0], p_used, D, H, threads)
         return
     dtype = np.float32 if floating is float else np.float64
+    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, max(D, H), threads)
+    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
+    cdef floating* Ab = &A_work[0] if n_ab else NULL
     # the input projection's packed weights (packed as they are multiplied)
     cdef floating[::1] work = np.empty(
         product_work_len(<floating*>NULL, 4 * H, D, True), dtype)
@@ -241,11 +245,11 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
         memcpy(&c[0, 0, 0], &c0[0, 0], B * H * sizeof(floating))
         # gates (T*B, 4H) = x (T*B, D) @ W[:, H:]^T, all steps at once
         product(&gates[0, 0, 0], G, &x[0, 0, 0], D, 1, &W[0, 0] + H, HD, True,
-                T * B, G, D, False, threads, &work[0])
+                T * B, G, D, False, threads, &work[0], Ab)
         for t in range(T):
             # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
             step_product(&gates[t, 0, 0], G, &a[t, 0, 0], H, Pp, &W[0, 0], HD, True,
-                     B, G, H, True, threads)
+                     B, G, H, True, threads, Ab)
             # the gate pass, its rows split over the threads when there are enough
             if ew <= 1:
                 forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0], <floating*>&b[0],
@@ -297,6 +301,10 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
                             product_work_len(<floating*>NULL, H, T * B, False),
                             product_work_len(<floating*>NULL, D, 4 * H, False))
     cdef floating[::1] work = np.empty(nwork, dtype)
+    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, 4 * H, threads)
+    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
+    cdef floating* Ab = &A_work[0] if n_ab else NULL
     cdef bint packed = not (T == 1 and B == 1)
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, G) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL
@@ -324,16 +332,16 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
             # da (B, H) += dz[t] (B, 4H) @ W[:, :H]; active rows were zeroed, inactive
             # rows have dz = 0 and keep their da
             step_product(da, H, &dz[t, 0, 0], G, Pp, &W[0, 0], HD, False,
-                     B, H, G, True, threads)
+                     B, H, G, True, threads, Ab)
         # dW[:, H:] (4H, D) += dz^T (4H, T*B) @ x (T*B, D)
         product(&dW[0, 0] + H, HD, &dz[0, 0, 0], 1, G, &x[0, 0, 0], D, False,
-                G, D, TB, True, threads, &work[0])
+                G, D, TB, True, threads, &work[0], NULL)
         # dW[:, :H] (4H, H) += dz^T (4H, T*B) @ a[0:T] (T*B, H)
         product(&dW[0, 0], HD, &dz[0, 0, 0], 1, G, &a[0, 0, 0], H, False,
-                G, H, TB, True, threads, &work[0])
+                G, H, TB, True, threads, &work[0], NULL)
         # dx (T*B, D) = dz (T*B, 4H) @ W[:, H:] (4H, D)
         product(&dx[0, 0, 0], D, &dz[0, 0, 0], G, 1, &W[0, 0] + H, HD, False,
-                TB, D, G, False, threads, &work[0])
+                TB, D, G, False, threads, &work[0], NULL)
         # db += column sums of dz
         for r in range(TB):
             dz_r = &dz[0, 0, 0] + r * G

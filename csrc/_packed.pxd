@@ -20,6 +20,7 @@ cdef extern from "_packed_gemm.h" nogil:
     const size_t SC_ROWS_F
     const size_t SC_ROWS_D
     size_t sc_panels(size_t n, size_t nr)
+    size_t sc_a_block_len(size_t k, size_t elsize)
     void sc_pack_rows_f(float* P, const float* src, size_t lds, size_t n, size_t k,
                         size_t p0, size_t p1)
     void sc_pack_rows_d(double* P, const double* src, size_t lds, size_t n, size_t k,
@@ -30,10 +31,10 @@ cdef extern from "_packed_gemm.h" nogil:
                         size_t p0, size_t p1)
     void sc_packed_gemm_f(float* C, size_t ldc, const float* A, size_t rs, size_t cs,
                           const float* P, size_t m, size_t n, size_t k, size_t j0,
-                          size_t j1, int accumulate)
+                          size_t j1, int accumulate, float* abuf)
     void sc_packed_gemm_d(double* C, size_t ldc, const double* A, size_t rs, size_t cs,
                           const double* P, size_t m, size_t n, size_t k, size_t j0,
-                          size_t j1, int accumulate)
+                          size_t j1, int accumulate, double* abuf)
     void sc_rowdot_f(float* c, const float* a, size_t inc_a, const float* W, size_t ldw,
                      size_t n, size_t k, int accumulate)
     void sc_rowdot_d(double* c, const double* a, size_t inc_a, const double* W, size_t ldw,
@@ -99,14 +100,30 @@ cdef inline void pack_panels(floating* P, const floating* B, size_t ldb, bint B_
             sc_pack_cols_d(P, B, ldb, n, k, p0, p1)
 
 
+cdef inline size_t a_work_len(const floating* P, size_t k, int threads) noexcept nogil:
+    """Elements of the workspace `abuf` in which the products of `threads` threads pack
+    rows of A of length k (one slot per thread; 0: rows that short are not packed).
+    P only selects the type."""
+    return <size_t>threads * sc_a_block_len(k, sizeof(floating))
+
+
+cdef inline floating* a_slot(floating* abuf, size_t k, Py_ssize_t q) noexcept nogil:
+    """Thread q's slot of abuf (NULL stays NULL: do not pack)."""
+    if abuf == NULL:
+        return NULL
+    return abuf + <size_t>q * sc_a_block_len(k, sizeof(floating))
+
+
 cdef inline void gemm_panels(floating* C, size_t ldc, const floating* A, size_t rs,
                              size_t cs, const floating* P, size_t m, size_t n, size_t k,
-                             size_t p0, size_t p1, bint accumulate) noexcept nogil:
-    """Panels [p0, p1) of C (m, n) (+)= A (m, k) @ P (k, n)."""
+                             size_t p0, size_t p1, bint accumulate,
+                             floating* abuf) noexcept nogil:
+    """Panels [p0, p1) of C (m, n) (+)= A (m, k) @ P (k, n); abuf: this thread's slot
+    for packing rows of A (a_work_len), or NULL."""
     if floating is float:
-        sc_packed_gemm_f(C, ldc, A, rs, cs, P, m, n, k, p0, p1, accumulate)
+        sc_packed_gemm_f(C, ldc, A, rs, cs, P, m, n, k, p0, p1, accumulate, abuf)
     else:
-        sc_packed_gemm_d(C, ldc, A, rs, cs, P, m, n, k, p0, p1, accumulate)
+        sc_packed_gemm_d(C, ldc, A, rs, cs, P, m, n, k, p0, p1, accumulate, abuf)
 
 
 cdef inline void pack(floating* P, const floating* B, size_t ldb, bint B_T, size_t n,
@@ -123,17 +140,18 @@ cdef inline void pack(floating* P, const floating* B, size_t ldb, bint B_T, size
 
 cdef inline void packed_product(floating* C, size_t ldc, const floating* A, size_t rs,
                                 size_t cs, const floating* P, size_t m, size_t n, size_t k,
-                                bint accumulate, int threads) noexcept nogil:
+                                bint accumulate, int threads, floating* abuf) noexcept nogil:
     """C (m, n) (+)= A (m, k) @ P (k, n), P packed; panels split over `threads`.
-    A's element (i, kk) is A[i * rs + kk * cs]."""
+    A's element (i, kk) is A[i * rs + kk * cs]. abuf: a_work_len(k, threads) elements
+    for packing long rows of A, or NULL."""
     cdef size_t np = num_panels(P, n)
     cdef Py_ssize_t q, nq = useful_threads(threads, m, n, k, np)
     if nq <= 1:
-        gemm_panels(C, ldc, A, rs, cs, P, m, n, k, 0, np, accumulate)
+        gemm_panels(C, ldc, A, rs, cs, P, m, n, k, 0, np, accumulate, abuf)
         return
     for q in prange(nq, num_threads=nq, schedule="static"):
         gemm_panels(C, ldc, A, rs, cs, P, m, n, k, q * np // nq, (q + 1) * np // nq,
-                    accumulate)
+                    accumulate, a_slot(abuf, k, q))
 
 
 cdef inline void row_panels(floating* c, const floating* a, const floating* B, size_t ldb,
@@ -224,15 +242,16 @@ cdef inline void chunked_panels(floating* C, size_t ldc, const floating* A, size
         # panels [p0, p1) of the chunk as panels [0, p1 - p0) of its columns p0 * nr:
         pack_panels(mine, B + k0 * ldb + p0 * nr, ldb, False, n - p0 * nr, kc, 0, p1 - p0)
         gemm_panels(C + p0 * nr, ldc, A + k0 * cs, rs, cs, mine, m, n - p0 * nr, kc, 0,
-                    p1 - p0, accumulate or k0 > 0)
+                    p1 - p0, accumulate or k0 > 0, NULL)
         k0 += kc
 
 
 cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, size_t cs,
                          const floating* B, size_t ldb, bint B_T, size_t m, size_t n,
-                         size_t k, bint accumulate, int threads,
-                         floating* work) noexcept nogil:
-    """C (m, n) (+)= A (m, k) @ op(B); work holds product_work_len(n, k, B_T) elements.
+                         size_t k, bint accumulate, int threads, floating* work,
+                         floating* abuf) noexcept nogil:
+    """C (m, n) (+)= A (m, k) @ op(B); work holds product_work_len(n, k, B_T) elements,
+    abuf a_work_len(k, threads) elements or NULL (see packed_product).
     A's element (i, kk) is A[i * rs + kk * cs]. Each thread packs and multiplies its
     own panels of op(B), so no barrier separates packing from multiplying. op(B) = B^T
     (weights) is packed whole; op(B) = B (all T*B states or inputs, for the weights'
@@ -255,22 +274,22 @@ cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, 
         return
     if nq <= 1:
         pack_panels(work, B, ldb, B_T, n, k, 0, np)
-        gemm_panels(C, ldc, A, rs, cs, work, m, n, k, 0, np, accumulate)
+        gemm_panels(C, ldc, A, rs, cs, work, m, n, k, 0, np, accumulate, abuf)
         return
     for q in prange(nq, num_threads=nq, schedule="static"):
         pack_panels(work, B, ldb, B_T, n, k, q * np // nq, (q + 1) * np // nq)
         gemm_panels(C, ldc, A, rs, cs, work, m, n, k, q * np // nq, (q + 1) * np // nq,
-                    accumulate)
+                    accumulate, a_slot(abuf, k, q))
 
 
 cdef inline void step_product(floating* C, size_t ldc, const floating* A, size_t lda,
                               const floating* P, const floating* B, size_t ldb, bint B_T,
                               size_t m, size_t n, size_t k, bint accumulate,
-                              int threads) noexcept nogil:
+                              int threads, floating* abuf) noexcept nogil:
     """The per-step recurrent product C (m, n) (+)= A (m, k) @ op(B): from the weights
     packed once per call (P), or, for a single step of a single row (P is NULL),
-    straight from B."""
+    straight from B. abuf: see packed_product."""
     if P != NULL:
-        packed_product(C, ldc, A, lda, 1, P, m, n, k, accumulate, threads)
+        packed_product(C, ldc, A, lda, 1, P, m, n, k, accumulate, threads, abuf)
     else:
         row_product(C, A, B, ldb, B_T, n, k, accumulate, threads)

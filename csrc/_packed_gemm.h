@@ -17,6 +17,12 @@
  * The micro-kernel keeps an MR x NR block of C in vector registers (GCC vector
  * extensions: AVX-512, AVX2 or SSE, whatever -march allows) and, for each of the k
  * steps, loads one row of a panel and broadcasts one value of A per row.
+ *
+ * Long rows of A are packed too (sc_pack_a, into a workspace the caller gives): the
+ * MR rows a micro-kernel reads are then one contiguous run instead of MR rows k
+ * values apart. At k = 1024 floats those rows lie 4 KiB apart, all in the same set
+ * of the L1 cache, which holds only 8 of them: one thread's share of the large
+ * LSTM step (64 x 2048 x 1024) ran at 100 GFLOP/s from the rows, 110 packed.
  * sc_packed_gemm(..., j0, j1) computes panels [j0, j1) only, so threads can
  * split the columns between them.
  */
@@ -78,6 +84,49 @@ static inline void sc_pack_cols_##SUFFIX(T *P, const T *src, size_t lds,        
 SC_DEFINE_PACK(float, SC_NR_F, f)
 SC_DEFINE_PACK(double, SC_NR_D, d)
 
+/* Rows of A packed from k = 1024 on, when the calling thread has 512 columns or more
+ * to compute: the copy then costs under 2% of the product (measured, one thread:
+ * + 8-10% from k = 1024 and 512 columns; break-even at 256 columns or k = 512). */
+#define SC_PACK_A_MIN_K 1024
+#define SC_PACK_A_MIN_N 512
+
+/* Rows of A per block of the product: about 256 KiB of A, which stays in L2 while every
+ * panel passes over it (see sc_packed_gemm). */
+static inline size_t sc_row_block(size_t k, size_t elsize)
+{
+    size_t mc = (262144 / elsize) / (k ? k : 1);
+    return mc < SC_MR ? SC_MR : mc - mc % SC_MR;
+}
+
+/* Elements of one thread's workspace for packing rows of A of length k (0: rows
+ * that short are never packed): a bound on sc_row_block(k) * k that never decreases
+ * with k, so a workspace sized for the longest rows of a kernel serves all of them. */
+static inline size_t sc_a_block_len(size_t k, size_t elsize)
+{
+    size_t block = 262144 / elsize, mr_rows = SC_MR * k;
+    return k < SC_PACK_A_MIN_K ? 0 : (mr_rows > block ? mr_rows : block);
+}
+
+#define SC_DEFINE_PACK_A(T, SUFFIX)                                                 \
+/* Ap = the m rows of A (row stride lda) in blocks of MR rows, each block stored by \
+ * columns, (k, MR), the last one (k, m % MR): element (i, kk) of the block is at    \
+ * kk * rows + i, so the micro-kernel reads it with rs = 1, cs = rows. */             \
+static inline void sc_pack_a_##SUFFIX(T *Ap, const T *A, size_t lda, size_t m,      \
+                                      size_t k)                                     \
+{                                                                                   \
+    for (size_t i0 = 0; i0 < m; i0 += SC_MR) {                                      \
+        size_t rows = m - i0 < SC_MR ? m - i0 : SC_MR;                              \
+        T *block = Ap + i0 * k;                                                     \
+        for (size_t i = 0; i < rows; i++) {                                         \
+            const T *row = A + (i0 + i) * lda;                                      \
+            for (size_t kk = 0; kk < k; kk++) block[kk * rows + i] = row[kk];       \
+        }                                                                           \
+    }                                                                               \
+}
+
+SC_DEFINE_PACK_A(float, f)
+SC_DEFINE_PACK_A(double, d)
+
 /* ------------------------------------------------------------- micro-kernel */
 
 /* C[0:MR, 0:width] (+)= A[0:MR, 0:k] @ panel (k, NR). MR is a compile-time constant
@@ -120,25 +169,39 @@ sc_kernel_##SUFFIX(const int MR, T *C, size_t ldc, const T *A, size_t rs, size_t
  * 256 KiB of A, which stay in L2 while every panel passes over them: a whole step's  \
  * states up to (64, 1024) floats, so each panel of the weights comes from memory     \
  * once per step (blocks of 128 KiB read the 16 MiB of the large LSTM's packed W_aa   \
- * twice per step: its forward took 13% longer). */                                  \
+ * twice per step: its forward took 13% longer). abuf: sc_a_block_len(k) elements    \
+ * for packing the rows of A (see the top of this file), or NULL not to pack them. */ \
 static inline void sc_packed_gemm_##SUFFIX(T *C, size_t ldc, const T *A, size_t rs, \
         size_t cs, const T *P, size_t m, size_t n, size_t k, size_t j0, size_t j1,  \
-        int accumulate)                                                             \
+        int accumulate, T *abuf)                                                    \
 {                                                                                   \
-    size_t mc = (262144 / sizeof(T)) / (k ? k : 1);                                 \
-    mc = mc < SC_MR ? SC_MR : mc - mc % SC_MR;                                      \
+    size_t mc = sc_row_block(k, sizeof(T));                                         \
+    int pack_a = abuf != NULL && cs == 1 && k >= SC_PACK_A_MIN_K                    \
+                 && (j1 - j0) * NR >= SC_PACK_A_MIN_N;                              \
     for (size_t i0 = 0; i0 < m; i0 += mc) {                                         \
         size_t i1 = i0 + mc < m ? i0 + mc : m;                                      \
+        if (pack_a)                                                                 \
+            sc_pack_a_##SUFFIX(abuf, A + i0 * rs, rs, i1 - i0, k);                  \
         for (size_t p = j0; p < j1; p++) {                                          \
             const T *panel = P + p * k * NR;                                        \
             size_t width = n - p * NR < NR ? n - p * NR : NR;                       \
             T *Cp = C + p * NR;                                                     \
             size_t i = i0;                                                          \
-            for (; i + SC_MR <= i1; i += SC_MR)                                     \
-                sc_kernel_##SUFFIX(SC_MR, Cp + i * ldc, ldc, A + i * rs, rs, cs,    \
-                                   panel, k, width, accumulate);                    \
-            SC_TAIL(SUFFIX, i1 - i, Cp + i * ldc, ldc, A + i * rs, rs, cs, panel, k, \
-                    width, accumulate)                                              \
+            for (; i + SC_MR <= i1; i += SC_MR) {                                   \
+                if (pack_a)                                                         \
+                    sc_kernel_##SUFFIX(SC_MR, Cp + i * ldc, ldc, abuf + (i - i0) * k, \
+                                       1, SC_MR, panel, k, width, accumulate);      \
+                else                                                                \
+                    sc_kernel_##SUFFIX(SC_MR, Cp + i * ldc, ldc, A + i * rs, rs, cs, \
+                                       panel, k, width, accumulate);                \
+            }                                                                       \
+            if (pack_a) {                                                           \
+                SC_TAIL(SUFFIX, i1 - i, Cp + i * ldc, ldc, abuf + (i - i0) * k, 1,  \
+                        i1 - i, panel, k, width, accumulate)                        \
+            } else {                                                                \
+                SC_TAIL(SUFFIX, i1 - i, Cp + i * ldc, ldc, A + i * rs, rs, cs, panel, \
+                        k, width, accumulate)                                       \
+            }                                                                       \
         }                                                                           \
     }                                                                               \
 }

@@ -17,8 +17,8 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 from _fastmath cimport tanh
-from _packed cimport (pack, packed_len, product, product_work_len, row_dot, step_product,
-                      step_threads, unit_split)
+from _packed cimport (a_work_len, pack, packed_len, product, product_work_len, row_dot,
+                      step_product, step_threads, unit_split)
 
 include "_threads.pxi"
 
@@ -80,6 +80,10 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
         return
 
     dtype = np.float32 if floating is float else np.float64
+    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, max(D, H), threads)
+    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
+    cdef floating* Ab = &A_work[0] if n_ab else NULL
     # the input projection's packed weights (packed as they are multiplied)
     cdef floating[::1] work = np.empty(
         product_work_len(<floating*>NULL, H, D, True), dtype)
@@ -96,7 +100,7 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
             for j in range(H):
                 z[j] = bp[j]
         product(&a[1, 0, 0], H, &x[0, 0, 0], D, 1, &W[0, H], H + D, True,
-                T * B, H, D, True, threads, &work[0])
+                T * B, H, D, True, threads, &work[0], Ab)
 
         for i in range(B):
             z = &a[0, i, 0]
@@ -107,7 +111,7 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
         for t in range(T):
             # a[t+1] (B, H) += a[t] (B, H) @ W_aa^T
             step_product(&a[t + 1, 0, 0], H, &a[t, 0, 0], H, Pp, &W[0, 0], H + D, True,
-                     B, H, H, True, threads)
+                     B, H, H, True, threads, Ab)
             for i in range(B):
                 z = &a[t + 1, i, 0]
                 a_prev = &a[t, i, 0]
@@ -152,6 +156,10 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                             product_work_len(<floating*>NULL, H, T * B, False),
                             product_work_len(<floating*>NULL, D, H, False))
     cdef floating[::1] work = np.empty(nwork, dtype)
+    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, H, threads)
+    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
+    cdef floating* Ab = &A_work[0] if n_ab else NULL
     cdef bint packed = not (T == 1 and B == 1)                                         # W_aa packed
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL
@@ -195,15 +203,15 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             # da0 (B, H) += dz[t] (B, H) @ W_aa: active rows were zeroed above, inactive
             # rows have dz = 0, so they keep their gradient unchanged.
             step_product(&da0[0, 0], H, &dz[t, 0, 0], H, Pp, &W[0, 0], H + D, False,
-                     B, H, H, True, threads)
+                     B, H, H, True, threads, Ab)
 
         # Parameter and input gradients over all T*B rows at once.
         # dW_ax (H, D) += dz^T (H, T*B) @ x (T*B, D)
         product(&dW[0, H], H + D, &dz[0, 0, 0], 1, H, &x[0, 0, 0], D, False,
-                H, D, T * B, True, threads, &work[0])
+                H, D, T * B, True, threads, &work[0], NULL)
         # dW_aa (H, H) += dz^T (H, T*B) @ a[0:T] (T*B, H)
         product(&dW[0, 0], H + D, &dz[0, 0, 0], 1, H, &a[0, 0, 0], H, False,
-                H, H, T * B, True, threads, &work[0])
+                H, H, T * B, True, threads, &work[0], NULL)
         # db (H,) += column sums of dz
         dbp = &db[0]
         for i in range(T * B):
@@ -212,7 +220,7 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                 dbp[j] = dbp[j] + dzr[j]
         # dx (T*B, D) = dz (T*B, H) @ W_ax (H, D)
         product(&dx[0, 0, 0], D, &dz[0, 0, 0], H, 1, &W[0, H], H + D, False,
-                T * B, D, H, False, threads, &work[0])
+                T * B, D, H, False, threads, &work[0], NULL)
 
 
 # ------------------------------------------------------------ one token (generation)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from _cases import CELL_IDS, copy_params, make_layer, random_lengths, random_state, state_list
-from conftest import DTYPES, assert_close
+from conftest import DTYPES, TOL, assert_close
 
 CONFIGS = [
     # T, B, D, H, num_layers, bidirectional, lengths, batch_first
@@ -167,3 +167,36 @@ def test_thread_count_does_not_change_the_numbers(cell, rng):
             np.testing.assert_array_equal(r, r0)
     with pytest.raises(ValueError, match="n: expected an integer >= 1"):
         seqcore.set_num_threads(0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_long_rows_packed_match_reference(cell, dtype, threads, rng):
+    """D = H = 1024: the products pack their rows of A (from k = 1024 with 512 columns
+    per thread) in every pass: input projection, steps, backward steps. B = 70 rows
+    span two row blocks of a step (64 + 6 floats) and end in a partial micro-kernel
+    block."""
+    import seqcore
+    T, B, D, H = 3, 70, 1024, 1024
+    ref = make_layer(cell, D, H, dtype=dtype, backend="numpy", seed=int(rng.integers(1000)))
+    fast = make_layer(cell, D, H, dtype=dtype, backend="cython")
+    copy_params(fast, ref)
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    state = random_state(ref, B, rng)
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    expected = run(ref, x, state, None, dy, None)
+    old = seqcore.get_num_threads()
+    try:
+        seqcore.set_num_threads(threads)
+        got = run(fast, x, state, None, dy, None)
+    finally:
+        seqcore.set_num_threads(old)
+    # sums of 1024-2048 terms: float32 entries near 0 are compared on the array's scale
+    pairs = [(f"{name}[{i}]", gi, ei) for name, g, e in
+             zip(["y", "final", "dx", "dstate0"], got[:4], expected[:4])
+             for i, (gi, ei) in enumerate(zip(state_list(g), state_list(e)))]
+    pairs += [(f"grad {k}", got[4][k], expected[4][k]) for k in expected[4]]
+    for name, g, e in pairs:
+        scale = TOL[np.dtype(dtype)]["rtol"] * np.abs(e).max()
+        assert_close(g, e, dtype, f"{cell} {name}", atol=scale)
