@@ -146,7 +146,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     # P1 = W[0:2H, :H]^T and P2 = W[2H:3H, :H]^T; reset after, P1 = W[:, :H]^T.
     # The input projection's packed weights go to `work` (packed as they are multiplied).
     cdef floating[::1] work = np.empty(
-        product_work_len(<floating*>NULL, 3 * H, D, True), dtype)
+        product_work_len(<floating*>NULL, 3 * H, D, True, threads), dtype)
     cdef size_t n1 = 3 * H if reset_after else 2 * H
     cdef size_t len1 = packed_len(<floating*>NULL, n1, H)
     cdef size_t len2 = 0 if reset_after else packed_len(<floating*>NULL, H, H)
@@ -281,9 +281,9 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     # d(gamma_r * c)) and Q2 = W[0:2H, :H]; reset after, Q1 = W[:, :H].
     cdef int threads = _threads
     # workspace of the products over all T*B rows (dW, dx)
-    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False),
-                            product_work_len(<floating*>NULL, H, T * B, False),
-                            product_work_len(<floating*>NULL, D, 3 * H, False))
+    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False, threads),
+                            product_work_len(<floating*>NULL, H, T * B, False, threads),
+                            product_work_len(<floating*>NULL, D, 3 * H, False, threads))
     cdef floating[::1] work = np.empty(nwork, dtype)
     # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
     cdef size_t n_ab = a_work_len(<floating*>NULL, 3 * H if reset_after else 2 * H, threads)

@@ -232,7 +232,7 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     cdef floating* Ab = &A_work[0] if n_ab else NULL
     # the input projection's packed weights (packed as they are multiplied)
     cdef floating[::1] work = np.empty(
-        product_work_len(<floating*>NULL, 4 * H, D, True), dtype)
+        product_work_len(<floating*>NULL, 4 * H, D, True, threads), dtype)
     # threads of the gate pass: worth it from some 2 Ki units per step (the small
     # configuration, 4 Ki, ran 7% faster with them)
     cdef Py_ssize_t q, ew = threads if B > 1 and B * H >= 2048 else 1
@@ -297,9 +297,9 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     # W[:, :H] packed for the per-step products
     cdef int threads = _threads
     # workspace of the products over all T*B rows (dW, dx)
-    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False),
-                            product_work_len(<floating*>NULL, H, T * B, False),
-                            product_work_len(<floating*>NULL, D, 4 * H, False))
+    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False, threads),
+                            product_work_len(<floating*>NULL, H, T * B, False, threads),
+                            product_work_len(<floating*>NULL, D, 4 * H, False, threads))
     cdef floating[::1] work = np.empty(nwork, dtype)
     # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
     cdef size_t n_ab = a_work_len(<floating*>NULL, 4 * H, threads)

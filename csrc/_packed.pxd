@@ -15,6 +15,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 cdef extern from "_packed_gemm.h" nogil:
+    const size_t SC_MR
     const size_t SC_NR_F
     const size_t SC_NR_D
     const size_t SC_ROWS_F
@@ -219,11 +220,32 @@ cdef enum:
     KC = 512
 
 
-cdef inline size_t product_work_len(const floating* P, size_t n, size_t k,
-                                    bint B_T) noexcept nogil:
-    """Elements of `work` that product needs for op(B) (k, n): all of op(B) packed when
-    B is transposed, else KC of its rows. P only selects the type."""
-    return packed_len(P, n, k if B_T or k < KC else KC)
+cdef inline bint split_rows(size_t m, size_t n, Py_ssize_t nq) noexcept nogil:
+    """Whether product's nq threads split the rows of C (m, n) rather than its columns
+    (op(B) not transposed): when columns would give each thread fewer than 512, as in
+    the weight gradients and dx of D = 256 inputs. A thread's products over 128 columns
+    ran at 72-89 GFLOP/s here, over 256-512 at 97-106; each thread then packs all of
+    B's chunk, a copy of under 1% of its work from some 2 x 12 rows on."""
+    return n < 512 * <size_t>nq and m >= 2 * SC_MR * <size_t>nq
+
+
+cdef inline size_t product_work_len(const floating* P, size_t n, size_t k, bint B_T,
+                                    int threads) noexcept nogil:
+    """Elements of `work` that product needs for op(B) (k, n) on `threads` threads: all
+    of op(B) packed when B is transposed, else KC of its rows, once per thread when
+    they split the rows (split_rows). P only selects the type."""
+    cdef size_t chunk = packed_len(P, n, k if k < KC else KC)
+    if B_T:
+        return packed_len(P, n, k)
+    return chunk * <size_t>threads if n < 512 * <size_t>threads else chunk
+
+
+cdef inline size_t row_split(size_t m, Py_ssize_t q, Py_ssize_t nq) noexcept nogil:
+    """First of thread q's rows when m rows are split over nq threads (q = nq gives
+    m): at multiples of the micro-kernel's SC_MR rows."""
+    cdef size_t blocks = (m + SC_MR - 1) // SC_MR
+    cdef size_t r = (<size_t>q * blocks // <size_t>nq) * SC_MR
+    return r if r < m else m
 
 
 cdef inline void chunked_panels(floating* C, size_t ldc, const floating* A, size_t rs,
@@ -256,7 +278,7 @@ cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, 
     own panels of op(B), so no barrier separates packing from multiplying. op(B) = B^T
     (weights) is packed whole; op(B) = B (all T*B states or inputs, for the weights'
     gradients) KC rows at a time: a workspace of KC rows instead of one as large as B."""
-    cdef size_t np = num_panels(work, n)
+    cdef size_t np = num_panels(work, n), slot, r0, r1
     cdef Py_ssize_t q, nq
     if m == 0 or n == 0:
         return
@@ -267,6 +289,14 @@ cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, 
     if not B_T:
         if nq <= 1:
             chunked_panels(C, ldc, A, rs, cs, B, ldb, m, n, k, 0, np, accumulate, work)
+            return
+        if split_rows(m, n, nq):
+            slot = packed_len(work, n, k if k < KC else KC)
+            for q in prange(nq, num_threads=nq, schedule="static"):
+                r0 = row_split(m, q, nq)
+                r1 = row_split(m, q + 1, nq)
+                chunked_panels(C + r0 * ldc, ldc, A + r0 * rs, rs, cs, B, ldb, r1 - r0, n,
+                               k, 0, np, accumulate, work + q * slot)
             return
         for q in prange(nq, num_threads=nq, schedule="static"):
             chunked_panels(C, ldc, A, rs, cs, B, ldb, m, n, k, q * np // nq,

@@ -86,7 +86,7 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
     cdef floating* Ab = &A_work[0] if n_ab else NULL
     # the input projection's packed weights (packed as they are multiplied)
     cdef floating[::1] work = np.empty(
-        product_work_len(<floating*>NULL, H, D, True), dtype)
+        product_work_len(<floating*>NULL, H, D, True, threads), dtype)
     # W_aa^T packed once for the per-step products
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H), dtype)
     cdef floating* Pp = &P[0]
@@ -152,9 +152,9 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef floating[:, :, ::1] dz = np.empty((T, B, H), dtype=dtype)   # pre-activation grads
     cdef int threads = _threads
     # workspace of the products over all T*B rows (dW, dx)
-    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False),
-                            product_work_len(<floating*>NULL, H, T * B, False),
-                            product_work_len(<floating*>NULL, D, H, False))
+    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False, threads),
+                            product_work_len(<floating*>NULL, H, T * B, False, threads),
+                            product_work_len(<floating*>NULL, D, H, False, threads))
     cdef floating[::1] work = np.empty(nwork, dtype)
     # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
     cdef size_t n_ab = a_work_len(<floating*>NULL, H, threads)
