@@ -17,13 +17,14 @@ cimport cython
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 
 import numpy as np
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (a_work_len, pack, packed_len, product, product_work_len, row_dot,
-                      step_product, step_threads, unit_split)
+from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
+                      packed_len, product, product_work_len, row_dot, step_product,
+                      step_threads, unit_split, useful_threads)
 
 include "_threads.pxi"
 
@@ -239,6 +240,8 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     # W[:, :H]^T packed once for the per-step products
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, G, H), dtype)
     cdef floating* Pp = &P[0]
+    cdef size_t n_p = num_panels(Pp, G)
+    cdef Py_ssize_t nt = ew if useful_threads(threads, B, G, H, n_p) == ew else 1
     with nogil:
         pack(Pp, &W[0, 0], HD, True, G, H, threads)
         memcpy(&a[0, 0, 0], &a0[0, 0], B * H * sizeof(floating))
@@ -246,19 +249,34 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
         # gates (T*B, 4H) = x (T*B, D) @ W[:, H:]^T, all steps at once
         product(&gates[0, 0, 0], G, &x[0, 0, 0], D, 1, &W[0, 0] + H, HD, True,
                 T * B, G, D, False, threads, &work[0], Ab)
-        for t in range(T):
-            # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
-            step_product(&gates[t, 0, 0], G, &a[t, 0, 0], H, Pp, &W[0, 0], HD, True,
-                     B, G, H, True, threads, Ab)
-            # the gate pass, its rows split over the threads when there are enough
-            if ew <= 1:
-                forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0], <floating*>&b[0],
-                             p_used, &lengths[0], t, B, 0, B, H)
-            else:
-                for q in prange(ew, num_threads=ew, schedule="static"):
+        if nt > 1:
+            # one parallel region for all steps, two barriers per step instead of two
+            # regions (small forward 2.52 -> 2.43 ms, medium 108 -> 106 ms): thread q
+            # computes its panels of gates[t], then its rows' gate pass
+            with parallel(num_threads=nt):
+                q = threadid()
+                for t in range(T):
+                    gemm_panels(&gates[t, 0, 0], G, &a[t, 0, 0], H, 1, Pp, B, G, H,
+                                q * n_p // nt, (q + 1) * n_p // nt, True, a_slot(Ab, H, q))
+                    barrier()
                     forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0],
-                                 <floating*>&b[0], p_used, &lengths[0], t, B, q * B // ew,
-                                 (q + 1) * B // ew, H)
+                                 <floating*>&b[0], p_used, &lengths[0], t, B, q * B // nt,
+                                 (q + 1) * B // nt, H)
+                    barrier()
+        else:
+            for t in range(T):
+                # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
+                step_product(&gates[t, 0, 0], G, &a[t, 0, 0], H, Pp, &W[0, 0], HD, True,
+                         B, G, H, True, threads, Ab)
+                # the gate pass, its rows split over the threads when there are enough
+                if ew <= 1:
+                    forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0], <floating*>&b[0],
+                                 p_used, &lengths[0], t, B, 0, B, H)
+                else:
+                    for q in prange(ew, num_threads=ew, schedule="static"):
+                        forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0],
+                                     <floating*>&b[0], p_used, &lengths[0], t, B, q * B // ew,
+                                     (q + 1) * B // ew, H)
 
 
 def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out

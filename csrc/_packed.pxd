@@ -14,6 +14,15 @@
 from cython cimport floating
 from cython.parallel cimport prange
 
+cdef extern from *:
+    """
+    /* a barrier of the enclosing OpenMP parallel region */
+    static inline void sc_barrier(void) {
+    #pragma omp barrier
+    }
+    """
+    void barrier "sc_barrier" () noexcept nogil
+
 cdef extern from "_packed_gemm.h" nogil:
     const size_t SC_MR
     const size_t SC_NR_F
