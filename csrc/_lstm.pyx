@@ -169,6 +169,29 @@ cdef void forward_rows(floating* g, floating* c_t, floating* a_t, floating* b, f
             memcpy(a_next + bi * H, a_t + bi * H, H * sizeof(floating))
 
 
+cdef void backward_rows(floating* dz, floating* da, floating* dc, floating* tot,
+                        floating* da_sq, floating* dc_sq, const floating* dy,
+                        const floating* g, const floating* c_t, floating* p,
+                        const int64_t* lengths, Py_ssize_t t, Py_ssize_t B, Py_ssize_t b0,
+                        Py_ssize_t b1, Py_ssize_t H) noexcept nogil:
+    """The gate pass of step t's backward for sequences [b0, b1) (see backward_step).
+    At step t: dz, g (B, 4H); dy (B, H); da_sq, dc_sq (B,). da, dc (B, H): the running
+    gradients; tot (2, H): scratch of the calling thread; c_t (B, H): c[t], whose next
+    B rows are c[t+1]."""
+    cdef Py_ssize_t bi, G = 4 * H
+    for bi in range(b0, b1):
+        if t < lengths[bi]:
+            backward_step(dz + bi * G, da + bi * H, dc + bi * H, tot, tot + H,
+                          <floating*>dy + bi * H, <floating*>g + bi * G,
+                          <floating*>c_t + bi * H, <floating*>c_t + (B + bi) * H, p, H)
+            da_sq[bi] = sum_sq(tot, H)
+            dc_sq[bi] = sum_sq(tot + H, H)
+        else:                                        # inactive: da, dc pass through
+            memset(dz + bi * G, 0, G * sizeof(floating))
+            da_sq[bi] = 0
+            dc_sq[bi] = 0
+
+
 cdef inline void accumulate(real_r out, real_r v, Py_ssize_t n) noexcept nogil:
     """out (n) += v (n)"""
     cdef Py_ssize_t j
@@ -309,11 +332,16 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     cdef floating* c_r
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, :, ::1] dz = np.empty((T, B, G), dtype=dtype)   # dC/dz, all steps
-    cdef floating[:, ::1] tot = np.empty((2, H), dtype=dtype)        # total da, dc of one row
+    # threads of the steps: as in forward, when both the gate pass and the product
+    # use them (Pp is NULL for a single step of a single row)
+    cdef int threads = _threads
+    cdef Py_ssize_t q, ew = threads if B > 1 and B * H >= 2048 else 1
+    cdef size_t n_p = num_panels(<floating*>NULL, H)
+    cdef Py_ssize_t nt = ew if useful_threads(threads, B, H, G, n_p) == ew else 1
+    cdef floating[:, :, ::1] tot = np.empty((nt, 2, H), dtype=dtype)  # total da, dc of a row
     cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)     # p without peepholes
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
     # W[:, :H] packed for the per-step products
-    cdef int threads = _threads
     # workspace of the products over all T*B rows (dW, dx)
     cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False, threads),
                             product_work_len(<floating*>NULL, H, T * B, False, threads),
@@ -334,23 +362,29 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
         dc = &dc0[0, 0]
         memcpy(da, &da_T[0, 0], B * H * sizeof(floating))
         memcpy(dc, &dc_T[0, 0], B * H * sizeof(floating))
-        for t in range(T - 1, -1, -1):
-            for bi in range(B):
-                if t < lengths[bi]:
-                    backward_step(&dz[t, bi, 0], da + bi * H, dc + bi * H,
-                                  &tot[0, 0], &tot[1, 0], <floating*>&dy[t, bi, 0],
-                                  <floating*>&gates[t, bi, 0], <floating*>&c[t, bi, 0],
-                                  <floating*>&c[t + 1, bi, 0], p_used, H)
-                    da_sq[t, bi] = sum_sq(&tot[0, 0], H)
-                    dc_sq[t, bi] = sum_sq(&tot[1, 0], H)
-                else:                                # inactive: da, dc pass through
-                    memset(&dz[t, bi, 0], 0, G * sizeof(floating))
-                    da_sq[t, bi] = 0
-                    dc_sq[t, bi] = 0
-            # da (B, H) += dz[t] (B, 4H) @ W[:, :H]; active rows were zeroed, inactive
-            # rows have dz = 0 and keep their da
-            step_product(da, H, &dz[t, 0, 0], G, Pp, &W[0, 0], HD, False,
-                     B, H, G, True, threads, Ab)
+        if nt > 1:
+            # one parallel region for all steps, as in forward: thread q runs its rows'
+            # gate pass, then its panels of the product
+            with parallel(num_threads=nt):
+                q = threadid()
+                for t in range(T - 1, -1, -1):
+                    backward_rows(&dz[t, 0, 0], da, dc, &tot[q, 0, 0], &da_sq[t, 0],
+                                  &dc_sq[t, 0], &dy[t, 0, 0], &gates[t, 0, 0], &c[t, 0, 0],
+                                  p_used, &lengths[0], t, B, q * B // nt, (q + 1) * B // nt,
+                                  H)
+                    barrier()
+                    gemm_panels(da, H, &dz[t, 0, 0], G, 1, Pp, B, H, G, q * n_p // nt,
+                                (q + 1) * n_p // nt, True, a_slot(Ab, G, q))
+                    barrier()
+        else:
+            for t in range(T - 1, -1, -1):
+                backward_rows(&dz[t, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[t, 0], &dc_sq[t, 0],
+                              &dy[t, 0, 0], &gates[t, 0, 0], &c[t, 0, 0], p_used,
+                              &lengths[0], t, B, 0, B, H)
+                # da (B, H) += dz[t] (B, 4H) @ W[:, :H]; active rows were zeroed, inactive
+                # rows have dz = 0 and keep their da
+                step_product(da, H, &dz[t, 0, 0], G, Pp, &W[0, 0], HD, False,
+                             B, H, G, True, threads, Ab)
         # dW[:, H:] (4H, D) += dz^T (4H, T*B) @ x (T*B, D)
         product(&dW[0, 0] + H, HD, &dz[0, 0, 0], 1, G, &x[0, 0, 0], D, False,
                 G, D, TB, True, threads, &work[0], NULL)
