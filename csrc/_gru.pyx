@@ -16,12 +16,13 @@ import numpy as np
 
 from libc.stdint cimport int64_t
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (a_work_len, pack, packed_len, product, product_work_len, row_dot,
-                      step_product, step_threads, unit_split)
+from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
+                      packed_len, product, product_work_len, row_dot, step_product,
+                      step_threads, unit_split)
 
 include "_threads.pxi"
 
@@ -103,6 +104,129 @@ cdef void forward_one(floating* c, floating* g, floating* hc, const floating* x,
                        unit_split(c, H, q + 1, nq), D, H, reset_after)
 
 
+cdef void reset_rows(floating* gates_t, floating* hc_t, const floating* c_t,
+                     Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H) noexcept nogil:
+    """Reset before, step t, rows [b0, b1): gamma_r, gamma_u = sigma(z_r, z_u) in place
+    in gates_t (B, 3H), and hc_t (B, H) = gamma_r * c<t-1> (c_t: c[t], (B, H))."""
+    cdef Py_ssize_t i, j
+    cdef floating v
+    cdef floating* gamma_r
+    cdef floating* gamma_u
+    cdef floating* hcr
+    cdef const floating* cp
+    for i in range(b0, b1):
+        gamma_r = gates_t + i * 3 * H
+        gamma_u = gamma_r + H
+        cp = c_t + i * H
+        hcr = hc_t + i * H
+        for j in range(H):
+            v = sigmoid(gamma_r[j])
+            gamma_r[j] = v
+            hcr[j] = v * cp[j]                  # gamma_r * c<t-1>
+        for j in range(H):
+            gamma_u[j] = sigmoid(gamma_u[j])
+
+
+cdef void candidate_rows(floating* gates_t, floating* c_t, const int64_t* lengths,
+                         Py_ssize_t t, Py_ssize_t B, Py_ssize_t b0, Py_ssize_t b1,
+                         Py_ssize_t H) noexcept nogil:
+    """Reset before, step t, rows [b0, b1): c_tilde = tanh(z_c) in place in gates_t
+    (B, 3H), and the new state: c_t (B, H) is c[t], its next B rows c[t+1]."""
+    cdef Py_ssize_t i, j
+    cdef floating v, one = 1
+    cdef floating* gamma_u
+    cdef floating* c_tilde
+    cdef floating* cn
+    cdef const floating* cp
+    for i in range(b0, b1):
+        gamma_u = gates_t + i * 3 * H + H
+        c_tilde = gamma_u + H
+        cp = c_t + i * H
+        cn = c_t + (B + i) * H
+        if t < lengths[i]:
+            for j in range(H):
+                v = tanh(c_tilde[j])
+                c_tilde[j] = v
+                cn[j] = gamma_u[j] * v + (one - gamma_u[j]) * cp[j]
+        else:
+            for j in range(H):                  # inactive: state copied
+                c_tilde[j] = tanh(c_tilde[j])
+                cn[j] = cp[j]
+
+
+cdef void after_rows(floating* gates_t, const floating* h, floating* hc_t, floating* c_t,
+                     const floating* b_cc, const int64_t* lengths, Py_ssize_t t,
+                     Py_ssize_t B, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H) noexcept nogil:
+    """Reset after, step t, rows [b0, b1): the gates from gates_t (B, 3H, input parts)
+    and h (B, 3H) = c<t-1> @ W_cc^T, in place in gates_t; hc_t (B, H) = W_cc c<t-1> +
+    b_cc; the new state: c_t (B, H) is c[t], its next B rows c[t+1]."""
+    cdef Py_ssize_t i, j
+    cdef floating v, one = 1
+    cdef floating* gamma_r
+    cdef floating* gamma_u
+    cdef floating* c_tilde
+    cdef floating* hcr
+    cdef floating* cn
+    cdef const floating* hr
+    cdef const floating* cp
+    for i in range(b0, b1):
+        gamma_r = gates_t + i * 3 * H
+        gamma_u = gamma_r + H
+        c_tilde = gamma_r + 2 * H
+        hr = h + i * 3 * H
+        cp = c_t + i * H
+        cn = c_t + (B + i) * H
+        hcr = hc_t + i * H
+        for j in range(2 * H):                  # gamma_r, gamma_u
+            gamma_r[j] = sigmoid(gamma_r[j] + hr[j])
+        for j in range(H):
+            v = hr[2 * H + j] + b_cc[j]         # W_cc c<t-1> + b_cc
+            hcr[j] = v
+            c_tilde[j] = tanh(c_tilde[j] + gamma_r[j] * v)
+        if t < lengths[i]:
+            for j in range(H):
+                cn[j] = gamma_u[j] * c_tilde[j] + (one - gamma_u[j]) * cp[j]
+        else:
+            for j in range(H):                  # inactive: state copied
+                cn[j] = cp[j]
+
+
+cdef void forward_steps(floating* gates, floating* hc, floating* c, floating* h,
+                        const floating* P1, const floating* P2, const floating* b_cc,
+                        const int64_t* lengths, floating* abuf, Py_ssize_t T, Py_ssize_t B,
+                        Py_ssize_t H, bint reset_after, Py_ssize_t q,
+                        Py_ssize_t nt) noexcept nogil:
+    """Thread q's part of all the forward steps, in one parallel region of nt threads:
+    its panels of each product, then its rows of each gate pass, with a barrier after
+    every phase. gates (T, B, 3H); hc (T, B, H); c (T+1, B, H); h (B, 3H) (reset
+    after); P1, P2 the packed recurrent weights (see gru_forward); abuf: see
+    packed_product."""
+    cdef Py_ssize_t t, G3 = 3 * H, r0 = q * B // nt, r1 = (q + 1) * B // nt
+    cdef size_t np1 = num_panels(P1, G3 if reset_after else 2 * H), np2 = num_panels(P1, H)
+    cdef floating* g
+    for t in range(T):
+        g = gates + t * B * G3
+        if not reset_after:
+            # gates[t, :, 0:2H] += c<t> @ W_cc[0:2H]^T, then gamma_r, gamma_u, hc[t]
+            gemm_panels(g, G3, c + t * B * H, H, 1, P1, B, 2 * H, H, q * np1 // nt,
+                        (q + 1) * np1 // nt, True, a_slot(abuf, H, q))
+            barrier()
+            reset_rows(g, hc + t * B * H, c + t * B * H, r0, r1, H)
+            barrier()
+            # gates[t, :, 2H:3H] += hc[t] @ W_cc[2H:3H]^T, then c_tilde, c<t+1>
+            gemm_panels(g + 2 * H, G3, hc + t * B * H, H, 1, P2, B, H, H, q * np2 // nt,
+                        (q + 1) * np2 // nt, True, a_slot(abuf, H, q))
+            barrier()
+            candidate_rows(g, c + t * B * H, lengths, t, B, r0, r1, H)
+        else:
+            # h = c<t> @ W_cc^T, then the gates and c<t+1>
+            gemm_panels(h, G3, c + t * B * H, H, 1, P1, B, G3, H, q * np1 // nt,
+                        (q + 1) * np1 // nt, False, a_slot(abuf, H, q))
+            barrier()
+            after_rows(g, h, hc + t * B * H, c + t * B * H, b_cc, lengths, t, B, r0, r1, H)
+        barrier()
+
+
 def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] = c0
                 floating[:, :, ::1] gates,      # (T, B, 3H) out: [gamma_r, gamma_u, c_tilde]
                 floating[:, :, ::1] hc,         # (T, B, H) out: candidate's view of c<t-1>
@@ -153,6 +277,9 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     cdef floating[::1] P = np.empty(len1 + len2, dtype=dtype)
     cdef floating* P1 = &P[0]
     cdef floating* P2 = &P[0] + len1 if not reset_after else NULL
+    # threads of the steps: from some 2 Ki units per step, as the LSTM's gate pass (one
+    # region for all steps makes even the small configuration's products worth splitting)
+    cdef Py_ssize_t nt = threads if B > 1 and B * H >= 2048 else 1
 
     with nogil:
         pack(P1, &W[0, 0], LDW, True, n1, H, threads)
@@ -173,64 +300,30 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
             for j in range(H):
                 cn[j] = cp[j]
 
-        for t in range(T):
-            if not reset_after:
-                # gates[t, :, 0:2H] (B, 2H) += c<t> (B, H) @ W_cc[0:2H]^T
-                step_product(&gates[t, 0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
-                         B, 2 * H, H, True, threads, Ab)
-                for i in range(B):
-                    gamma_r = &gates[t, i, 0]
-                    gamma_u = gamma_r + H
-                    cp = &c[t, i, 0]
-                    hcr = &hc[t, i, 0]
-                    for j in range(H):
-                        v = sigmoid(gamma_r[j])
-                        gamma_r[j] = v
-                        hcr[j] = v * cp[j]                  # gamma_r * c<t-1>
-                    for j in range(H):
-                        gamma_u[j] = sigmoid(gamma_u[j])
-                # gates[t, :, 2H:3H] (B, H) += hc[t] (B, H) @ W_cc[2H:3H]^T
-                step_product(&gates[t, 0, 2 * H], G3, &hc[t, 0, 0], H, P2, &W[2 * H, 0], LDW,
-                         True, B, H, H, True, threads, Ab)
-                for i in range(B):
-                    gamma_u = &gates[t, i, H]
-                    c_tilde = gamma_u + H
-                    cp = &c[t, i, 0]
-                    cn = &c[t + 1, i, 0]
-                    if t < lengths[i]:
-                        for j in range(H):
-                            v = tanh(c_tilde[j])
-                            c_tilde[j] = v
-                            cn[j] = gamma_u[j] * v + (one - gamma_u[j]) * cp[j]
-                    else:
-                        for j in range(H):                  # inactive: state copied
-                            c_tilde[j] = tanh(c_tilde[j])
-                            cn[j] = cp[j]
-            else:
-                # h (B, 3H) = c<t> (B, H) @ W_cc^T
-                step_product(&h[0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
-                         B, G3, H, False, threads, Ab)
-                bp = &b_cc[0]
-                for i in range(B):
-                    gamma_r = &gates[t, i, 0]
-                    gamma_u = gamma_r + H
-                    c_tilde = gamma_r + 2 * H
-                    hr = &h[i, 0]
-                    cp = &c[t, i, 0]
-                    cn = &c[t + 1, i, 0]
-                    hcr = &hc[t, i, 0]
-                    for j in range(2 * H):                  # gamma_r, gamma_u
-                        gamma_r[j] = sigmoid(gamma_r[j] + hr[j])
-                    for j in range(H):
-                        v = hr[2 * H + j] + bp[j]           # W_cc c<t-1> + b_cc
-                        hcr[j] = v
-                        c_tilde[j] = tanh(c_tilde[j] + gamma_r[j] * v)
-                    if t < lengths[i]:
-                        for j in range(H):
-                            cn[j] = gamma_u[j] * c_tilde[j] + (one - gamma_u[j]) * cp[j]
-                    else:
-                        for j in range(H):                  # inactive: state copied
-                            cn[j] = cp[j]
+        if nt > 1:
+            # one parallel region for all steps, a barrier after each phase: thread q
+            # computes its panels of each product, then its rows of each gate pass
+            with parallel(num_threads=nt):
+                forward_steps(&gates[0, 0, 0], &hc[0, 0, 0], &c[0, 0, 0], &h[0, 0] if reset_after
+                              else NULL, P1, P2, &b_cc[0], &lengths[0], Ab, T, B, H,
+                              reset_after, threadid(), nt)
+        else:
+            for t in range(T):
+                if not reset_after:
+                    # gates[t, :, 0:2H] (B, 2H) += c<t> (B, H) @ W_cc[0:2H]^T
+                    step_product(&gates[t, 0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW,
+                                 True, B, 2 * H, H, True, threads, Ab)
+                    reset_rows(&gates[t, 0, 0], &hc[t, 0, 0], &c[t, 0, 0], 0, B, H)
+                    # gates[t, :, 2H:3H] (B, H) += hc[t] (B, H) @ W_cc[2H:3H]^T
+                    step_product(&gates[t, 0, 2 * H], G3, &hc[t, 0, 0], H, P2, &W[2 * H, 0],
+                                 LDW, True, B, H, H, True, threads, Ab)
+                    candidate_rows(&gates[t, 0, 0], &c[t, 0, 0], &lengths[0], t, B, 0, B, H)
+                else:
+                    # h (B, 3H) = c<t> (B, H) @ W_cc^T
+                    step_product(&h[0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
+                                 B, G3, H, False, threads, Ab)
+                    after_rows(&gates[t, 0, 0], &h[0, 0], &hc[t, 0, 0], &c[t, 0, 0],
+                               &b_cc[0], &lengths[0], t, B, 0, B, H)
 
 
 def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out

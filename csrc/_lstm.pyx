@@ -192,6 +192,46 @@ cdef void backward_rows(floating* dz, floating* da, floating* dc, floating* tot,
             dc_sq[bi] = 0
 
 
+cdef void forward_steps(floating* gates, floating* c, floating* a, const floating* P,
+                        floating* b, floating* p, const int64_t* lengths, floating* abuf,
+                        Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t q,
+                        Py_ssize_t nt) noexcept nogil:
+    """Thread q's part of all the forward steps, in one parallel region of nt threads:
+    per step its panels of gates[t] (B, 4H) += a[t] @ W[:, :H]^T (P packed), a
+    barrier, its rows of the gate pass, a barrier. gates (T, B, 4H); c, a (T+1, B, H);
+    abuf: see packed_product."""
+    cdef Py_ssize_t t, G = 4 * H
+    cdef size_t n_p = num_panels(P, G)
+    for t in range(T):
+        gemm_panels(gates + t * B * G, G, a + t * B * H, H, 1, P, B, G, H, q * n_p // nt,
+                    (q + 1) * n_p // nt, True, a_slot(abuf, H, q))
+        barrier()
+        forward_rows(gates + t * B * G, c + t * B * H, a + t * B * H, b, p, lengths, t, B,
+                     q * B // nt, (q + 1) * B // nt, H)
+        barrier()
+
+
+cdef void backward_steps(floating* dz, floating* da, floating* dc, floating* tot,
+                         floating* da_sq, floating* dc_sq, const floating* dy,
+                         const floating* gates, const floating* c, floating* p,
+                         const floating* P, const int64_t* lengths, floating* abuf,
+                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t q,
+                         Py_ssize_t nt) noexcept nogil:
+    """Thread q's part of all the backward steps, as forward_steps: per step (reversed)
+    its rows of the gate pass (tot: (nt, 2, H) scratch), a barrier, its panels of
+    da (B, H) += dz[t] (B, 4H) @ W[:, :H] (P packed), a barrier."""
+    cdef Py_ssize_t t, G = 4 * H
+    cdef size_t n_p = num_panels(P, H)
+    for t in range(T - 1, -1, -1):
+        backward_rows(dz + t * B * G, da, dc, tot + q * 2 * H, da_sq + t * B, dc_sq + t * B,
+                      dy + t * B * H, gates + t * B * G, c + t * B * H, p, lengths, t, B,
+                      q * B // nt, (q + 1) * B // nt, H)
+        barrier()
+        gemm_panels(da, H, dz + t * B * G, G, 1, P, B, H, G, q * n_p // nt,
+                    (q + 1) * n_p // nt, True, a_slot(abuf, G, q))
+        barrier()
+
+
 cdef inline void accumulate(real_r out, real_r v, Py_ssize_t n) noexcept nogil:
     """out (n) += v (n)"""
     cdef Py_ssize_t j
@@ -277,15 +317,8 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
             # regions (small forward 2.52 -> 2.43 ms, medium 108 -> 106 ms): thread q
             # computes its panels of gates[t], then its rows' gate pass
             with parallel(num_threads=nt):
-                q = threadid()
-                for t in range(T):
-                    gemm_panels(&gates[t, 0, 0], G, &a[t, 0, 0], H, 1, Pp, B, G, H,
-                                q * n_p // nt, (q + 1) * n_p // nt, True, a_slot(Ab, H, q))
-                    barrier()
-                    forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0],
-                                 <floating*>&b[0], p_used, &lengths[0], t, B, q * B // nt,
-                                 (q + 1) * B // nt, H)
-                    barrier()
+                forward_steps(&gates[0, 0, 0], &c[0, 0, 0], &a[0, 0, 0], Pp, <floating*>&b[0],
+                              p_used, &lengths[0], Ab, T, B, H, threadid(), nt)
         else:
             for t in range(T):
                 # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
@@ -366,16 +399,9 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
             # one parallel region for all steps, as in forward: thread q runs its rows'
             # gate pass, then its panels of the product
             with parallel(num_threads=nt):
-                q = threadid()
-                for t in range(T - 1, -1, -1):
-                    backward_rows(&dz[t, 0, 0], da, dc, &tot[q, 0, 0], &da_sq[t, 0],
-                                  &dc_sq[t, 0], &dy[t, 0, 0], &gates[t, 0, 0], &c[t, 0, 0],
-                                  p_used, &lengths[0], t, B, q * B // nt, (q + 1) * B // nt,
-                                  H)
-                    barrier()
-                    gemm_panels(da, H, &dz[t, 0, 0], G, 1, Pp, B, H, G, q * n_p // nt,
-                                (q + 1) * n_p // nt, True, a_slot(Ab, G, q))
-                    barrier()
+                backward_steps(&dz[0, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[0, 0], &dc_sq[0, 0],
+                               &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0], p_used, Pp,
+                               &lengths[0], Ab, T, B, H, threadid(), nt)
         else:
             for t in range(T - 1, -1, -1):
                 backward_rows(&dz[t, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[t, 0], &dc_sq[t, 0],
