@@ -13,12 +13,13 @@ import numpy as np
 
 from libc.stdint cimport int64_t
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from _fastmath cimport tanh
-from _packed cimport (a_work_len, pack, packed_len, product, product_work_len, row_dot,
-                      step_product, step_threads, unit_split)
+from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
+                      packed_len, product, product_work_len, row_dot, step_product,
+                      step_threads, unit_split)
 
 include "_threads.pxi"
 
@@ -58,6 +59,44 @@ cdef void forward_one(floating* a, const floating* x, const floating* a0, const 
                    D, H, relu)
 
 
+cdef void activate_rows(floating* a_t, const int64_t* lengths, Py_ssize_t t, Py_ssize_t B,
+                        Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H, bint relu) noexcept nogil:
+    """Step t, rows [b0, b1): a<t+1> = g(z) in place; a_t (B, H) is a[t], its next B rows
+    a[t+1], which hold z (the pre-activations) on entry."""
+    cdef Py_ssize_t i, j
+    cdef floating zero = 0
+    cdef floating* z
+    cdef const floating* a_prev
+    for i in range(b0, b1):
+        z = a_t + (B + i) * H
+        a_prev = a_t + i * H
+        if t >= lengths[i]:
+            for j in range(H):              # inactive: the state is copied
+                z[j] = a_prev[j]
+        elif relu:
+            for j in range(H):
+                z[j] = z[j] if z[j] > zero else zero
+        else:
+            for j in range(H):
+                z[j] = tanh(z[j])
+
+
+cdef void forward_steps(floating* a, const floating* P, const int64_t* lengths,
+                        floating* abuf, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint relu,
+                        Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
+    """Thread q's part of all the forward steps, in one parallel region of nt threads:
+    per step its panels of a[t+1] (B, H) += a[t] @ W_aa^T (P packed), a barrier, its
+    rows' activation, a barrier. a (T+1, B, H); abuf: see packed_product."""
+    cdef Py_ssize_t t
+    cdef size_t n_p = num_panels(P, H)
+    for t in range(T):
+        gemm_panels(a + (t + 1) * B * H, H, a + t * B * H, H, 1, P, B, H, H, q * n_p // nt,
+                    (q + 1) * n_p // nt, True, a_slot(abuf, H, q))
+        barrier()
+        activate_rows(a + t * B * H, lengths, t, B, q * B // nt, (q + 1) * B // nt, H, relu)
+        barrier()
+
+
 def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] = a0
                 const floating[:, :, ::1] x,    # (T, B, D)
                 const floating[:, ::1] a0,      # (B, H)
@@ -90,6 +129,9 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
     # W_aa^T packed once for the per-step products
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H), dtype)
     cdef floating* Pp = &P[0]
+    # threads of the steps: one parallel region for all of them from some 2 Ki units
+    # per step, as the GRU's and LSTM's
+    cdef Py_ssize_t nt = threads if B > 1 and B * H >= 2048 else 1
 
     with nogil:
         pack(Pp, &W[0, 0], H + D, True, H, H, threads)
@@ -108,22 +150,15 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
             for j in range(H):
                 z[j] = a_prev[j]
 
-        for t in range(T):
-            # a[t+1] (B, H) += a[t] (B, H) @ W_aa^T
-            step_product(&a[t + 1, 0, 0], H, &a[t, 0, 0], H, Pp, &W[0, 0], H + D, True,
-                     B, H, H, True, threads, Ab)
-            for i in range(B):
-                z = &a[t + 1, i, 0]
-                a_prev = &a[t, i, 0]
-                if t >= lengths[i]:
-                    for j in range(H):              # inactive: the state is copied
-                        z[j] = a_prev[j]
-                elif relu:
-                    for j in range(H):
-                        z[j] = z[j] if z[j] > zero else zero
-                else:
-                    for j in range(H):
-                        z[j] = tanh(z[j])
+        if nt > 1:
+            with parallel(num_threads=nt):
+                forward_steps(&a[0, 0, 0], Pp, &lengths[0], Ab, T, B, H, relu, threadid(), nt)
+        else:
+            for t in range(T):
+                # a[t+1] (B, H) += a[t] (B, H) @ W_aa^T
+                step_product(&a[t + 1, 0, 0], H, &a[t, 0, 0], H, Pp, &W[0, 0], H + D, True,
+                             B, H, H, True, threads, Ab)
+                activate_rows(&a[t, 0, 0], &lengths[0], t, B, 0, B, H, relu)
 
 
 def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
