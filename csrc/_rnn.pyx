@@ -107,7 +107,6 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
     """a<t> = g(W [a<t-1>, x<t>] + b), g = tanh (or relu); inactive steps keep the state."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a0.shape[1]
     cdef Py_ssize_t t, i, j
-    cdef floating zero = 0, one = 1
     cdef floating* z                 # (H,) pre-activation, then state a<t+1>, one row
     cdef const floating* a_prev      # (H,) a<t>, one row
     cdef const floating* bp
@@ -161,6 +160,63 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
                 activate_rows(&a[t, 0, 0], &lengths[0], t, B, 0, B, H, relu)
 
 
+cdef void gradient_rows(floating* dz_t, floating* da, floating* da_sq_t, const floating* dy_t,
+                        const floating* a_next, const int64_t* lengths, Py_ssize_t t,
+                        Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H, bint relu) noexcept nogil:
+    """Step t (reversed), rows [b0, b1): dz_t (B, H) = dC/dz<t>, da_sq_t (B,) =
+    ||dC/da<t+1>||^2, and da (B, H), the running dC/da<t+1>, consumed (zeroed: the
+    product then adds dz_t @ W_aa); dy_t (B, H); a_next (B, H) = a[t+1]."""
+    cdef Py_ssize_t i, j
+    cdef floating zero = 0, one = 1, sq
+    cdef floating* dzr
+    cdef floating* dar
+    cdef const floating* dyr
+    cdef const floating* ar
+    for i in range(b0, b1):
+        dzr = dz_t + i * H
+        if t >= lengths[i]:
+            # Inactive: the state was copied, so dC/da passes through; dy ignored.
+            da_sq_t[i] = zero
+            for j in range(H):
+                dzr[j] = zero
+            continue
+        dar = da + i * H
+        dyr = dy_t + i * H
+        ar = a_next + i * H
+        for j in range(H):
+            dar[j] = dar[j] + dyr[j]            # output at t and all later steps
+        sq = zero
+        for j in range(H):
+            sq = sq + dar[j] * dar[j]
+        da_sq_t[i] = sq
+        if relu:
+            for j in range(H):                  # backprop through relu
+                dzr[j] = dar[j] if ar[j] > zero else zero
+                dar[j] = zero                   # consumed; the product refills it
+        else:
+            for j in range(H):                  # backprop through tanh
+                dzr[j] = dar[j] * (one - ar[j] * ar[j])
+                dar[j] = zero
+
+
+cdef void backward_steps(floating* dz, floating* da, floating* da_sq, const floating* dy,
+                         const floating* a, const floating* P, const int64_t* lengths,
+                         floating* abuf, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint relu,
+                         Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
+    """Thread q's part of all the backward steps, as forward_steps: per step (reversed)
+    its rows of the gradient pass, a barrier, its panels of da (B, H) += dz[t] @ W_aa
+    (P packed), a barrier."""
+    cdef Py_ssize_t t
+    cdef size_t n_p = num_panels(P, H)
+    for t in range(T - 1, -1, -1):
+        gradient_rows(dz + t * B * H, da, da_sq + t * B, dy + t * B * H, a + (t + 1) * B * H,
+                      lengths, t, q * B // nt, (q + 1) * B // nt, H, relu)
+        barrier()
+        gemm_panels(da, H, dz + t * B * H, H, 1, P, B, H, H, q * n_p // nt,
+                    (q + 1) * n_p // nt, True, a_slot(abuf, H, q))
+        barrier()
+
+
 def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                  floating[:, ::1] da0,          # (B, H) out: dC/da<0>
                  floating[:, ::1] dW,           # (H, H+D) accumulate
@@ -176,12 +232,10 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     """Backpropagation through time for rnn_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
     cdef Py_ssize_t t, i, j
-    cdef floating zero = 0, one = 1, sq
     cdef floating* da                # (H,) dC/da<t+1> of one sequence, running (in da0)
     cdef floating* dzr               # (H,) dz of one row
     cdef floating* dbp
     cdef const floating* dyr
-    cdef const floating* ar          # (H,) a<t+1>, one row
 
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, :, ::1] dz = np.empty((T, B, H), dtype=dtype)   # pre-activation grads
@@ -198,6 +252,7 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef bint packed = not (T == 1 and B == 1)                                         # W_aa packed
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL
+    cdef Py_ssize_t nt = threads if B > 1 and B * H >= 2048 else 1    # as in forward
 
     with nogil:
         if packed:
@@ -209,36 +264,19 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             for j in range(H):
                 da[j] = dyr[j]
 
-        for t in range(T - 1, -1, -1):
-            for i in range(B):
-                dzr = &dz[t, i, 0]
-                if t >= lengths[i]:
-                    # Inactive: the state was copied, so dC/da passes through; dy ignored.
-                    da_sq[t, i] = zero
-                    for j in range(H):
-                        dzr[j] = zero
-                    continue
-                da = &da0[i, 0]
-                dyr = &dy[t, i, 0]
-                ar = &a[t + 1, i, 0]
-                for j in range(H):
-                    da[j] = da[j] + dyr[j]          # output at t and all later steps
-                sq = zero
-                for j in range(H):
-                    sq = sq + da[j] * da[j]
-                da_sq[t, i] = sq
-                if relu:
-                    for j in range(H):              # backprop through relu
-                        dzr[j] = da[j] if ar[j] > zero else zero
-                        da[j] = zero                # consumed; the GEMM below refills it
-                else:
-                    for j in range(H):              # backprop through tanh
-                        dzr[j] = da[j] * (one - ar[j] * ar[j])
-                        da[j] = zero
-            # da0 (B, H) += dz[t] (B, H) @ W_aa: active rows were zeroed above, inactive
-            # rows have dz = 0, so they keep their gradient unchanged.
-            step_product(&da0[0, 0], H, &dz[t, 0, 0], H, Pp, &W[0, 0], H + D, False,
-                     B, H, H, True, threads, Ab)
+        if nt > 1:
+            with parallel(num_threads=nt):
+                backward_steps(&dz[0, 0, 0], &da0[0, 0], &da_sq[0, 0], &dy[0, 0, 0],
+                               &a[0, 0, 0], Pp, &lengths[0], Ab, T, B, H, relu, threadid(),
+                               nt)
+        else:
+            for t in range(T - 1, -1, -1):
+                gradient_rows(&dz[t, 0, 0], &da0[0, 0], &da_sq[t, 0], &dy[t, 0, 0],
+                              &a[t + 1, 0, 0], &lengths[0], t, 0, B, H, relu)
+                # da0 (B, H) += dz[t] (B, H) @ W_aa: active rows were zeroed above,
+                # inactive rows have dz = 0, so they keep their gradient unchanged.
+                step_product(&da0[0, 0], H, &dz[t, 0, 0], H, Pp, &W[0, 0], H + D, False,
+                             B, H, H, True, threads, Ab)
 
         # Parameter and input gradients over all T*B rows at once.
         # dW_ax (H, D) += dz^T (H, T*B) @ x (T*B, D)
