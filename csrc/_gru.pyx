@@ -326,6 +326,142 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                                &b_cc[0], &lengths[0], t, B, 0, B, H)
 
 
+cdef void gradient_rows(floating* dz_t, floating* dzh_t, floating* dc, floating* da_sq_t,
+                        const floating* dy_t, const floating* gates_t, const floating* c_t,
+                        const floating* hc_t, const int64_t* lengths, Py_ssize_t t,
+                        Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
+                        bint reset_after) noexcept nogil:
+    """Step t (reversed), rows [b0, b1), at step t: dz_t (B, 3H) = dC/dz, the input
+    parts [dz_r, dz_u, dz_c] (reset before: dz_r comes later, from reset_gradient_rows);
+    reset after, dzh_t (B, 3H) the recurrent parts [dz_r, dz_u, dz_c * gamma_r]. dc
+    (B, H): the running dC/dc<t+1> in, its direct path to c<t> out; da_sq_t (B,) =
+    ||dC/dc<t+1>||^2. dy_t (B, H); gates_t (B, 3H); c_t = c[t], hc_t = hc[t] (B, H)."""
+    cdef Py_ssize_t i, j, G3 = 3 * H
+    cdef floating zero = 0, one = 1, sq
+    cdef floating* dzr                   # (3H,) one row of dz
+    cdef floating* dzu
+    cdef floating* dzc
+    cdef floating* dhr                   # (3H,) one row of dz_h (reset after)
+    cdef floating* dhc
+    cdef floating* dcr                   # (H,) one row of dc
+    cdef const floating* dyr
+    cdef const floating* gamma_r
+    cdef const floating* gamma_u
+    cdef const floating* c_tilde
+    cdef const floating* cp
+    cdef const floating* hcr
+    for i in range(b0, b1):
+        dzr = dz_t + i * G3
+        if t >= lengths[i]:
+            # Inactive: the state was copied, so dC/dc passes through; dy ignored.
+            da_sq_t[i] = zero
+            for j in range(G3):
+                dzr[j] = zero
+            if reset_after:
+                dhr = dzh_t + i * G3
+                for j in range(G3):
+                    dhr[j] = zero
+            continue
+        dcr = dc + i * H
+        dyr = dy_t + i * H
+        gamma_r = gates_t + i * G3
+        gamma_u = gamma_r + H
+        c_tilde = gamma_r + 2 * H
+        dzu = dzr + H
+        dzc = dzr + 2 * H
+        cp = c_t + i * H
+        for j in range(H):
+            dcr[j] = dcr[j] + dyr[j]            # output at t and all later steps
+        sq = zero
+        for j in range(H):
+            sq = sq + dcr[j] * dcr[j]
+        da_sq_t[i] = sq
+        # c<t> = gamma_u * c_tilde + (1 - gamma_u) * c<t-1>
+        # (Short loops: one fused loop needs more runtime alias checks than gcc allows
+        # and would not be vectorized.)
+        for j in range(H):                      # backprop through tanh (candidate)
+            dzc[j] = dcr[j] * gamma_u[j] * (one - c_tilde[j] * c_tilde[j])
+        for j in range(H):                      # backprop through sigma (update)
+            dzu[j] = dcr[j] * (c_tilde[j] - cp[j]) * gamma_u[j] * (one - gamma_u[j])
+        if reset_after:
+            # z_c = W_cx x + b_c + gamma_r * hc,   hc = W_cc c<t-1> + b_cc
+            hcr = hc_t + i * H
+            dhr = dzh_t + i * G3
+            dhc = dhr + 2 * H
+            for j in range(H):                  # d gamma_r = dz_c * hc; through sigma
+                dzr[j] = dzc[j] * hcr[j] * gamma_r[j] * (one - gamma_r[j])
+            for j in range(2 * H):              # r, u: recurrent part = input part
+                dhr[j] = dzr[j]
+            for j in range(H):                  # d(W_cc c<t-1> + b_cc)
+                dhc[j] = dzc[j] * gamma_r[j]
+        for j in range(H):                      # direct path to c<t-1>
+            dcr[j] = dcr[j] * (one - gamma_u[j])
+
+
+cdef void reset_gradient_rows(floating* dz_t, floating* dc, const floating* drc,
+                              const floating* gates_t, const floating* c_t,
+                              const int64_t* lengths, Py_ssize_t t, Py_ssize_t b0,
+                              Py_ssize_t b1, Py_ssize_t H) noexcept nogil:
+    """Reset before, step t, active rows of [b0, b1): drc (B, H) = d(gamma_r * c<t-1>)
+    gives dz_r (in dz_t (B, 3H)) and adds its path to c<t-1> into dc (B, H)."""
+    cdef Py_ssize_t i, j
+    cdef floating d, one = 1
+    cdef floating* dzr
+    cdef floating* dcr
+    cdef const floating* drr
+    cdef const floating* gamma_r
+    cdef const floating* cp
+    for i in range(b0, b1):
+        if t >= lengths[i]:
+            continue
+        dcr = dc + i * H
+        dzr = dz_t + i * 3 * H
+        drr = drc + i * H
+        gamma_r = gates_t + i * 3 * H
+        cp = c_t + i * H
+        for j in range(H):
+            d = drr[j]
+            dzr[j] = d * cp[j] * gamma_r[j] * (one - gamma_r[j])  # through sigma
+            dcr[j] = dcr[j] + d * gamma_r[j]
+
+
+cdef void backward_steps(floating* dz, floating* dz_h, floating* drc, floating* dc,
+                         floating* da_sq, const floating* dy, const floating* gates,
+                         const floating* c, const floating* hc, const floating* Q1,
+                         const floating* Q2, const int64_t* lengths, floating* abuf,
+                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reset_after,
+                         Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
+    """Thread q's part of all the backward steps, as forward_steps: its rows of each
+    gradient pass and its panels of each product, a barrier after every phase. dz,
+    dz_h (reset after) (T, B, 3H); drc (B, H) (reset before); dc (B, H) running; Q1,
+    Q2 the packed recurrent weights (see gru_backward)."""
+    cdef Py_ssize_t t, G3 = 3 * H, r0 = q * B // nt, r1 = (q + 1) * B // nt
+    cdef size_t n_p = num_panels(Q1, H)
+    cdef floating* dz_t
+    for t in range(T - 1, -1, -1):
+        dz_t = dz + t * B * G3
+        gradient_rows(dz_t, dz_h + t * B * G3 if reset_after else NULL, dc, da_sq + t * B,
+                      dy + t * B * H, gates + t * B * G3, c + t * B * H, hc + t * B * H,
+                      lengths, t, r0, r1, H, reset_after)
+        barrier()
+        if not reset_after:
+            # drc = dz_c @ W_cc[2H:3H], then dz_r and the path through gamma_r
+            gemm_panels(drc, H, dz_t + 2 * H, G3, 1, Q1, B, H, H, q * n_p // nt,
+                        (q + 1) * n_p // nt, False, a_slot(abuf, H, q))
+            barrier()
+            reset_gradient_rows(dz_t, dc, drc, gates + t * B * G3, c + t * B * H, lengths, t,
+                                r0, r1, H)
+            barrier()
+            # dc += [dz_r, dz_u] @ W_cc[0:2H]
+            gemm_panels(dc, H, dz_t, G3, 1, Q2, B, H, 2 * H, q * n_p // nt,
+                        (q + 1) * n_p // nt, True, a_slot(abuf, 2 * H, q))
+        else:
+            # dc += dz_h[t] @ W_cc
+            gemm_panels(dc, H, dz_h + t * B * G3, G3, 1, Q1, B, H, G3, q * n_p // nt,
+                        (q + 1) * n_p // nt, True, a_slot(abuf, G3, q))
+        barrier()
+
+
 def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                  floating[:, ::1] dc0,          # (B, H) out: dC/dc<0>
                  floating[:, ::1] dW,           # (3H, H+D) accumulate
@@ -345,21 +481,11 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c.shape[2]
     cdef Py_ssize_t t, i, j
     cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
-    cdef floating zero = 0, one = 1, sq, d
-    cdef floating* dc                # (H,) dC/dc<t+1> of one sequence, running (in dc0)
+    cdef floating* dc                # (H,) dC/dc<T> of one sequence (into dc0)
     cdef floating* dzr               # (3H,) one row of dz
     cdef floating* dhr               # (3H,) one row of dz_h (reset after)
-    cdef floating* drr               # (H,) one row of drc (reset before)
     cdef floating* dbp
     cdef const floating* dyr
-    cdef const floating* gamma_r     # (H,) one row of gates[:, :, 0:H]
-    cdef const floating* gamma_u     # (H,) one row of gates[:, :, H:2H]
-    cdef const floating* c_tilde     # (H,) one row of gates[:, :, 2H:3H]
-    cdef floating* dzu               # (H,) dzr + H
-    cdef floating* dzc               # (H,) dzr + 2H
-    cdef floating* dhc               # (H,) dhr + 2H
-    cdef const floating* cp          # (H,) c<t>, one row
-    cdef const floating* hcr         # (H,) hc[t], one row
 
     dtype = np.float32 if floating is float else np.float64
     # dz: gradients w.r.t. the gates' pre-activations, input parts [dz_r, dz_u, dz_c].
@@ -389,6 +515,7 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef floating[::1] Q = np.empty(len1 + len2 if packed else 1, dtype=dtype)
     cdef floating* Q1 = &Q[0] if packed else NULL
     cdef floating* Q2 = &Q[0] + len1 if packed and not reset_after else NULL
+    cdef Py_ssize_t nt = threads if B > 1 and B * H >= 2048 else 1    # as in forward
 
     with nogil:
         if packed:
@@ -404,84 +531,31 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             for j in range(H):
                 dc[j] = dyr[j]
 
-        for t in range(T - 1, -1, -1):
-            for i in range(B):
-                dzr = &dz[t, i, 0]
-                if t >= lengths[i]:
-                    # Inactive: the state was copied, so dC/dc passes through; dy ignored.
-                    da_sq[t, i] = zero
-                    for j in range(3 * H):
-                        dzr[j] = zero
-                    if reset_after:
-                        dhr = &dz_h[t, i, 0]
-                        for j in range(3 * H):
-                            dhr[j] = zero
-                    continue
-                dc = &dc0[i, 0]
-                dyr = &dy[t, i, 0]
-                gamma_r = &gates[t, i, 0]
-                gamma_u = gamma_r + H
-                c_tilde = gamma_r + 2 * H
-                dzu = dzr + H
-                dzc = dzr + 2 * H
-                cp = &c[t, i, 0]
-                for j in range(H):
-                    dc[j] = dc[j] + dyr[j]          # output at t and all later steps
-                sq = zero
-                for j in range(H):
-                    sq = sq + dc[j] * dc[j]
-                da_sq[t, i] = sq
-                # c<t> = gamma_u * c_tilde + (1 - gamma_u) * c<t-1>
+        if nt > 1:
+            with parallel(num_threads=nt):
+                backward_steps(&dz[0, 0, 0], &dz_h[0, 0, 0] if reset_after else NULL,
+                               &drc[0, 0] if not reset_after else NULL, &dc0[0, 0],
+                               &da_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
+                               &hc[0, 0, 0], Q1, Q2, &lengths[0], Ab, T, B, H, reset_after,
+                               threadid(), nt)
+        else:
+            for t in range(T - 1, -1, -1):
+                gradient_rows(&dz[t, 0, 0], &dz_h[t, 0, 0] if reset_after else NULL,
+                              &dc0[0, 0], &da_sq[t, 0], &dy[t, 0, 0], &gates[t, 0, 0],
+                              &c[t, 0, 0], &hc[t, 0, 0], &lengths[0], t, 0, B, H, reset_after)
                 if not reset_after:
-                    # (Short loops: one fused loop needs more runtime alias checks than
-                    # gcc allows and would not be vectorized.)
-                    for j in range(H):                  # backprop through tanh (candidate)
-                        dzc[j] = dc[j] * gamma_u[j] * (one - c_tilde[j] * c_tilde[j])
-                    for j in range(H):                  # backprop through sigma (update)
-                        dzu[j] = dc[j] * (c_tilde[j] - cp[j]) * gamma_u[j] * (one - gamma_u[j])
-                    for j in range(H):                  # direct path to c<t-1>
-                        dc[j] = dc[j] * (one - gamma_u[j])
+                    # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
+                    step_product(&drc[0, 0], H, &dz[t, 0, 2 * H], G3, Q1, &W[2 * H, 0], LDW,
+                                 False, B, H, H, False, threads, Ab)
+                    reset_gradient_rows(&dz[t, 0, 0], &dc0[0, 0], &drc[0, 0], &gates[t, 0, 0],
+                                        &c[t, 0, 0], &lengths[0], t, 0, B, H)
+                    # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
+                    step_product(&dc0[0, 0], H, &dz[t, 0, 0], G3, Q2, &W[0, 0], LDW, False,
+                                 B, H, 2 * H, True, threads, Ab)
                 else:
-                    # z_c = W_cx x + b_c + gamma_r * hc,   hc = W_cc c<t-1> + b_cc
-                    hcr = &hc[t, i, 0]
-                    dhr = &dz_h[t, i, 0]
-                    dhc = dhr + 2 * H
-                    for j in range(H):                  # backprop through tanh (candidate)
-                        dzc[j] = dc[j] * gamma_u[j] * (one - c_tilde[j] * c_tilde[j])
-                    for j in range(H):                  # backprop through sigma (update)
-                        dzu[j] = dc[j] * (c_tilde[j] - cp[j]) * gamma_u[j] * (one - gamma_u[j])
-                    for j in range(H):                  # d gamma_r = dz_c * hc; through sigma
-                        dzr[j] = dzc[j] * hcr[j] * gamma_r[j] * (one - gamma_r[j])
-                    for j in range(2 * H):              # r, u: recurrent part = input part
-                        dhr[j] = dzr[j]
-                    for j in range(H):                  # d(W_cc c<t-1> + b_cc)
-                        dhc[j] = dzc[j] * gamma_r[j]
-                    for j in range(H):                  # direct path to c<t-1>
-                        dc[j] = dc[j] * (one - gamma_u[j])
-
-            if not reset_after:
-                # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
-                step_product(&drc[0, 0], H, &dz[t, 0, 2 * H], G3, Q1, &W[2 * H, 0], LDW, False,
-                         B, H, H, False, threads, Ab)
-                for i in range(B):
-                    if t >= lengths[i]:
-                        continue
-                    dc = &dc0[i, 0]
-                    dzr = &dz[t, i, 0]
-                    drr = &drc[i, 0]
-                    gamma_r = &gates[t, i, 0]
-                    cp = &c[t, i, 0]
-                    for j in range(H):
-                        d = drr[j]
-                        dzr[j] = d * cp[j] * gamma_r[j] * (one - gamma_r[j])  # through sigma
-                        dc[j] = dc[j] + d * gamma_r[j]
-                # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
-                step_product(&dc0[0, 0], H, &dz[t, 0, 0], G3, Q2, &W[0, 0], LDW, False,
-                         B, H, 2 * H, True, threads, Ab)
-            else:
-                # dc0 (B, H) += dz_h (B, 3H) @ W_cc (3H, H)
-                step_product(&dc0[0, 0], H, &dz_h[t, 0, 0], G3, Q1, &W[0, 0], LDW, False,
-                         B, H, G3, True, threads, Ab)
+                    # dc0 (B, H) += dz_h (B, 3H) @ W_cc (3H, H)
+                    step_product(&dc0[0, 0], H, &dz_h[t, 0, 0], G3, Q1, &W[0, 0], LDW, False,
+                                 B, H, G3, True, threads, Ab)
 
         # Parameter and input gradients over all T*B rows at once.
         # dW_x (3H, D) += dz^T (3H, T*B) @ x (T*B, D)
