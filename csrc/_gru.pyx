@@ -326,23 +326,25 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                                &b_cc[0], &lengths[0], t, B, 0, B, H)
 
 
-cdef void gradient_rows(floating* dz_t, floating* dzh_t, floating* dc, floating* da_sq_t,
-                        const floating* dy_t, const floating* gates_t, const floating* c_t,
-                        const floating* hc_t, const int64_t* lengths, Py_ssize_t t,
-                        Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
+cdef void gradient_rows(floating* dz_t, floating* dh, floating* dhc_t, floating* dc,
+                        floating* da_sq_t, const floating* dy_t, const floating* gates_t,
+                        const floating* c_t, const floating* hc_t, const int64_t* lengths,
+                        Py_ssize_t t, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H,
                         bint reset_after) noexcept nogil:
     """Step t (reversed), rows [b0, b1), at step t: dz_t (B, 3H) = dC/dz, the input
     parts [dz_r, dz_u, dz_c] (reset before: dz_r comes later, from reset_gradient_rows);
-    reset after, dzh_t (B, 3H) the recurrent parts [dz_r, dz_u, dz_c * gamma_r]. dc
-    (B, H): the running dC/dc<t+1> in, its direct path to c<t> out; da_sq_t (B,) =
+    reset after, dh (B, 3H) the recurrent parts [dz_r, dz_u, dz_c * gamma_r], whose
+    last block also goes to dhc_t (B, H) (the first two equal dz_t's). dc (B, H): the
+    running dC/dc<t+1> in, its direct path to c<t> out; da_sq_t (B,) =
     ||dC/dc<t+1>||^2. dy_t (B, H); gates_t (B, 3H); c_t = c[t], hc_t = hc[t] (B, H)."""
     cdef Py_ssize_t i, j, G3 = 3 * H
     cdef floating zero = 0, one = 1, sq
     cdef floating* dzr                   # (3H,) one row of dz
     cdef floating* dzu
     cdef floating* dzc
-    cdef floating* dhr                   # (3H,) one row of dz_h (reset after)
+    cdef floating* dhr                   # (3H,) one row of dh (reset after)
     cdef floating* dhc
+    cdef floating* dhc_r                 # (H,) one row of dhc_t
     cdef floating* dcr                   # (H,) one row of dc
     cdef const floating* dyr
     cdef const floating* gamma_r
@@ -358,9 +360,12 @@ cdef void gradient_rows(floating* dz_t, floating* dzh_t, floating* dc, floating*
             for j in range(G3):
                 dzr[j] = zero
             if reset_after:
-                dhr = dzh_t + i * G3
+                dhr = dh + i * G3
+                dhc_r = dhc_t + i * H
                 for j in range(G3):
                     dhr[j] = zero
+                for j in range(H):
+                    dhc_r[j] = zero
             continue
         dcr = dc + i * H
         dyr = dy_t + i * H
@@ -386,14 +391,16 @@ cdef void gradient_rows(floating* dz_t, floating* dzh_t, floating* dc, floating*
         if reset_after:
             # z_c = W_cx x + b_c + gamma_r * hc,   hc = W_cc c<t-1> + b_cc
             hcr = hc_t + i * H
-            dhr = dzh_t + i * G3
+            dhr = dh + i * G3
             dhc = dhr + 2 * H
+            dhc_r = dhc_t + i * H
             for j in range(H):                  # d gamma_r = dz_c * hc; through sigma
                 dzr[j] = dzc[j] * hcr[j] * gamma_r[j] * (one - gamma_r[j])
             for j in range(2 * H):              # r, u: recurrent part = input part
                 dhr[j] = dzr[j]
             for j in range(H):                  # d(W_cc c<t-1> + b_cc)
                 dhc[j] = dzc[j] * gamma_r[j]
+                dhc_r[j] = dhc[j]
         for j in range(H):                      # direct path to c<t-1>
             dcr[j] = dcr[j] * (one - gamma_u[j])
 
@@ -425,24 +432,26 @@ cdef void reset_gradient_rows(floating* dz_t, floating* dc, const floating* drc,
             dcr[j] = dcr[j] + d * gamma_r[j]
 
 
-cdef void backward_steps(floating* dz, floating* dz_h, floating* drc, floating* dc,
+cdef void backward_steps(floating* dz, floating* dh, floating* dz_hc, floating* drc,
+                         floating* dc,
                          floating* da_sq, const floating* dy, const floating* gates,
                          const floating* c, const floating* hc, const floating* Q1,
                          const floating* Q2, const int64_t* lengths, floating* abuf,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reset_after,
                          Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
     """Thread q's part of all the backward steps, as forward_steps: its rows of each
-    gradient pass and its panels of each product, a barrier after every phase. dz,
-    dz_h (reset after) (T, B, 3H); drc (B, H) (reset before); dc (B, H) running; Q1,
-    Q2 the packed recurrent weights (see gru_backward)."""
+    gradient pass and its panels of each product, a barrier after every phase. dz
+    (T, B, 3H); reset after, dh (B, 3H) and dz_hc (T, B, H) (see gradient_rows); drc
+    (B, H) (reset before); dc (B, H) running; Q1, Q2 the packed recurrent weights (see
+    gru_backward)."""
     cdef Py_ssize_t t, G3 = 3 * H, r0 = q * B // nt, r1 = (q + 1) * B // nt
     cdef size_t n_p = num_panels(Q1, H)
     cdef floating* dz_t
     for t in range(T - 1, -1, -1):
         dz_t = dz + t * B * G3
-        gradient_rows(dz_t, dz_h + t * B * G3 if reset_after else NULL, dc, da_sq + t * B,
-                      dy + t * B * H, gates + t * B * G3, c + t * B * H, hc + t * B * H,
-                      lengths, t, r0, r1, H, reset_after)
+        gradient_rows(dz_t, dh, dz_hc + t * B * H if reset_after else NULL, dc,
+                      da_sq + t * B, dy + t * B * H, gates + t * B * G3, c + t * B * H,
+                      hc + t * B * H, lengths, t, r0, r1, H, reset_after)
         barrier()
         if not reset_after:
             # drc = dz_c @ W_cc[2H:3H], then dz_r and the path through gamma_r
@@ -456,9 +465,9 @@ cdef void backward_steps(floating* dz, floating* dz_h, floating* drc, floating* 
             gemm_panels(dc, H, dz_t, G3, 1, Q2, B, H, 2 * H, q * n_p // nt,
                         (q + 1) * n_p // nt, True, a_slot(abuf, 2 * H, q))
         else:
-            # dc += dz_h[t] @ W_cc
-            gemm_panels(dc, H, dz_h + t * B * G3, G3, 1, Q1, B, H, G3, q * n_p // nt,
-                        (q + 1) * n_p // nt, True, a_slot(abuf, G3, q))
+            # dc += dh @ W_cc
+            gemm_panels(dc, H, dh, G3, 1, Q1, B, H, G3, q * n_p // nt, (q + 1) * n_p // nt,
+                        True, a_slot(abuf, G3, q))
         barrier()
 
 
@@ -483,16 +492,19 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
     cdef floating* dc                # (H,) dC/dc<T> of one sequence (into dc0)
     cdef floating* dzr               # (3H,) one row of dz
-    cdef floating* dhr               # (3H,) one row of dz_h (reset after)
+    cdef floating* dhc               # (H,) one row of dz_hc (reset after)
     cdef floating* dbp
     cdef const floating* dyr
 
     dtype = np.float32 if floating is float else np.float64
     # dz: gradients w.r.t. the gates' pre-activations, input parts [dz_r, dz_u, dz_c].
     cdef floating[:, :, ::1] dz = np.empty((T, B, 3 * H), dtype=dtype)
-    # dz_h: recurrent parts [dz_r, dz_u, dz_c * gamma_r] (reset after only).
-    cdef Py_ssize_t nh = T if reset_after else 0             # unused workspaces stay empty
-    cdef floating[:, :, ::1] dz_h = np.empty((nh, B, 3 * H), dtype=dtype)
+    # Reset after only (unused workspaces stay empty): dh (B, 3H), the recurrent parts
+    # [dz_r, dz_u, dz_c * gamma_r] of one step, and dz_hc (T, B, H), the last block of
+    # every step (the first two are dz's).
+    cdef Py_ssize_t nh = B if reset_after else 0
+    cdef floating[:, ::1] dh = np.empty((nh, 3 * H), dtype=dtype)
+    cdef floating[:, :, ::1] dz_hc = np.empty((T if reset_after else 0, B, H), dtype=dtype)
     # drc: d(gamma_r * c<t-1>), what the candidate sends back (reset before only).
     cdef Py_ssize_t nr = 0 if reset_after else B
     cdef floating[:, ::1] drc = np.empty((nr, H), dtype=dtype)
@@ -533,16 +545,18 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
 
         if nt > 1:
             with parallel(num_threads=nt):
-                backward_steps(&dz[0, 0, 0], &dz_h[0, 0, 0] if reset_after else NULL,
+                backward_steps(&dz[0, 0, 0], &dh[0, 0] if reset_after else NULL,
+                               &dz_hc[0, 0, 0] if reset_after else NULL,
                                &drc[0, 0] if not reset_after else NULL, &dc0[0, 0],
                                &da_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
                                &hc[0, 0, 0], Q1, Q2, &lengths[0], Ab, T, B, H, reset_after,
                                threadid(), nt)
         else:
             for t in range(T - 1, -1, -1):
-                gradient_rows(&dz[t, 0, 0], &dz_h[t, 0, 0] if reset_after else NULL,
-                              &dc0[0, 0], &da_sq[t, 0], &dy[t, 0, 0], &gates[t, 0, 0],
-                              &c[t, 0, 0], &hc[t, 0, 0], &lengths[0], t, 0, B, H, reset_after)
+                gradient_rows(&dz[t, 0, 0], &dh[0, 0] if reset_after else NULL,
+                              &dz_hc[t, 0, 0] if reset_after else NULL, &dc0[0, 0],
+                              &da_sq[t, 0], &dy[t, 0, 0], &gates[t, 0, 0], &c[t, 0, 0],
+                              &hc[t, 0, 0], &lengths[0], t, 0, B, H, reset_after)
                 if not reset_after:
                     # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
                     step_product(&drc[0, 0], H, &dz[t, 0, 2 * H], G3, Q1, &W[2 * H, 0], LDW,
@@ -553,31 +567,31 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                     step_product(&dc0[0, 0], H, &dz[t, 0, 0], G3, Q2, &W[0, 0], LDW, False,
                                  B, H, 2 * H, True, threads, Ab)
                 else:
-                    # dc0 (B, H) += dz_h (B, 3H) @ W_cc (3H, H)
-                    step_product(&dc0[0, 0], H, &dz_h[t, 0, 0], G3, Q1, &W[0, 0], LDW, False,
+                    # dc0 (B, H) += dh (B, 3H) @ W_cc (3H, H)
+                    step_product(&dc0[0, 0], H, &dh[0, 0], G3, Q1, &W[0, 0], LDW, False,
                                  B, H, G3, True, threads, Ab)
 
         # Parameter and input gradients over all T*B rows at once.
         # dW_x (3H, D) += dz^T (3H, T*B) @ x (T*B, D)
         product(&dW[0, H], LDW, &dz[0, 0, 0], 1, G3, &x[0, 0, 0], D, False,
                 G3, D, T * B, True, threads, &work[0], NULL)
+        # dW_cc[0:2H] (2H, H) += [dz_r, dz_u]^T (2H, T*B) @ c[0:T] (T*B, H)
+        product(&dW[0, 0], LDW, &dz[0, 0, 0], 1, G3, &c[0, 0, 0], H, False,
+                2 * H, H, T * B, True, threads, &work[0], NULL)
         if not reset_after:
-            # dW_cc[0:2H] (2H, H) += [dz_r, dz_u]^T (2H, T*B) @ c[0:T] (T*B, H)
-            product(&dW[0, 0], LDW, &dz[0, 0, 0], 1, G3, &c[0, 0, 0], H, False,
-                    2 * H, H, T * B, True, threads, &work[0], NULL)
             # dW_cc[2H:3H] (H, H) += dz_c^T (H, T*B) @ hc (T*B, H)
             product(&dW[2 * H, 0], LDW, &dz[0, 0, 2 * H], 1, G3, &hc[0, 0, 0], H, False,
                     H, H, T * B, True, threads, &work[0], NULL)
         else:
-            # dW_cc (3H, H) += dz_h^T (3H, T*B) @ c[0:T] (T*B, H)
-            product(&dW[0, 0], LDW, &dz_h[0, 0, 0], 1, G3, &c[0, 0, 0], H, False,
-                    G3, H, T * B, True, threads, &work[0], NULL)
-            # db_cc (H,) += column sums of dz_h[:, :, 2H:3H]
+            # dW_cc[2H:3H] (H, H) += dz_hc^T (H, T*B) @ c[0:T] (T*B, H)
+            product(&dW[2 * H, 0], LDW, &dz_hc[0, 0, 0], 1, H, &c[0, 0, 0], H, False,
+                    H, H, T * B, True, threads, &work[0], NULL)
+            # db_cc (H,) += column sums of dz_hc
             dbp = &db_cc[0]
             for i in range(T * B):
-                dhr = &dz_h[0, 0, 0] + i * G3 + 2 * H
+                dhc = &dz_hc[0, 0, 0] + i * H
                 for j in range(H):
-                    dbp[j] = dbp[j] + dhr[j]
+                    dbp[j] = dbp[j] + dhc[j]
         # db (3H,) += column sums of dz
         dbp = &db[0]
         for i in range(T * B):
