@@ -485,7 +485,8 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                  const floating[:, :, ::1] hc,  # (T, B, H) from gru_forward
                  const floating[:, ::1] W,      # (3H, H+D)
                  const int64_t[::1] lengths,    # (B,)
-                 bint reset_after):
+                 bint reset_after,
+                 floating[:, :, ::1] dz_work=None):  # (T, B, 3H) scratch, or None
     """Backpropagation through time for gru_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c.shape[2]
     cdef Py_ssize_t t, i, j
@@ -498,7 +499,17 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
 
     dtype = np.float32 if floating is float else np.float64
     # dz: gradients w.r.t. the gates' pre-activations, input parts [dz_r, dz_u, dz_c].
-    cdef floating[:, :, ::1] dz = np.empty((T, B, 3 * H), dtype=dtype)
+    # dz: dC/d(pre-activations) of every step, in the caller's scratch when given (the
+    # layers keep one between calls: tens of MB fresh on every call cost page faults,
+    # and after an idle second on a VM whose host reclaims freed memory, 3-15x more)
+    cdef floating[:, :, ::1] dz
+    if dz_work is None:
+        dz = np.empty((T, B, 3 * H), dtype=dtype)
+    elif (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2]) != (T, B, 3 * H):
+        got = (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2])
+        raise ValueError(f"dz_work: expected shape {(T, B, 3 * H)}, got {got}")
+    else:
+        dz = dz_work
     # Reset after only (unused workspaces stay empty): dh (B, 3H), the recurrent parts
     # [dz_r, dz_u, dz_c * gamma_r] of one step, and dz_hc (T, B, H), the last block of
     # every step (the first two are dz's).

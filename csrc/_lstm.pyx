@@ -353,7 +353,8 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
                   const floating[:, ::1] W,          # (4H, H+D)
                   const floating[:, ::1] p,          # (3, H)
                   const int64_t[::1] lengths,        # (B,)
-                  bint peephole):
+                  bint peephole,
+                  floating[:, :, ::1] dz_work=None):  # (T, B, G) scratch, or None
     """Backpropagation through time for lstm_forward; see seqcore.reference.lstm_backward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
     cdef Py_ssize_t G = 4 * H, HD = H + D, TB = T * B
@@ -364,7 +365,17 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     cdef floating* dz_r
     cdef floating* c_r
     dtype = np.float32 if floating is float else np.float64
-    cdef floating[:, :, ::1] dz = np.empty((T, B, G), dtype=dtype)   # dC/dz, all steps
+    # dz: dC/d(pre-activations) of every step, in the caller's scratch when given (the
+    # layers keep one between calls: tens of MB fresh on every call cost page faults,
+    # and after an idle second on a VM whose host reclaims freed memory, 3-15x more)
+    cdef floating[:, :, ::1] dz
+    if dz_work is None:
+        dz = np.empty((T, B, G), dtype=dtype)
+    elif (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2]) != (T, B, G):
+        got = (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2])
+        raise ValueError(f"dz_work: expected shape {(T, B, G)}, got {got}")
+    else:
+        dz = dz_work
     # threads of the steps: as in forward, when both the gate pass and the product
     # use them (Pp is NULL for a single step of a single row)
     cdef int threads = _threads

@@ -228,7 +228,8 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                  const floating[:, :, ::1] a,   # (T+1, B, H) states from rnn_forward
                  const floating[:, ::1] W,      # (H, H+D)
                  const int64_t[::1] lengths,    # (B,)
-                 bint relu):
+                 bint relu,
+                 floating[:, :, ::1] dz_work=None):  # (T, B, H) scratch, or None
     """Backpropagation through time for rnn_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
     cdef Py_ssize_t t, i, j
@@ -238,7 +239,17 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef const floating* dyr
 
     dtype = np.float32 if floating is float else np.float64
-    cdef floating[:, :, ::1] dz = np.empty((T, B, H), dtype=dtype)   # pre-activation grads
+    # dz: dC/d(pre-activations) of every step, in the caller's scratch when given (the
+    # layers keep one between calls: tens of MB fresh on every call cost page faults,
+    # and after an idle second on a VM whose host reclaims freed memory, 3-15x more)
+    cdef floating[:, :, ::1] dz
+    if dz_work is None:
+        dz = np.empty((T, B, H), dtype=dtype)
+    elif (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2]) != (T, B, H):
+        got = (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2])
+        raise ValueError(f"dz_work: expected shape {(T, B, H)}, got {got}")
+    else:
+        dz = dz_work
     cdef int threads = _threads
     # workspace of the products over all T*B rows (dW, dx)
     cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False, threads),

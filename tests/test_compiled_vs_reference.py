@@ -200,3 +200,40 @@ def test_long_rows_packed_match_reference(cell, dtype, threads, rng):
     for name, g, e in pairs:
         scale = TOL[np.dtype(dtype)]["rtol"] * np.abs(e).max()
         assert_close(g, e, dtype, f"{cell} {name}", atol=scale)
+
+
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_backward_scratch_kept_between_calls_and_shapes(cell, rng):
+    """The compiled backward fills a dz scratch the layer keeps between calls (one for
+    all layers and directions): calls of changing shapes, in any order, still match
+    fresh reference layers."""
+    D, H = 5, 7
+    fast = make_layer(cell, D, H, num_layers=2, bidirectional=True, backend="cython")
+    ref = make_layer(cell, D, H, num_layers=2, bidirectional=True, backend="numpy", seed=3)
+    copy_params(fast, ref)
+    for T, B in [(6, 3), (2, 5), (6, 3), (9, 1)]:
+        x = rng.standard_normal((T, B, D))
+        dy = rng.standard_normal((T, B, 2 * H))
+        lengths = random_lengths(T, B, rng)
+        expected = run(ref, x, None, lengths, dy, None)
+        got = run(fast, x, None, lengths, dy, None)
+        assert fast._workspaces[("backward", "dz")].shape[:2] == (T, B)
+        for name, g, e in zip(["y", "final", "dx", "dstate0"], got[:4], expected[:4]):
+            for gi, ei in zip(state_list(g), state_list(e)):
+                assert_close(gi, ei, np.float64, f"{cell} {name} T={T} B={B}")
+        for k in expected[4]:
+            assert_close(got[4][k], expected[4][k], np.float64, f"{cell} grad {k}")
+
+
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_backward_scratch_of_the_wrong_shape_is_refused(cell, rng):
+    """The compiled kernels check the scratch they are given before writing into it."""
+    T, B, D, H = 3, 2, 4, 5
+    layer = make_layer(cell, D, H, backend="cython")
+    layer.forward(rng.standard_normal((T, B, D)))
+    good = layer._backward_scratch(T, B)["dz_work"]
+    bad = np.empty((T, B + 1, good.shape[2]))
+    layer._backward_scratch = lambda T, B: {"dz_work": bad}
+    want = r"dz_work: expected shape \(3, 2, \d+\), got \(3, 3, \d+\)"
+    with pytest.raises(ValueError, match=want):
+        layer.backward(rng.standard_normal((T, B, H)))
