@@ -364,13 +364,18 @@ class _Worker:
         return {"times": times}
 
     def cmd_mem(self, msg):
-        """Peak resident-memory increase (bytes) during one call, after a warm-up call.
+        """Peak resident memory (bytes) of a second call on a fresh layer, above the
+        resident size before the first: what the side keeps between calls (seqcore's
+        layers keep forward's cache and backward's scratch) counts, and so does the
+        peak of the call itself.
 
         The parent starts memory workers with glibc's mmap threshold pinned
         (MALLOC_MMAP_THRESHOLD_), so large buffers go back to the system when freed
         and the resident size before the call holds no cached free memory.
         """
         self._state = None
+        gc.collect()
+        before = _proc_status_kb("VmRSS")
         self.run()
         gc.collect()
         try:
@@ -378,7 +383,6 @@ class _Worker:
                 f.write("5")                                # reset VmHWM to VmRSS
         except OSError as exc:
             return {"peak_bytes": None, "error": f"cannot reset VmHWM: {exc}"}
-        before = _proc_status_kb("VmRSS")
         self.run()
         peak = _proc_status_kb("VmHWM")
         return {"peak_bytes": max(0, peak - before) * 1024}
@@ -789,8 +793,9 @@ class Bench:
                    "over time of the other side (< 1: seqcore is faster; 0.50 = 2x faster); "
                    "~ marks PyTorch's closest cell (gru: reset-after GRU; lstm-peep: LSTM "
                    "without peepholes). GFLOP/s and %gemm: seqcore's GEMM FLOPs over its median, "
-                   "against this run's sgemm/dgemm rate. mem: peak RSS increase during "
-                   "forward+backward. busy: CPU share used by other processes while the row "
+                   "against this run's sgemm/dgemm rate. mem: peak RSS of a second "
+                   "forward+backward on a fresh layer above the RSS before the first (memory "
+                   "kept between calls counts). busy: CPU share used by other processes while the row "
                    f"was timed, shown from {100 * BUSY:.0f}% (those timings are unreliable).")
         return "\n".join(out)
 
