@@ -25,6 +25,7 @@ from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack
                       step_threads, unit_split)
 
 include "_threads.pxi"
+include "_scratch.pxi"
 
 
 # One step of a single sequence (T = B = 1, token-by-token generation) reads W once,
@@ -499,17 +500,8 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
 
     dtype = np.float32 if floating is float else np.float64
     # dz: gradients w.r.t. the gates' pre-activations, input parts [dz_r, dz_u, dz_c].
-    # dz: dC/d(pre-activations) of every step, in the caller's scratch when given (the
-    # layers keep one between calls: tens of MB fresh on every call cost page faults,
-    # and after an idle second on a VM whose host reclaims freed memory, 3-15x more)
-    cdef floating[:, :, ::1] dz
-    if dz_work is None:
-        dz = np.empty((T, B, 3 * H), dtype=dtype)
-    elif (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2]) != (T, B, 3 * H):
-        got = (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2])
-        raise ValueError(f"dz_work: expected shape {(T, B, 3 * H)}, got {got}")
-    else:
-        dz = dz_work
+    # dz: dC/d(pre-activations) of every step (see _scratch.pxi)
+    cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, 3 * H, dtype)
     # Reset after only (unused workspaces stay empty): dh (B, 3H), the recurrent parts
     # [dz_r, dz_u, dz_c * gamma_r] of one step, and dz_hc (T, B, H), the last block of
     # every step (the first two are dz's).

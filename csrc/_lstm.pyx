@@ -27,6 +27,7 @@ from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack
                       step_threads, unit_split, useful_threads)
 
 include "_threads.pxi"
+include "_scratch.pxi"
 
 # The element-wise passes read and write 6-10 rows at once; without `restrict` gcc
 # would need more run-time overlap checks than it allows and leave them scalar.
@@ -365,17 +366,8 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     cdef floating* dz_r
     cdef floating* c_r
     dtype = np.float32 if floating is float else np.float64
-    # dz: dC/d(pre-activations) of every step, in the caller's scratch when given (the
-    # layers keep one between calls: tens of MB fresh on every call cost page faults,
-    # and after an idle second on a VM whose host reclaims freed memory, 3-15x more)
-    cdef floating[:, :, ::1] dz
-    if dz_work is None:
-        dz = np.empty((T, B, G), dtype=dtype)
-    elif (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2]) != (T, B, G):
-        got = (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2])
-        raise ValueError(f"dz_work: expected shape {(T, B, G)}, got {got}")
-    else:
-        dz = dz_work
+    # dz: dC/d(pre-activations) of every step (see _scratch.pxi)
+    cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, G, dtype)
     # threads of the steps: as in forward, when both the gate pass and the product
     # use them (Pp is NULL for a single step of a single row)
     cdef int threads = _threads

@@ -22,6 +22,7 @@ from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack
                       step_threads, unit_split)
 
 include "_threads.pxi"
+include "_scratch.pxi"
 
 
 cdef void step_units(floating* a_next, const floating* a_prev, const floating* x,
@@ -239,17 +240,8 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef const floating* dyr
 
     dtype = np.float32 if floating is float else np.float64
-    # dz: dC/d(pre-activations) of every step, in the caller's scratch when given (the
-    # layers keep one between calls: tens of MB fresh on every call cost page faults,
-    # and after an idle second on a VM whose host reclaims freed memory, 3-15x more)
-    cdef floating[:, :, ::1] dz
-    if dz_work is None:
-        dz = np.empty((T, B, H), dtype=dtype)
-    elif (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2]) != (T, B, H):
-        got = (dz_work.shape[0], dz_work.shape[1], dz_work.shape[2])
-        raise ValueError(f"dz_work: expected shape {(T, B, H)}, got {got}")
-    else:
-        dz = dz_work
+    # dz: dC/d(pre-activations) of every step (see _scratch.pxi)
+    cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, H, dtype)
     cdef int threads = _threads
     # workspace of the products over all T*B rows (dW, dx)
     cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False, threads),
