@@ -22,7 +22,7 @@ from libc.string cimport memcpy
 from _fastmath cimport sigmoid, tanh
 from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
                       packed_len, product, product_work_len, row_dot, step_product,
-                      step_threads, unit_split)
+                      step_region_threads, step_threads, unit_split)
 
 include "_threads.pxi"
 include "_scratch.pxi"
@@ -242,13 +242,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c0.shape[1]
     cdef Py_ssize_t t, i, j
     cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
-    cdef floating zero = 0, one = 1, v
     cdef floating* g                 # (3H,) one row of gates (input projection)
-    cdef floating* gamma_r           # (H,) one row of gates[:, :, 0:H]: z_r, then gamma_r
-    cdef floating* gamma_u           # (H,) one row of gates[:, :, H:2H]: z_u, then gamma_u
-    cdef floating* c_tilde           # (H,) one row of gates[:, :, 2H:3H]: z_c, then c_tilde
-    cdef floating* hr                # (3H,) one row of h (reset after)
-    cdef floating* hcr               # (H,) one row of hc
     cdef floating* cn                # (H,) c<t+1>, one row
     cdef const floating* cp          # (H,) c<t>, one row
     cdef const floating* bp
@@ -278,9 +272,8 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     cdef floating[::1] P = np.empty(len1 + len2, dtype=dtype)
     cdef floating* P1 = &P[0]
     cdef floating* P2 = &P[0] + len1 if not reset_after else NULL
-    # threads of the steps: from some 2 Ki units per step, as the LSTM's gate pass (one
-    # region for all steps makes even the small configuration's products worth splitting)
-    cdef Py_ssize_t nt = threads if B > 1 and B * H >= 2048 else 1
+    # threads of the steps' one parallel region (or 1: step by step)
+    cdef Py_ssize_t nt = step_region_threads(threads, B, H)
 
     with nogil:
         pack(P1, &W[0, 0], LDW, True, n1, H, threads)
@@ -530,7 +523,7 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef floating[::1] Q = np.empty(len1 + len2 if packed else 1, dtype=dtype)
     cdef floating* Q1 = &Q[0] if packed else NULL
     cdef floating* Q2 = &Q[0] + len1 if packed and not reset_after else NULL
-    cdef Py_ssize_t nt = threads if B > 1 and B * H >= 2048 else 1    # as in forward
+    cdef Py_ssize_t nt = step_region_threads(threads, B, H)
 
     with nogil:
         if packed:

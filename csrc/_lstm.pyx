@@ -24,7 +24,7 @@ import numpy as np
 from _fastmath cimport sigmoid, tanh
 from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
                       packed_len, product, product_work_len, row_dot, step_product,
-                      step_threads, unit_split, useful_threads)
+                      step_region_threads, step_threads, unit_split)
 
 include "_threads.pxi"
 include "_scratch.pxi"
@@ -280,9 +280,7 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     """LSTM forward through time; see seqcore.reference.lstm_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a0.shape[1]
     cdef Py_ssize_t G = 4 * H, HD = H + D
-    cdef Py_ssize_t t, bi
-    cdef floating one = 1, zero = 0
-    cdef floating* g
+    cdef Py_ssize_t t
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else NULL   # NULL: no peepholes
     cdef int threads = _threads
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
@@ -298,14 +296,11 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     # the input projection's packed weights (packed as they are multiplied)
     cdef floating[::1] work = np.empty(
         product_work_len(<floating*>NULL, 4 * H, D, True, threads), dtype)
-    # threads of the gate pass: worth it from some 2 Ki units per step (the small
-    # configuration, 4 Ki, ran 7% faster with them)
-    cdef Py_ssize_t q, ew = threads if B > 1 and B * H >= 2048 else 1
+    # threads of the steps' one parallel region (or 1: step by step)
+    cdef Py_ssize_t nt = step_region_threads(threads, B, H)
     # W[:, :H]^T packed once for the per-step products
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, G, H), dtype)
     cdef floating* Pp = &P[0]
-    cdef size_t n_p = num_panels(Pp, G)
-    cdef Py_ssize_t nt = ew if useful_threads(threads, B, G, H, n_p) == ew else 1
     with nogil:
         pack(Pp, &W[0, 0], HD, True, G, H, threads)
         memcpy(&a[0, 0, 0], &a0[0, 0], B * H * sizeof(floating))
@@ -322,18 +317,11 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
                               p_used, &lengths[0], Ab, T, B, H, threadid(), nt)
         else:
             for t in range(T):
-                # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
+                # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T, then the gate pass
                 step_product(&gates[t, 0, 0], G, &a[t, 0, 0], H, Pp, &W[0, 0], HD, True,
-                         B, G, H, True, threads, Ab)
-                # the gate pass, its rows split over the threads when there are enough
-                if ew <= 1:
-                    forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0], <floating*>&b[0],
-                                 p_used, &lengths[0], t, B, 0, B, H)
-                else:
-                    for q in prange(ew, num_threads=ew, schedule="static"):
-                        forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0],
-                                     <floating*>&b[0], p_used, &lengths[0], t, B, q * B // ew,
-                                     (q + 1) * B // ew, H)
+                             B, G, H, True, threads, Ab)
+                forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0], <floating*>&b[0],
+                             p_used, &lengths[0], t, B, 0, B, H)
 
 
 def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
@@ -359,8 +347,7 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     """Backpropagation through time for lstm_forward; see seqcore.reference.lstm_backward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
     cdef Py_ssize_t G = 4 * H, HD = H + D, TB = T * B
-    cdef Py_ssize_t t, bi, r, j
-    cdef floating one = 1, zero = 0
+    cdef Py_ssize_t t, r
     cdef floating* da                                # (B, H): dC/da<t+1>, then da<t>
     cdef floating* dc                                # (B, H): dC/dc<t+1>, then dc<t>
     cdef floating* dz_r
@@ -368,16 +355,13 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     dtype = np.float32 if floating is float else np.float64
     # dz: dC/d(pre-activations) of every step (see _scratch.pxi)
     cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, G, dtype)
-    # threads of the steps: as in forward, when both the gate pass and the product
-    # use them (Pp is NULL for a single step of a single row)
+    # threads of the steps' one parallel region (or 1: step by step; B = 1 then, so a
+    # single step of a single row, whose Pp is NULL, never takes the region)
     cdef int threads = _threads
-    cdef Py_ssize_t q, ew = threads if B > 1 and B * H >= 2048 else 1
-    cdef size_t n_p = num_panels(<floating*>NULL, H)
-    cdef Py_ssize_t nt = ew if useful_threads(threads, B, H, G, n_p) == ew else 1
+    cdef Py_ssize_t nt = step_region_threads(threads, B, H)
     cdef floating[:, :, ::1] tot = np.empty((nt, 2, H), dtype=dtype)  # total da, dc of a row
     cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)     # p without peepholes
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
-    # W[:, :H] packed for the per-step products
     # workspace of the products over all T*B rows (dW, dx)
     cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False, threads),
                             product_work_len(<floating*>NULL, H, T * B, False, threads),
@@ -387,6 +371,7 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     cdef size_t n_ab = a_work_len(<floating*>NULL, 4 * H, threads)
     cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
     cdef floating* Ab = &A_work[0] if n_ab else NULL
+    # W[:, :H] packed for the per-step products
     cdef bint packed = not (T == 1 and B == 1)
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, G) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL

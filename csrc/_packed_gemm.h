@@ -17,14 +17,14 @@
  * The micro-kernel keeps an MR x NR block of C in vector registers (GCC vector
  * extensions: AVX-512, AVX2 or SSE, whatever -march allows) and, for each of the k
  * steps, loads one row of a panel and broadcasts one value of A per row.
+ * sc_packed_gemm(..., j0, j1) computes panels [j0, j1) only, so threads can
+ * split the columns between them.
  *
  * Long rows of A are packed too (sc_pack_a, into a workspace the caller gives): the
  * MR rows a micro-kernel reads are then one contiguous run instead of MR rows k
  * values apart. At k = 1024 floats those rows lie 4 KiB apart, all in the same set
  * of the L1 cache, which holds only 8 of them: one thread's share of the large
  * LSTM step (64 x 2048 x 1024) ran at 100 GFLOP/s from the rows, 110 packed.
- * sc_packed_gemm(..., j0, j1) computes panels [j0, j1) only, so threads can
- * split the columns between them.
  */
 #ifndef SEQCORE_PACKED_GEMM_H
 #define SEQCORE_PACKED_GEMM_H

@@ -19,7 +19,7 @@ from libc.string cimport memcpy
 from _fastmath cimport tanh
 from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
                       packed_len, product, product_work_len, row_dot, step_product,
-                      step_threads, unit_split)
+                      step_region_threads, step_threads, unit_split)
 
 include "_threads.pxi"
 include "_scratch.pxi"
@@ -129,9 +129,8 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
     # W_aa^T packed once for the per-step products
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H), dtype)
     cdef floating* Pp = &P[0]
-    # threads of the steps: one parallel region for all of them from some 2 Ki units
-    # per step, as the GRU's and LSTM's
-    cdef Py_ssize_t nt = threads if B > 1 and B * H >= 2048 else 1
+    # threads of the steps' one parallel region (or 1: step by step)
+    cdef Py_ssize_t nt = step_region_threads(threads, B, H)
 
     with nogil:
         pack(Pp, &W[0, 0], H + D, True, H, H, threads)
@@ -255,7 +254,7 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef bint packed = not (T == 1 and B == 1)                                         # W_aa packed
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL
-    cdef Py_ssize_t nt = threads if B > 1 and B * H >= 2048 else 1    # as in forward
+    cdef Py_ssize_t nt = step_region_threads(threads, B, H)
 
     with nogil:
         if packed:
