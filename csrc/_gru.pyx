@@ -431,19 +431,20 @@ cdef void backward_steps(floating* dz, floating* dh, floating* dz_hc, floating* 
                          floating* da_sq, const floating* dy, const floating* gates,
                          const floating* c, const floating* hc, const floating* Q1,
                          const floating* Q2, const int64_t* lengths, floating* abuf,
-                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reset_after,
-                         Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
-    """Thread q's part of all the backward steps, as forward_steps: its rows of each
-    gradient pass and its panels of each product, a barrier after every phase. dz
-    (T, B, 3H); reset after, dh (B, 3H) and dz_hc (T, B, H) (see gradient_rows); drc
-    (B, H) (reset before); dc (B, H) running; Q1, Q2 the packed recurrent weights (see
-    gru_backward)."""
+                         Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t B, Py_ssize_t H,
+                         bint reset_after, Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
+    """Thread q's part of the backward steps t1-1 down to t0, as forward_steps: its
+    rows of each gradient pass and its panels of each product, a barrier after every
+    phase. dz (C, B, 3H) and, reset after, dz_hc (C, B, H) (see gradient_rows) hold
+    the chunk's steps from t0, the other arrays all steps; reset after, dh (B, 3H);
+    drc (B, H) (reset before); dc (B, H) running; Q1, Q2 the packed recurrent weights
+    (see gru_backward)."""
     cdef Py_ssize_t t, G3 = 3 * H, r0 = q * B // nt, r1 = (q + 1) * B // nt
     cdef size_t n_p = num_panels(Q1, H)
     cdef floating* dz_t
-    for t in range(T - 1, -1, -1):
-        dz_t = dz + t * B * G3
-        gradient_rows(dz_t, dh, dz_hc + t * B * H if reset_after else NULL, dc,
+    for t in range(t1 - 1, t0 - 1, -1):
+        dz_t = dz + (t - t0) * B * G3
+        gradient_rows(dz_t, dh, dz_hc + (t - t0) * B * H if reset_after else NULL, dc,
                       da_sq + t * B, dy + t * B * H, gates + t * B * G3, c + t * B * H,
                       hc + t * B * H, lengths, t, r0, r1, H, reset_after)
         barrier()
@@ -480,10 +481,10 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                  const floating[:, ::1] W,      # (3H, H+D)
                  const int64_t[::1] lengths,    # (B,)
                  bint reset_after,
-                 floating[:, :, ::1] dz_work=None):  # (T, B, 3H) scratch, or None
+                 floating[:, :, ::1] dz_work=None):  # (C, B, 3H) scratch, or None
     """Backpropagation through time for gru_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c.shape[2]
-    cdef Py_ssize_t t, i, j
+    cdef Py_ssize_t t, t0, t1, i, j, rows
     cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
     cdef floating* dc                # (H,) dC/dc<T> of one sequence (into dc0)
     cdef floating* dzr               # (3H,) one row of dz
@@ -492,24 +493,25 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef const floating* dyr
 
     dtype = np.float32 if floating is float else np.float64
-    # dz: gradients w.r.t. the gates' pre-activations, input parts [dz_r, dz_u, dz_c].
-    # dz: dC/d(pre-activations) of every step (see _scratch.pxi)
+    # dz: gradients w.r.t. the gates' pre-activations, input parts [dz_r, dz_u, dz_c],
+    # of the steps of one chunk (see _scratch.pxi)
     cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, 3 * H, dtype)
+    cdef Py_ssize_t C = dz.shape[0]
     # Reset after only (unused workspaces stay empty): dh (B, 3H), the recurrent parts
-    # [dz_r, dz_u, dz_c * gamma_r] of one step, and dz_hc (T, B, H), the last block of
-    # every step (the first two are dz's).
+    # [dz_r, dz_u, dz_c * gamma_r] of one step, and dz_hc (C, B, H), the last block of
+    # the chunk's steps (the first two are dz's).
     cdef Py_ssize_t nh = B if reset_after else 0
     cdef floating[:, ::1] dh = np.empty((nh, 3 * H), dtype=dtype)
-    cdef floating[:, :, ::1] dz_hc = np.empty((T if reset_after else 0, B, H), dtype=dtype)
+    cdef floating[:, :, ::1] dz_hc = np.empty((C if reset_after else 0, B, H), dtype=dtype)
     # drc: d(gamma_r * c<t-1>), what the candidate sends back (reset before only).
     cdef Py_ssize_t nr = 0 if reset_after else B
     cdef floating[:, ::1] drc = np.empty((nr, H), dtype=dtype)
     # W_cc packed for the per-step products: reset before, Q1 = W[2H:3H, :H] (for
     # d(gamma_r * c)) and Q2 = W[0:2H, :H]; reset after, Q1 = W[:, :H].
     cdef int threads = _threads
-    # workspace of the products over all T*B rows (dW, dx)
-    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False, threads),
-                            product_work_len(<floating*>NULL, H, T * B, False, threads),
+    # workspace of the products over a chunk's C*B rows (dW, dx)
+    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),
+                            product_work_len(<floating*>NULL, H, C * B, False, threads),
                             product_work_len(<floating*>NULL, D, 3 * H, False, threads))
     cdef floating[::1] work = np.empty(nwork, dtype)
     # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
@@ -539,64 +541,72 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             for j in range(H):
                 dc[j] = dyr[j]
 
-        if nt > 1:
-            with parallel(num_threads=nt):
-                backward_steps(&dz[0, 0, 0], &dh[0, 0] if reset_after else NULL,
-                               &dz_hc[0, 0, 0] if reset_after else NULL,
-                               &drc[0, 0] if not reset_after else NULL, &dc0[0, 0],
-                               &da_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
-                               &hc[0, 0, 0], Q1, Q2, &lengths[0], Ab, T, B, H, reset_after,
-                               threadid(), nt)
-        else:
-            for t in range(T - 1, -1, -1):
-                gradient_rows(&dz[t, 0, 0], &dh[0, 0] if reset_after else NULL,
-                              &dz_hc[t, 0, 0] if reset_after else NULL, &dc0[0, 0],
-                              &da_sq[t, 0], &dy[t, 0, 0], &gates[t, 0, 0], &c[t, 0, 0],
-                              &hc[t, 0, 0], &lengths[0], t, 0, B, H, reset_after)
-                if not reset_after:
-                    # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
-                    step_product(&drc[0, 0], H, &dz[t, 0, 2 * H], G3, Q1, &W[2 * H, 0], LDW,
-                                 False, B, H, H, False, threads, Ab)
-                    reset_gradient_rows(&dz[t, 0, 0], &dc0[0, 0], &drc[0, 0], &gates[t, 0, 0],
-                                        &c[t, 0, 0], &lengths[0], t, 0, B, H)
-                    # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
-                    step_product(&dc0[0, 0], H, &dz[t, 0, 0], G3, Q2, &W[0, 0], LDW, False,
-                                 B, H, 2 * H, True, threads, Ab)
-                else:
-                    # dc0 (B, H) += dh (B, 3H) @ W_cc (3H, H)
-                    step_product(&dc0[0, 0], H, &dh[0, 0], G3, Q1, &W[0, 0], LDW, False,
-                                 B, H, G3, True, threads, Ab)
+        # chunks of C steps [t0, t1), the last first
+        t1 = T
+        while t1 > 0:
+            t0 = max(t1 - C, 0)
+            rows = (t1 - t0) * B
+            if nt > 1:
+                with parallel(num_threads=nt):
+                    backward_steps(&dz[0, 0, 0], &dh[0, 0] if reset_after else NULL,
+                                   &dz_hc[0, 0, 0] if reset_after else NULL,
+                                   &drc[0, 0] if not reset_after else NULL, &dc0[0, 0],
+                                   &da_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
+                                   &hc[0, 0, 0], Q1, Q2, &lengths[0], Ab, t0, t1, B, H,
+                                   reset_after, threadid(), nt)
+            else:
+                for t in range(t1 - 1, t0 - 1, -1):
+                    gradient_rows(&dz[t - t0, 0, 0], &dh[0, 0] if reset_after else NULL,
+                                  &dz_hc[t - t0, 0, 0] if reset_after else NULL, &dc0[0, 0],
+                                  &da_sq[t, 0], &dy[t, 0, 0], &gates[t, 0, 0], &c[t, 0, 0],
+                                  &hc[t, 0, 0], &lengths[0], t, 0, B, H, reset_after)
+                    if not reset_after:
+                        # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
+                        step_product(&drc[0, 0], H, &dz[t - t0, 0, 2 * H], G3, Q1,
+                                     &W[2 * H, 0], LDW, False, B, H, H, False, threads, Ab)
+                        reset_gradient_rows(&dz[t - t0, 0, 0], &dc0[0, 0], &drc[0, 0],
+                                            &gates[t, 0, 0], &c[t, 0, 0], &lengths[0], t,
+                                            0, B, H)
+                        # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
+                        step_product(&dc0[0, 0], H, &dz[t - t0, 0, 0], G3, Q2, &W[0, 0], LDW,
+                                     False, B, H, 2 * H, True, threads, Ab)
+                    else:
+                        # dc0 (B, H) += dh (B, 3H) @ W_cc (3H, H)
+                        step_product(&dc0[0, 0], H, &dh[0, 0], G3, Q1, &W[0, 0], LDW, False,
+                                     B, H, G3, True, threads, Ab)
 
-        # Parameter and input gradients over all T*B rows at once.
-        # dW_x (3H, D) += dz^T (3H, T*B) @ x (T*B, D)
-        product(&dW[0, H], LDW, &dz[0, 0, 0], 1, G3, &x[0, 0, 0], D, False,
-                G3, D, T * B, True, threads, &work[0], NULL)
-        # dW_cc[0:2H] (2H, H) += [dz_r, dz_u]^T (2H, T*B) @ c[0:T] (T*B, H)
-        product(&dW[0, 0], LDW, &dz[0, 0, 0], 1, G3, &c[0, 0, 0], H, False,
-                2 * H, H, T * B, True, threads, &work[0], NULL)
-        if not reset_after:
-            # dW_cc[2H:3H] (H, H) += dz_c^T (H, T*B) @ hc (T*B, H)
-            product(&dW[2 * H, 0], LDW, &dz[0, 0, 2 * H], 1, G3, &hc[0, 0, 0], H, False,
-                    H, H, T * B, True, threads, &work[0], NULL)
-        else:
-            # dW_cc[2H:3H] (H, H) += dz_hc^T (H, T*B) @ c[0:T] (T*B, H)
-            product(&dW[2 * H, 0], LDW, &dz_hc[0, 0, 0], 1, H, &c[0, 0, 0], H, False,
-                    H, H, T * B, True, threads, &work[0], NULL)
-            # db_cc (H,) += column sums of dz_hc
-            dbp = &db_cc[0]
-            for i in range(T * B):
-                dhc = &dz_hc[0, 0, 0] + i * H
-                for j in range(H):
-                    dbp[j] = dbp[j] + dhc[j]
-        # db (3H,) += column sums of dz
-        dbp = &db[0]
-        for i in range(T * B):
-            dzr = &dz[0, 0, 0] + i * G3
-            for j in range(3 * H):
-                dbp[j] = dbp[j] + dzr[j]
-        # dx (T*B, D) = dz (T*B, 3H) @ W_x (3H, D): r, u and candidate all contribute
-        product(&dx[0, 0, 0], D, &dz[0, 0, 0], G3, 1, &W[0, H], LDW, False,
-                T * B, D, G3, False, threads, &work[0], NULL)
+            # The chunk's rows of the parameter and input gradients.
+            # dW_x (3H, D) += dz^T (3H, rows) @ x[t0:t1] (rows, D)
+            product(&dW[0, H], LDW, &dz[0, 0, 0], 1, G3, &x[t0, 0, 0], D, False,
+                    G3, D, rows, True, threads, &work[0], NULL)
+            # dW_cc[0:2H] (2H, H) += [dz_r, dz_u]^T (2H, rows) @ c[t0:t1] (rows, H)
+            product(&dW[0, 0], LDW, &dz[0, 0, 0], 1, G3, &c[t0, 0, 0], H, False,
+                    2 * H, H, rows, True, threads, &work[0], NULL)
+            if not reset_after:
+                # dW_cc[2H:3H] (H, H) += dz_c^T (H, rows) @ hc[t0:t1] (rows, H)
+                product(&dW[2 * H, 0], LDW, &dz[0, 0, 2 * H], 1, G3, &hc[t0, 0, 0], H, False,
+                        H, H, rows, True, threads, &work[0], NULL)
+            else:
+                # dW_cc[2H:3H] (H, H) += dz_hc^T (H, rows) @ c[t0:t1] (rows, H)
+                product(&dW[2 * H, 0], LDW, &dz_hc[0, 0, 0], 1, H, &c[t0, 0, 0], H, False,
+                        H, H, rows, True, threads, &work[0], NULL)
+                # db_cc (H,) += column sums of dz_hc
+                dbp = &db_cc[0]
+                for i in range(rows):
+                    dhc = &dz_hc[0, 0, 0] + i * H
+                    for j in range(H):
+                        dbp[j] = dbp[j] + dhc[j]
+            # db (3H,) += column sums of dz
+            dbp = &db[0]
+            for i in range(rows):
+                dzr = &dz[0, 0, 0] + i * G3
+                for j in range(3 * H):
+                    dbp[j] = dbp[j] + dzr[j]
+            # dx[t0:t1] (rows, D) = dz (rows, 3H) @ W_x (3H, D): r, u and candidate all
+            # contribute
+            product(&dx[t0, 0, 0], D, &dz[0, 0, 0], G3, 1, &W[0, H], LDW, False,
+                    rows, D, G3, False, threads, &work[0], NULL)
+            t1 = t0
 
 
 # ------------------------------------------------------------ one token (generation)

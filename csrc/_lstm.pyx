@@ -216,20 +216,23 @@ cdef void backward_steps(floating* dz, floating* da, floating* dc, floating* tot
                          floating* da_sq, floating* dc_sq, const floating* dy,
                          const floating* gates, const floating* c, floating* p,
                          const floating* P, const int64_t* lengths, floating* abuf,
-                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t q,
-                         Py_ssize_t nt) noexcept nogil:
-    """Thread q's part of all the backward steps, as forward_steps: per step (reversed)
-    its rows of the gate pass (tot: (nt, 2, H) scratch), a barrier, its panels of
-    da (B, H) += dz[t] (B, 4H) @ W[:, :H] (P packed), a barrier."""
+                         Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t B, Py_ssize_t H,
+                         Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
+    """Thread q's part of the backward steps t1-1 down to t0, as forward_steps: per
+    step its rows of the gate pass (tot: (nt, 2, H) scratch), a barrier, its panels of
+    da (B, H) += dz[t] (B, 4H) @ W[:, :H] (P packed), a barrier. dz holds the chunk's
+    steps from t0; the other arrays all steps."""
     cdef Py_ssize_t t, G = 4 * H
     cdef size_t n_p = num_panels(P, H)
-    for t in range(T - 1, -1, -1):
-        backward_rows(dz + t * B * G, da, dc, tot + q * 2 * H, da_sq + t * B, dc_sq + t * B,
+    cdef floating* dz_t
+    for t in range(t1 - 1, t0 - 1, -1):
+        dz_t = dz + (t - t0) * B * G
+        backward_rows(dz_t, da, dc, tot + q * 2 * H, da_sq + t * B, dc_sq + t * B,
                       dy + t * B * H, gates + t * B * G, c + t * B * H, p, lengths, t, B,
                       q * B // nt, (q + 1) * B // nt, H)
         barrier()
-        gemm_panels(da, H, dz + t * B * G, G, 1, P, B, H, G, q * n_p // nt,
-                    (q + 1) * n_p // nt, True, a_slot(abuf, G, q))
+        gemm_panels(da, H, dz_t, G, 1, P, B, H, G, q * n_p // nt, (q + 1) * n_p // nt, True,
+                    a_slot(abuf, G, q))
         barrier()
 
 
@@ -343,18 +346,19 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
                   const floating[:, ::1] p,          # (3, H)
                   const int64_t[::1] lengths,        # (B,)
                   bint peephole,
-                  floating[:, :, ::1] dz_work=None):  # (T, B, G) scratch, or None
+                  floating[:, :, ::1] dz_work=None):  # (C, B, 4H) scratch, or None
     """Backpropagation through time for lstm_forward; see seqcore.reference.lstm_backward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
-    cdef Py_ssize_t G = 4 * H, HD = H + D, TB = T * B
-    cdef Py_ssize_t t, r
+    cdef Py_ssize_t G = 4 * H, HD = H + D
+    cdef Py_ssize_t t, t0, t1, r, rows
     cdef floating* da                                # (B, H): dC/da<t+1>, then da<t>
     cdef floating* dc                                # (B, H): dC/dc<t+1>, then dc<t>
     cdef floating* dz_r
     cdef floating* c_r
     dtype = np.float32 if floating is float else np.float64
-    # dz: dC/d(pre-activations) of every step (see _scratch.pxi)
+    # dz: dC/d(pre-activations) of the steps of one chunk (see _scratch.pxi)
     cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, G, dtype)
+    cdef Py_ssize_t C = dz.shape[0]
     # threads of the steps' one parallel region (or 1: step by step; B = 1 then, so a
     # single step of a single row, whose Pp is NULL, never takes the region)
     cdef int threads = _threads
@@ -362,9 +366,9 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     cdef floating[:, :, ::1] tot = np.empty((nt, 2, H), dtype=dtype)  # total da, dc of a row
     cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)     # p without peepholes
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
-    # workspace of the products over all T*B rows (dW, dx)
-    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False, threads),
-                            product_work_len(<floating*>NULL, H, T * B, False, threads),
+    # workspace of the products over a chunk's C*B rows (dW, dx)
+    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),
+                            product_work_len(<floating*>NULL, H, C * B, False, threads),
                             product_work_len(<floating*>NULL, D, 4 * H, False, threads))
     cdef floating[::1] work = np.empty(nwork, dtype)
     # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
@@ -383,43 +387,51 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
         dc = &dc0[0, 0]
         memcpy(da, &da_T[0, 0], B * H * sizeof(floating))
         memcpy(dc, &dc_T[0, 0], B * H * sizeof(floating))
-        if nt > 1:
-            # one parallel region for all steps, as in forward: thread q runs its rows'
-            # gate pass, then its panels of the product
-            with parallel(num_threads=nt):
-                backward_steps(&dz[0, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[0, 0], &dc_sq[0, 0],
-                               &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0], p_used, Pp,
-                               &lengths[0], Ab, T, B, H, threadid(), nt)
-        else:
-            for t in range(T - 1, -1, -1):
-                backward_rows(&dz[t, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[t, 0], &dc_sq[t, 0],
-                              &dy[t, 0, 0], &gates[t, 0, 0], &c[t, 0, 0], p_used,
-                              &lengths[0], t, B, 0, B, H)
-                # da (B, H) += dz[t] (B, 4H) @ W[:, :H]; active rows were zeroed, inactive
-                # rows have dz = 0 and keep their da
-                step_product(da, H, &dz[t, 0, 0], G, Pp, &W[0, 0], HD, False,
-                             B, H, G, True, threads, Ab)
-        # dW[:, H:] (4H, D) += dz^T (4H, T*B) @ x (T*B, D)
-        product(&dW[0, 0] + H, HD, &dz[0, 0, 0], 1, G, &x[0, 0, 0], D, False,
-                G, D, TB, True, threads, &work[0], NULL)
-        # dW[:, :H] (4H, H) += dz^T (4H, T*B) @ a[0:T] (T*B, H)
-        product(&dW[0, 0], HD, &dz[0, 0, 0], 1, G, &a[0, 0, 0], H, False,
-                G, H, TB, True, threads, &work[0], NULL)
-        # dx (T*B, D) = dz (T*B, 4H) @ W[:, H:] (4H, D)
-        product(&dx[0, 0, 0], D, &dz[0, 0, 0], G, 1, &W[0, 0] + H, HD, False,
-                TB, D, G, False, threads, &work[0], NULL)
-        # db += column sums of dz
-        for r in range(TB):
-            dz_r = &dz[0, 0, 0] + r * G
-            accumulate(&db[0], dz_r, G)
-        if peephole:
-            # dp[0] += sum dz_u * c<t-1>, dp[1] += sum dz_f * c<t-1>, dp[2] += sum dz_o * c<t>
-            for r in range(TB):
+        # chunks of C steps [t0, t1), the last first
+        t1 = T
+        while t1 > 0:
+            t0 = max(t1 - C, 0)
+            rows = (t1 - t0) * B
+            if nt > 1:
+                # one parallel region for the chunk's steps, as in forward: thread q
+                # runs its rows' gate pass, then its panels of the product
+                with parallel(num_threads=nt):
+                    backward_steps(&dz[0, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[0, 0],
+                                   &dc_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
+                                   p_used, Pp, &lengths[0], Ab, t0, t1, B, H, threadid(), nt)
+            else:
+                for t in range(t1 - 1, t0 - 1, -1):
+                    backward_rows(&dz[t - t0, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[t, 0],
+                                  &dc_sq[t, 0], &dy[t, 0, 0], &gates[t, 0, 0], &c[t, 0, 0],
+                                  p_used, &lengths[0], t, B, 0, B, H)
+                    # da (B, H) += dz[t] (B, 4H) @ W[:, :H]; active rows were zeroed,
+                    # inactive rows have dz = 0 and keep their da
+                    step_product(da, H, &dz[t - t0, 0, 0], G, Pp, &W[0, 0], HD, False,
+                                 B, H, G, True, threads, Ab)
+            # The chunk's rows of the parameter and input gradients.
+            # dW[:, H:] (4H, D) += dz^T (4H, rows) @ x[t0:t1] (rows, D)
+            product(&dW[0, 0] + H, HD, &dz[0, 0, 0], 1, G, &x[t0, 0, 0], D, False,
+                    G, D, rows, True, threads, &work[0], NULL)
+            # dW[:, :H] (4H, H) += dz^T (4H, rows) @ a[t0:t1] (rows, H)
+            product(&dW[0, 0], HD, &dz[0, 0, 0], 1, G, &a[t0, 0, 0], H, False,
+                    G, H, rows, True, threads, &work[0], NULL)
+            # dx[t0:t1] (rows, D) = dz (rows, 4H) @ W[:, H:] (4H, D)
+            product(&dx[t0, 0, 0], D, &dz[0, 0, 0], G, 1, &W[0, 0] + H, HD, False,
+                    rows, D, G, False, threads, &work[0], NULL)
+            # db += column sums of dz
+            for r in range(rows):
                 dz_r = &dz[0, 0, 0] + r * G
-                c_r = <floating*>&c[0, 0, 0] + r * H        # c<t-1>; c<t> is B rows later
-                accumulate_prod(&dp[0, 0], dz_r, c_r, H)
-                accumulate_prod(&dp[1, 0], dz_r + H, c_r, H)
-                accumulate_prod(&dp[2, 0], dz_r + 3 * H, c_r + B * H, H)
+                accumulate(&db[0], dz_r, G)
+            if peephole:
+                # dp[0] += sum dz_u * c<t-1>, dp[1] += sum dz_f * c<t-1>,
+                # dp[2] += sum dz_o * c<t>
+                for r in range(rows):
+                    dz_r = &dz[0, 0, 0] + r * G
+                    c_r = <floating*>&c[t0, 0, 0] + r * H      # c<t-1>; c<t> is B rows later
+                    accumulate_prod(&dp[0, 0], dz_r, c_r, H)
+                    accumulate_prod(&dp[1, 0], dz_r + H, c_r, H)
+                    accumulate_prod(&dp[2, 0], dz_r + 3 * H, c_r + B * H, H)
+            t1 = t0
 
 
 # ------------------------------------------------------------ one token (generation)

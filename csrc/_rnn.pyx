@@ -201,19 +201,22 @@ cdef void gradient_rows(floating* dz_t, floating* da, floating* da_sq_t, const f
 
 cdef void backward_steps(floating* dz, floating* da, floating* da_sq, const floating* dy,
                          const floating* a, const floating* P, const int64_t* lengths,
-                         floating* abuf, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint relu,
-                         Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
-    """Thread q's part of all the backward steps, as forward_steps: per step (reversed)
-    its rows of the gradient pass, a barrier, its panels of da (B, H) += dz[t] @ W_aa
-    (P packed), a barrier."""
+                         floating* abuf, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t B,
+                         Py_ssize_t H, bint relu, Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
+    """Thread q's part of the backward steps t1-1 down to t0, as forward_steps: per
+    step its rows of the gradient pass, a barrier, its panels of da (B, H) += dz[t] @
+    W_aa (P packed), a barrier. dz holds the chunk's steps from t0; the other arrays
+    all steps."""
     cdef Py_ssize_t t
     cdef size_t n_p = num_panels(P, H)
-    for t in range(T - 1, -1, -1):
-        gradient_rows(dz + t * B * H, da, da_sq + t * B, dy + t * B * H, a + (t + 1) * B * H,
+    cdef floating* dz_t
+    for t in range(t1 - 1, t0 - 1, -1):
+        dz_t = dz + (t - t0) * B * H
+        gradient_rows(dz_t, da, da_sq + t * B, dy + t * B * H, a + (t + 1) * B * H,
                       lengths, t, q * B // nt, (q + 1) * B // nt, H, relu)
         barrier()
-        gemm_panels(da, H, dz + t * B * H, H, 1, P, B, H, H, q * n_p // nt,
-                    (q + 1) * n_p // nt, True, a_slot(abuf, H, q))
+        gemm_panels(da, H, dz_t, H, 1, P, B, H, H, q * n_p // nt, (q + 1) * n_p // nt, True,
+                    a_slot(abuf, H, q))
         barrier()
 
 
@@ -229,22 +232,23 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                  const floating[:, ::1] W,      # (H, H+D)
                  const int64_t[::1] lengths,    # (B,)
                  bint relu,
-                 floating[:, :, ::1] dz_work=None):  # (T, B, H) scratch, or None
+                 floating[:, :, ::1] dz_work=None):  # (C, B, H) scratch, or None
     """Backpropagation through time for rnn_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
-    cdef Py_ssize_t t, i, j
+    cdef Py_ssize_t t, t0, t1, i, j, rows
     cdef floating* da                # (H,) dC/da<t+1> of one sequence, running (in da0)
     cdef floating* dzr               # (H,) dz of one row
     cdef floating* dbp
     cdef const floating* dyr
 
     dtype = np.float32 if floating is float else np.float64
-    # dz: dC/d(pre-activations) of every step (see _scratch.pxi)
+    # dz: dC/d(pre-activations) of the steps of one chunk (see _scratch.pxi)
     cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, H, dtype)
+    cdef Py_ssize_t C = dz.shape[0]
     cdef int threads = _threads
-    # workspace of the products over all T*B rows (dW, dx)
-    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, T * B, False, threads),
-                            product_work_len(<floating*>NULL, H, T * B, False, threads),
+    # workspace of the products over a chunk's C*B rows (dW, dx)
+    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),
+                            product_work_len(<floating*>NULL, H, C * B, False, threads),
                             product_work_len(<floating*>NULL, D, H, False, threads))
     cdef floating[::1] work = np.empty(nwork, dtype)
     # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
@@ -266,36 +270,42 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             for j in range(H):
                 da[j] = dyr[j]
 
-        if nt > 1:
-            with parallel(num_threads=nt):
-                backward_steps(&dz[0, 0, 0], &da0[0, 0], &da_sq[0, 0], &dy[0, 0, 0],
-                               &a[0, 0, 0], Pp, &lengths[0], Ab, T, B, H, relu, threadid(),
-                               nt)
-        else:
-            for t in range(T - 1, -1, -1):
-                gradient_rows(&dz[t, 0, 0], &da0[0, 0], &da_sq[t, 0], &dy[t, 0, 0],
-                              &a[t + 1, 0, 0], &lengths[0], t, 0, B, H, relu)
-                # da0 (B, H) += dz[t] (B, H) @ W_aa: active rows were zeroed above,
-                # inactive rows have dz = 0, so they keep their gradient unchanged.
-                step_product(&da0[0, 0], H, &dz[t, 0, 0], H, Pp, &W[0, 0], H + D, False,
-                             B, H, H, True, threads, Ab)
+        # chunks of C steps [t0, t1), the last first
+        t1 = T
+        while t1 > 0:
+            t0 = max(t1 - C, 0)
+            rows = (t1 - t0) * B
+            if nt > 1:
+                with parallel(num_threads=nt):
+                    backward_steps(&dz[0, 0, 0], &da0[0, 0], &da_sq[0, 0], &dy[0, 0, 0],
+                                   &a[0, 0, 0], Pp, &lengths[0], Ab, t0, t1, B, H, relu,
+                                   threadid(), nt)
+            else:
+                for t in range(t1 - 1, t0 - 1, -1):
+                    gradient_rows(&dz[t - t0, 0, 0], &da0[0, 0], &da_sq[t, 0], &dy[t, 0, 0],
+                                  &a[t + 1, 0, 0], &lengths[0], t, 0, B, H, relu)
+                    # da0 (B, H) += dz[t] (B, H) @ W_aa: active rows were zeroed above,
+                    # inactive rows have dz = 0, so they keep their gradient unchanged.
+                    step_product(&da0[0, 0], H, &dz[t - t0, 0, 0], H, Pp, &W[0, 0], H + D,
+                                 False, B, H, H, True, threads, Ab)
 
-        # Parameter and input gradients over all T*B rows at once.
-        # dW_ax (H, D) += dz^T (H, T*B) @ x (T*B, D)
-        product(&dW[0, H], H + D, &dz[0, 0, 0], 1, H, &x[0, 0, 0], D, False,
-                H, D, T * B, True, threads, &work[0], NULL)
-        # dW_aa (H, H) += dz^T (H, T*B) @ a[0:T] (T*B, H)
-        product(&dW[0, 0], H + D, &dz[0, 0, 0], 1, H, &a[0, 0, 0], H, False,
-                H, H, T * B, True, threads, &work[0], NULL)
-        # db (H,) += column sums of dz
-        dbp = &db[0]
-        for i in range(T * B):
-            dzr = &dz[0, 0, 0] + i * H
-            for j in range(H):
-                dbp[j] = dbp[j] + dzr[j]
-        # dx (T*B, D) = dz (T*B, H) @ W_ax (H, D)
-        product(&dx[0, 0, 0], D, &dz[0, 0, 0], H, 1, &W[0, H], H + D, False,
-                T * B, D, H, False, threads, &work[0], NULL)
+            # The chunk's rows of the parameter and input gradients.
+            # dW_ax (H, D) += dz^T (H, rows) @ x[t0:t1] (rows, D)
+            product(&dW[0, H], H + D, &dz[0, 0, 0], 1, H, &x[t0, 0, 0], D, False,
+                    H, D, rows, True, threads, &work[0], NULL)
+            # dW_aa (H, H) += dz^T (H, rows) @ a[t0:t1] (rows, H)
+            product(&dW[0, 0], H + D, &dz[0, 0, 0], 1, H, &a[t0, 0, 0], H, False,
+                    H, H, rows, True, threads, &work[0], NULL)
+            # db (H,) += column sums of dz
+            dbp = &db[0]
+            for i in range(rows):
+                dzr = &dz[0, 0, 0] + i * H
+                for j in range(H):
+                    dbp[j] = dbp[j] + dzr[j]
+            # dx[t0:t1] (rows, D) = dz (rows, H) @ W_ax (H, D)
+            product(&dx[t0, 0, 0], D, &dz[0, 0, 0], H, 1, &W[0, H], H + D, False,
+                    rows, D, H, False, threads, &work[0], NULL)
+            t1 = t0
 
 
 # ------------------------------------------------------------ one token (generation)

@@ -217,7 +217,8 @@ def test_backward_scratch_kept_between_calls_and_shapes(cell, rng):
         lengths = random_lengths(T, B, rng)
         expected = run(ref, x, None, lengths, dy, None)
         got = run(fast, x, None, lengths, dy, None)
-        assert fast._workspaces[("backward", "dz")].shape[:2] == (T, B)
+        chunk = fast._kernels.dz_chunk_steps(T, B)
+        assert fast._workspaces[("backward", "dz")].shape[:2] == (chunk, B)
         for name, g, e in zip(["y", "final", "dx", "dstate0"], got[:4], expected[:4]):
             for gi, ei in zip(state_list(g), state_list(e)):
                 assert_close(gi, ei, np.float64, f"{cell} {name} T={T} B={B}")
@@ -226,14 +227,54 @@ def test_backward_scratch_kept_between_calls_and_shapes(cell, rng):
 
 
 @pytest.mark.parametrize("cell", CELL_IDS)
-def test_backward_scratch_of_the_wrong_shape_is_refused(cell, rng):
-    """The compiled kernels check the scratch they are given before writing into it."""
+@pytest.mark.parametrize("bad", ["batch", "width", "no steps", "more steps than T"])
+def test_backward_scratch_of_the_wrong_shape_is_refused(cell, bad, rng):
+    """The compiled kernels check the scratch they are given before writing into it:
+    (C, B, G*H) with 1 <= C <= T."""
     T, B, D, H = 3, 2, 4, 5
     layer = make_layer(cell, D, H, backend="cython")
     layer.forward(rng.standard_normal((T, B, D)))
-    good = layer._backward_scratch(T, B)["dz_work"]
-    bad = np.empty((T, B + 1, good.shape[2]))
-    layer._backward_scratch = lambda T, B: {"dz_work": bad}
-    want = r"dz_work: expected shape \(3, 2, \d+\), got \(3, 3, \d+\)"
+    n = layer._backward_scratch(T, B)["dz_work"].shape[2]
+    shape = {"batch": (T, B + 1, n), "width": (T, B, n + 1), "no steps": (0, B, n),
+             "more steps than T": (T + 1, B, n)}[bad]
+    layer._backward_scratch = lambda T, B: {"dz_work": np.empty(shape)}
+    want = (rf"dz_work: expected shape \(C, 2, {n}\) with 1 <= C <= 3, "
+            rf"got \({shape[0]}, {shape[1]}, {shape[2]}\)")
     with pytest.raises(ValueError, match=want):
         layer.backward(rng.standard_normal((T, B, H)))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_backward_in_chunks_of_any_length_matches_reference(cell, dtype, threads, rng):
+    """Backward runs its steps in chunks of C steps (the scratch's first dimension),
+    each followed by its rows of dW and dx: every C from one step to all of them, with
+    a partial last chunk and sequences ending inside chunks, on one thread and in the
+    steps' parallel region (B*H >= 2048), gives the reference's gradients."""
+    import seqcore
+    T, B, D, H = 7, 40, 6, 64
+    ref = make_layer(cell, D, H, num_layers=2, bidirectional=True, dtype=dtype,
+                     backend="numpy", seed=int(rng.integers(1000)))
+    fast = make_layer(cell, D, H, num_layers=2, bidirectional=True, dtype=dtype,
+                      backend="cython")
+    copy_params(fast, ref)
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    lengths = random_lengths(T, B, rng)
+    dy = rng.standard_normal((T, B, 2 * H)).astype(dtype)
+    expected = run(ref, x, None, lengths, dy, None)
+    n = fast._num_gates * H
+    old = seqcore.get_num_threads()
+    try:
+        seqcore.set_num_threads(threads)
+        for C in [1, 2, 3, T]:
+            scratch = np.full((C, B, n), np.nan, dtype)    # nothing read before written
+            fast._backward_scratch = lambda T, B: {"dz_work": scratch}
+            got = run(fast, x, None, lengths, dy, None)
+            for name, g, e in zip(["dx", "dstate0"], got[2:4], expected[2:4]):
+                for gi, ei in zip(state_list(g), state_list(e)):
+                    assert_close(gi, ei, dtype, f"{cell} {name} C={C}")
+            for k in expected[4]:
+                assert_close(got[4][k], expected[4][k], dtype, f"{cell} grads[{k}] C={C}")
+    finally:
+        seqcore.set_num_threads(old)
