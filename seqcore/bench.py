@@ -124,6 +124,18 @@ def _proc_status_kb(field):
     return None
 
 
+def _trim_heap():
+    """Return the C heap's free pages to the system (glibc's malloc_trim; elsewhere a
+    no-op), so that blocks freed before a measured call (by earlier cases, by the
+    warm-up) do not stay resident for the call's small allocations (PyTorch's
+    per-step tensors at small shapes) to reuse unseen."""
+    import ctypes
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class _Worker:
     """One side: builds the layer of a case, checks it, times it, measures its memory."""
 
@@ -369,12 +381,20 @@ class _Worker:
         layers keep forward's cache and backward's scratch) counts, and so does the
         peak of the call itself.
 
-        The parent starts memory workers with glibc's mmap threshold pinned
-        (MALLOC_MMAP_THRESHOLD_), so large buffers go back to the system when freed
-        and the resident size before the call holds no cached free memory.
+        A twin layer of the case runs one call first and is dropped, so that what a
+        library sets up once per process or per shape (thread pools, oneDNN's
+        primitives) is in place for every case alike; then the heap is trimmed
+        (_trim_heap). The parent starts memory workers with glibc's mmap threshold
+        pinned (MALLOC_MMAP_THRESHOLD_), so large buffers go back to the system when
+        freed. So the resident size before the first call holds no free memory that
+        the calls could reuse unseen.
         """
+        case = self.case
         self._state = None
+        self.run()                                          # the twin's warm-up call
+        self.cmd_setup({"case": case, "perturb": self.perturb})   # the fresh layer
         gc.collect()
+        _trim_heap()
         before = _proc_status_kb("VmRSS")
         self.run()
         gc.collect()
