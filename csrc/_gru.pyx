@@ -487,9 +487,6 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef Py_ssize_t t, t0, t1, i, j, rows
     cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
     cdef floating* dc                # (H,) dC/dc<T> of one sequence (into dc0)
-    cdef floating* dzr               # (3H,) one row of dz
-    cdef floating* dhc               # (H,) one row of dz_hc (reset after)
-    cdef floating* dbp
     cdef const floating* dyr
 
     dtype = np.float32 if floating is float else np.float64
@@ -591,17 +588,9 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                 product(&dW[2 * H, 0], LDW, &dz_hc[0, 0, 0], 1, H, &c[t0, 0, 0], H, False,
                         H, H, rows, True, threads, &work[0], NULL)
                 # db_cc (H,) += column sums of dz_hc
-                dbp = &db_cc[0]
-                for i in range(rows):
-                    dhc = &dz_hc[0, 0, 0] + i * H
-                    for j in range(H):
-                        dbp[j] = dbp[j] + dhc[j]
+                add_column_sums(&db_cc[0], &dz_hc[0, 0, 0], rows, H)
             # db (3H,) += column sums of dz
-            dbp = &db[0]
-            for i in range(rows):
-                dzr = &dz[0, 0, 0] + i * G3
-                for j in range(3 * H):
-                    dbp[j] = dbp[j] + dzr[j]
+            add_column_sums(&db[0], &dz[0, 0, 0], rows, G3)
             # dx[t0:t1] (rows, D) = dz (rows, 3H) @ W_x (3H, D): r, u and candidate all
             # contribute
             product(&dx[t0, 0, 0], D, &dz[0, 0, 0], G3, 1, &W[0, H], LDW, False,

@@ -236,13 +236,6 @@ cdef void backward_steps(floating* dz, floating* da, floating* dc, floating* tot
         barrier()
 
 
-cdef inline void accumulate(real_r out, real_r v, Py_ssize_t n) noexcept nogil:
-    """out (n) += v (n)"""
-    cdef Py_ssize_t j
-    for j in range(n):
-        out[j] += v[j]
-
-
 cdef inline void accumulate_prod(real_r out, real_r u, real_r v, Py_ssize_t n) noexcept nogil:
     """out (n) += u (n) * v (n)"""
     cdef Py_ssize_t j
@@ -419,9 +412,7 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
             product(&dx[t0, 0, 0], D, &dz[0, 0, 0], G, 1, &W[0, 0] + H, HD, False,
                     rows, D, G, False, threads, &work[0], NULL)
             # db += column sums of dz
-            for r in range(rows):
-                dz_r = &dz[0, 0, 0] + r * G
-                accumulate(&db[0], dz_r, G)
+            add_column_sums(&db[0], &dz[0, 0, 0], rows, G)
             if peephole:
                 # dp[0] += sum dz_u * c<t-1>, dp[1] += sum dz_f * c<t-1>,
                 # dp[2] += sum dz_o * c<t>

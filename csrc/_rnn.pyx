@@ -237,8 +237,6 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
     cdef Py_ssize_t t, t0, t1, i, j, rows
     cdef floating* da                # (H,) dC/da<t+1> of one sequence, running (in da0)
-    cdef floating* dzr               # (H,) dz of one row
-    cdef floating* dbp
     cdef const floating* dyr
 
     dtype = np.float32 if floating is float else np.float64
@@ -297,11 +295,7 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             product(&dW[0, 0], H + D, &dz[0, 0, 0], 1, H, &a[t0, 0, 0], H, False,
                     H, H, rows, True, threads, &work[0], NULL)
             # db (H,) += column sums of dz
-            dbp = &db[0]
-            for i in range(rows):
-                dzr = &dz[0, 0, 0] + i * H
-                for j in range(H):
-                    dbp[j] = dbp[j] + dzr[j]
+            add_column_sums(&db[0], &dz[0, 0, 0], rows, H)
             # dx[t0:t1] (rows, D) = dz (rows, H) @ W_ax (H, D)
             product(&dx[t0, 0, 0], D, &dz[0, 0, 0], H, 1, &W[0, H], H + D, False,
                     rows, D, H, False, threads, &work[0], NULL)

@@ -3,30 +3,44 @@
 # Backward runs its steps in chunks of time (from the last): the steps of a chunk fill
 # dz, dC/d(pre-activations), for the chunk's rows, and the products dW += dz^T [a, x]
 # and dx = dz W_x of those rows follow before the next chunk. So dz holds one chunk,
-# about CHUNK_ROWS rows, not all T*B: the medium LSTM's 52 MB became 4 MB. The
-# products pack their operands CHUNK_ROWS rows at a time anyway (_packed.pxd), so they
-# run as fast on chunks as on all rows at once.
+# not all T*B rows: the medium LSTM's 52 MB became 4 MB. A chunk has CHUNK_ROWS rows,
+# or more when they hold fewer than CHUNK_VALUES values: the products pack their
+# operands CHUNK_ROWS rows at a time anyway, so they run as fast on chunks as on all
+# rows at once, and small layers run in one chunk (no extra parallel regions).
 
 cdef enum:
     CHUNK_ROWS = 512
+    CHUNK_VALUES = 1 << 20
 
 
-def dz_chunk_steps(Py_ssize_t T, Py_ssize_t B):
-    """The steps of one chunk of backward for T steps of B rows: CHUNK_ROWS rows, at
-    least one step, at most T."""
-    return max(1, min(T, CHUNK_ROWS // max(B, 1)))
+def dz_chunk_steps(Py_ssize_t T, Py_ssize_t B, Py_ssize_t n):
+    """The steps of one chunk of backward for T steps of B rows of n gate values:
+    max(CHUNK_ROWS, CHUNK_VALUES / n) rows, at least one step, at most T."""
+    cdef Py_ssize_t rows = max(<Py_ssize_t>CHUNK_ROWS, CHUNK_VALUES // max(n, 1))
+    return max(1, min(T, rows // max(B, 1)))
 
 
 cdef object dz_scratch(object dz_work, Py_ssize_t T, Py_ssize_t B, Py_ssize_t n, object dtype):
     """dz for chunks of C steps, (C, B, n): the caller's scratch when given (C is its
-    first dimension, 1 <= C <= T), else a fresh array of dz_chunk_steps(T, B) steps.
+    first dimension, 1 <= C <= T), else a fresh array of dz_chunk_steps(T, B, n) steps.
     The layers keep one between calls: a fresh array on every call costs page faults,
     and after an idle second on a VM whose host reclaims freed memory, 3-20x more
     (60 MB: 7-9 ms, then 28-177 ms)."""
     if dz_work is None:
-        return np.empty((dz_chunk_steps(T, B), B, n), dtype)
+        return np.empty((dz_chunk_steps(T, B, n), B, n), dtype)
     got = tuple(dz_work.shape[:3])
     if got[1:] != (B, n) or not 1 <= got[0] <= T:
         raise ValueError(f"dz_work: expected shape (C, {B}, {n}) with 1 <= C <= {T}, "
                          f"got {got}")
     return dz_work
+
+
+cdef void add_column_sums(floating* out, const floating* dz, Py_ssize_t rows,
+                          Py_ssize_t n) noexcept nogil:
+    """out (n) += the column sums of dz (rows, n): a bias's gradient over a chunk."""
+    cdef Py_ssize_t r, j
+    cdef const floating* row
+    for r in range(rows):
+        row = dz + r * n
+        for j in range(n):
+            out[j] += row[j]

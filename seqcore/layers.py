@@ -185,14 +185,16 @@ class _Recurrent:
     def _backward_scratch(self, T, B):
         """Keyword arguments of the compiled backward kernels: the (C, B, G*H) array
         dz_work they fill with dC/d(pre-activations) of a chunk of C steps (backward
-        runs in chunks of about 512 rows, each followed by its rows of dW and dx), kept
+        runs in chunks of 512 rows or a million values, each followed by its rows of
+        dW and dx), kept
         like forward's cache and shared by all layers and directions (backward runs
         them one after another). A fresh one per call cost page faults, and on a VM
         whose host reclaims freed memory after an idle second, a medium LSTM backward
         took 15-25% longer. The reference kernels take no scratch."""
         if self.backend != "cython":
             return {}
-        shape = (self._kernels.dz_chunk_steps(T, B), B, self._num_gates * self.hidden_size)
+        n = self._num_gates * self.hidden_size
+        shape = (self._kernels.dz_chunk_steps(T, B, n), B, n)
         return {"dz_work": self._workspace("backward", "dz", shape)}
 
     def _make_stepper(self):

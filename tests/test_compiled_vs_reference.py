@@ -217,7 +217,7 @@ def test_backward_scratch_kept_between_calls_and_shapes(cell, rng):
         lengths = random_lengths(T, B, rng)
         expected = run(ref, x, None, lengths, dy, None)
         got = run(fast, x, None, lengths, dy, None)
-        chunk = fast._kernels.dz_chunk_steps(T, B)
+        chunk = fast._kernels.dz_chunk_steps(T, B, fast._num_gates * H)
         assert fast._workspaces[("backward", "dz")].shape[:2] == (chunk, B)
         for name, g, e in zip(["y", "final", "dx", "dstate0"], got[:4], expected[:4]):
             for gi, ei in zip(state_list(g), state_list(e)):
@@ -242,6 +242,20 @@ def test_backward_scratch_of_the_wrong_shape_is_refused(cell, bad, rng):
             rf"got \({shape[0]}, {shape[1]}, {shape[2]}\)")
     with pytest.raises(ValueError, match=want):
         layer.backward(rng.standard_normal((T, B, H)))
+
+
+@pytest.mark.parametrize("module", ["_rnn", "_gru", "_lstm"])
+def test_backward_chunks_hold_512_rows_or_a_million_values(module):
+    """dz_chunk_steps(T, B, n): steps of max(512, 2**20 / n) rows, at least one step,
+    at most T: the medium LSTM (n = 2048) in chunks of 8 steps, small layers whole."""
+    import importlib
+    steps = importlib.import_module(f"seqcore.{module}").dz_chunk_steps
+    assert steps(100, 64, 4 * 512) == 8        # medium LSTM: 512 rows
+    assert steps(100, 64, 512) == 32           # medium RNN: 2048 rows of 512 values
+    assert steps(50, 64, 4 * 1024) == 8        # large LSTM: 512 rows (a larger n, same rows)
+    assert steps(64, 32, 4 * 128) == 64        # small LSTM: 2048 rows > T*B, one chunk
+    assert steps(256, 1, 3 * 256) == 256       # stream: capped at T
+    assert steps(5, 1000, 4096) == 1           # B > 512 rows: one step
 
 
 @pytest.mark.parametrize("threads", [1, 2])
