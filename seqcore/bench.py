@@ -42,6 +42,7 @@ SAMPLE = 256             # entries of each output compared across sides
 STEP_TOKENS = 32         # tokens per timed call of the one-step op
 TOLERANCE = {"float32": 2e-3, "float64": 1e-9}   # max |a - b| / max |b| over the sample
 SIDES = ("seqcore", "reference", "torch")
+SHORT = {"seqcore": "sc", "reference": "ref", "torch": "torch"}   # column names
 BUSY = 0.05              # flag a row when other processes used this share of the CPUs
 
 # name: B, T, D, H, dtype, L, bidirectional. "step" is token-by-token generation:
@@ -498,6 +499,18 @@ def compare(out, ref, dtype):
     return errs
 
 
+def paired_ratio(a, b):
+    """Median over rounds of a's time over b's time in the same round.
+
+    Each round times the sides back to back, so a slowdown of the machine that lasts a
+    round or longer (this shared host's are seconds to minutes long) scales both times
+    of a pair and cancels in its ratio; the median then drops the rounds in which it
+    struck one side only. Pairs are taken while both sides ran: the reference may run
+    fewer rounds than the others, always the first ones."""
+    pairs = [x / y for x, y in zip(a, b)]
+    return statistics.median(pairs) if pairs else None
+
+
 def _lib_owner(path):
     """Which package shipped a BLAS (the reference and the gemm rate use NumPy's)."""
     for owner in ("scipy", "numpy", "torch"):
@@ -686,8 +699,8 @@ class Bench:
         sys.stdout.flush()
 
     def _run_case(self, case, sides, workers, memw, gemm):
-        r = dict(case, times={}, median_s={}, status={}, agreement={}, peak_bytes={},
-                 mismatch=[])
+        r = dict(case, times={}, round_medians={}, median_s={}, status={}, agreement={},
+                 peak_bytes={}, mismatch=[])
         dtype = case["dtype"]
         # 1. Build and check: every side once on the fixed input.
         checks, warm = {}, {}
@@ -736,6 +749,7 @@ class Bench:
             plan[s] = (rounds, reps)
             r["status"][s] = "ok"
             r["times"][s] = []
+            r["round_medians"][s] = []
         pids = [os.getpid()] + [w.proc.pid for w in workers.values()]
         ticks0 = _cpu_ticks(pids)
         for k in range(self.rounds):
@@ -744,7 +758,9 @@ class Bench:
                 rounds, reps = plan[s]
                 if k >= rounds:
                     continue
-                r["times"][s] += workers[s].call("time", reps=reps)["times"]
+                times = workers[s].call("time", reps=reps)["times"]
+                r["times"][s] += times
+                r["round_medians"][s].append(statistics.median(times))
                 time.sleep(self.settle)   # let its idle BLAS/OpenMP threads go to sleep
                 _wait_idle(workers[s].proc.pid)
         # CPU used by other processes while this case was timed: the timings of a case
@@ -752,12 +768,13 @@ class Bench:
         r["foreign_load"] = _foreign_load(ticks0, _cpu_ticks(pids))
         for s, t in r["times"].items():
             r["median_s"][s] = statistics.median(t)
-        # 3. Ratios (time of seqcore / time of the other: < 1 means seqcore is faster).
-        sc = r["median_s"].get("seqcore")
-        r["ratio_torch"] = (sc / r["median_s"]["torch"]
-                            if sc and r["median_s"].get("torch") else None)
-        r["ratio_reference"] = (sc / r["median_s"]["reference"]
-                                if sc and r["median_s"].get("reference") else None)
+        # 3. Ratios (time of seqcore / time of the other: < 1 means seqcore is faster),
+        # paired by round; the ratio of the overall medians is kept for comparison.
+        rm, med = r["round_medians"], r["median_s"]
+        for other, key in (("torch", "ratio_torch"), ("reference", "ratio_reference")):
+            both = "seqcore" in med and other in med
+            r[key] = paired_ratio(rm["seqcore"], rm[other]) if both else None
+            r[key + "_of_medians"] = med["seqcore"] / med[other] if both else None
         r["gflops"] = {s: case["flops"] / m / 1e9 for s, m in r["median_s"].items()}
         # 4. Peak memory of forward+backward, in the memory workers.
         if case["op"] == "fwd+bwd":
@@ -776,7 +793,8 @@ class Bench:
     def table(self, results, sides):
         head = ["config", "cell", "op"] + [s for s in sides] + \
                (["sc/torch"] if "torch" in sides else []) + \
-               (["sc/ref"] if "reference" in sides else []) + ["GFLOP/s", "%gemm"]
+               (["sc/ref"] if "reference" in sides else []) + ["GFLOP/s", "%gemm"] + \
+               [f"%gemm {SHORT[s]}" for s in sides if s != "seqcore"]
         mem_sides = [s for s in sides if s != "reference"]
         if not self.args.no_memory:
             head += [f"mem {s}" for s in mem_sides]
@@ -798,6 +816,8 @@ class Bench:
             main = "seqcore" if "seqcore" in r["gflops"] else next(iter(r["gflops"]), None)
             row.append(f"{r['gflops'][main]:.1f}" if main else "-")
             row.append(f"{r['pct_gemm'][main]:.0f}%" if main else "-")
+            row += [f"{r['pct_gemm'][s]:.0f}%" if s in r["pct_gemm"] else "-"
+                    for s in sides if s != "seqcore"]
             if not self.args.no_memory:
                 row += [fmt_mem(r["peak_bytes"].get(s)) if r["op"] == "fwd+bwd" else ""
                         for s in mem_sides]
@@ -810,13 +830,15 @@ class Bench:
         out = ["", line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
         out.append("")
         out.append("medians per call (per token for op=step). sc/torch, sc/ref: time of seqcore "
-                   "over time of the other side (< 1: seqcore is faster; 0.50 = 2x faster); "
-                   "~ marks PyTorch's closest cell (gru: reset-after GRU; lstm-peep: LSTM "
-                   "without peepholes). GFLOP/s and %gemm: seqcore's GEMM FLOPs over its median, "
-                   "against this run's sgemm/dgemm rate. mem: peak RSS of a second "
+                   "over time of the other side (< 1: seqcore is faster; 0.50 = 2x faster), the "
+                   "median over rounds of the ratio within a round; ~ marks PyTorch's closest "
+                   "cell (gru: reset-after GRU; lstm-peep: LSTM without peepholes). GFLOP/s and "
+                   "%gemm: seqcore's GEMM FLOPs over its median, against this run's sgemm/dgemm "
+                   "rate; %gemm ref and %gemm torch: the same FLOPs over that side's median (a "
+                   "side at 50% or more leaves no room for a 2x lead). mem: peak RSS of a second "
                    "forward+backward on a fresh layer above the RSS before the first (memory "
-                   "kept between calls counts). busy: CPU share used by other processes while the row "
-                   f"was timed, shown from {100 * BUSY:.0f}% (those timings are unreliable).")
+                   "kept between calls counts). busy: CPU share used by other processes while the "
+                   f"row was timed, shown from {100 * BUSY:.0f}% (those timings are unreliable).")
         return "\n".join(out)
 
 

@@ -5,6 +5,7 @@ Not a timed test: a tiny configuration, one round; what is checked is the machin
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -39,6 +40,19 @@ def test_gemm_flops_formula():
         2 * (2 * 3 * 2 * 4 * 7 * (14 + 7))
 
 
+def test_ratios_are_paired_by_round():
+    # A slowdown striking round 2 for both sides, then one striking torch's turn only:
+    # the ratio of the overall medians reads 1.5, the paired ratio the true 0.5.
+    sc, torch = [1.0, 3.0, 3.0, 1.0, 1.0], [2.0, 2.0, 6.0, 2.0, 2.0]
+    assert bench.paired_ratio(sc, torch) == pytest.approx(0.5)
+    sc, torch = [1.0, 3.0, 3.0], [2.0, 2.0, 6.0]
+    assert statistics.median(sc) / statistics.median(torch) == pytest.approx(1.5)
+    assert bench.paired_ratio(sc, torch) == pytest.approx(0.5)
+    # The reference runs the first rounds only: pairs are taken while both ran.
+    assert bench.paired_ratio([1.0, 1.0, 9.0, 9.0], [4.0, 4.0]) == pytest.approx(0.25)
+    assert bench.paired_ratio([1.0], []) is None
+
+
 def test_every_configuration_of_the_issue_is_there():
     cases = bench.make_cases(list(bench.CONFIGS), list(bench.CELLS))
     names = {(c["config"], c["cell"], c["op"]) for c in cases}
@@ -53,6 +67,7 @@ def test_runs_and_writes_json(tmp_path):
     proc, doc = run_bench(tmp_path, "--sides", sides, "--cells", "lstm,gru")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "sc/ref" in proc.stdout and "machine:  sgemm" in proc.stdout
+    assert "%gemm ref" in proc.stdout and ("%gemm torch" in proc.stdout) == HAS_TORCH
     meta = doc["meta"]
     assert meta["gemm"]["sgemm"] > 0 and meta["gemm"]["dgemm"] > 0
     assert meta["threads"] >= 1 and set(meta["workers"]) == set(sides.split(","))
@@ -65,6 +80,12 @@ def test_runs_and_writes_json(tmp_path):
             assert r["median_s"][s] > 0 and len(r["times"][s]) >= 1
         assert r["agreement"]["seqcore"]["y"] < 1e-4
         assert r["ratio_reference"] > 0 and r["gflops"]["seqcore"] > 0
+        for s in sides.split(","):
+            assert len(r["round_medians"][s]) == 1
+            assert r["pct_gemm"][s] == pytest.approx(
+                100 * r["gflops"][s] / meta["gemm"]["sgemm"])
+        # one round: the paired ratio is the ratio of the round's medians
+        assert r["ratio_reference"] == pytest.approx(r["ratio_reference_of_medians"])
         assert r["foreign_load"] is None or 0 <= r["foreign_load"] <= 1
         if r["op"] == "fwd+bwd":
             assert set(r["agreement"]["seqcore"]) == {"y", "dx", "dW"}
