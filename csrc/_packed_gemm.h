@@ -130,7 +130,13 @@ SC_DEFINE_PACK_A(double, d)
 /* ------------------------------------------------------------- micro-kernel */
 
 /* C[0:MR, 0:width] (+)= A[0:MR, 0:k] @ panel (k, NR). MR is a compile-time constant
- * in every call (see the switch below), so the accumulators live in registers. */
+ * in every call (see the switch below), so the accumulators live in registers.
+ * The block of C is prefetched (for writing) before the k loop: the input projection
+ * writes a C far larger than the caches (T*B rows, 52 MB for the medium LSTM), and
+ * each step adds into its rows of it, so every block would otherwise wait for its
+ * lines at the end, rows ldc apart where the hardware prefetcher does not follow.
+ * One thread's share of the medium input projection (6400 x 1024 x 256) went from
+ * 86-92 to 97-99 GFLOP/s; medium LSTM forward -5%, RNN -4%, others -1 to -3%. */
 #define SC_DEFINE_KERNEL(T, V, VU, NR, SUFFIX)                                       \
 static inline __attribute__((always_inline)) void                                   \
 sc_kernel_##SUFFIX(const int MR, T *C, size_t ldc, const T *A, size_t rs, size_t cs,\
@@ -138,6 +144,10 @@ sc_kernel_##SUFFIX(const int MR, T *C, size_t ldc, const T *A, size_t rs, size_t
 {                                                                                   \
     V c0[SC_MR], c1[SC_MR];                                                         \
     for (int i = 0; i < MR; i++) { c0[i] = (V){0}; c1[i] = (V){0}; }                \
+    for (int i = 0; i < MR; i++) {   /* C's lines, fetched while the k loop runs */  \
+        __builtin_prefetch(C + i * ldc, 1, 3);                                      \
+        __builtin_prefetch(C + i * ldc + NR - 1, 1, 3);                             \
+    }                                                                               \
     for (size_t kk = 0; kk < k; kk++) {                                             \
         V b0 = *(const VU *)(panel + kk * NR);                                       \
         V b1 = *(const VU *)(panel + kk * NR + NR / 2);                              \
