@@ -24,6 +24,15 @@ CONFIGS = [
 ]
 
 
+def twin_layers(cell, D, H, dtype, rng, **kwargs):
+    """A reference layer with random parameters, and a compiled one with the same."""
+    ref = make_layer(cell, D, H, dtype=dtype, backend="numpy",
+                     seed=int(rng.integers(1000)), **kwargs)
+    fast = make_layer(cell, D, H, dtype=dtype, backend="cython", **kwargs)
+    copy_params(fast, ref)
+    return ref, fast
+
+
 def run(layer, x, state, lengths, dy, dfinal):
     layer.zero_grad()
     y, final = layer.forward(x, state, lengths)
@@ -37,11 +46,8 @@ def run(layer, x, state, lengths, dy, dfinal):
     *c[:5], "bi" if c[5] else "", "len" if c[6] else "", "bf" if c[7] else ""))
 def test_cython_matches_reference(cell, dtype, config, rng):
     T, B, D, H, L, bi, use_lengths, bf = config
-    ref = make_layer(cell, D, H, num_layers=L, bidirectional=bi, batch_first=bf,
-                     dtype=dtype, backend="numpy", seed=int(rng.integers(1000)))
-    fast = make_layer(cell, D, H, num_layers=L, bidirectional=bi, batch_first=bf,
-                      dtype=dtype, backend="cython")
-    copy_params(fast, ref)
+    ref, fast = twin_layers(cell, D, H, dtype, rng, num_layers=L, bidirectional=bi,
+                            batch_first=bf)
     x = rng.standard_normal((B, T, D) if bf else (T, B, D)).astype(dtype)
     state = random_state(ref, B, rng)
     lengths = random_lengths(T, B, rng) if use_lengths else None
@@ -179,9 +185,7 @@ def test_long_rows_packed_match_reference(cell, dtype, threads, rng):
     block."""
     import seqcore
     T, B, D, H = 3, 70, 1024, 1024
-    ref = make_layer(cell, D, H, dtype=dtype, backend="numpy", seed=int(rng.integers(1000)))
-    fast = make_layer(cell, D, H, dtype=dtype, backend="cython")
-    copy_params(fast, ref)
+    ref, fast = twin_layers(cell, D, H, dtype, rng)
     x = rng.standard_normal((T, B, D)).astype(dtype)
     state = random_state(ref, B, rng)
     dy = rng.standard_normal((T, B, H)).astype(dtype)
@@ -212,11 +216,7 @@ def test_one_long_sequence_in_one_region_matches_reference(cell, dtype, rng):
     (threads split the products' columns, never a sum)."""
     import seqcore
     T, B, D, H = 9, 1, 5, 384
-    ref = make_layer(cell, D, H, num_layers=2, bidirectional=True, dtype=dtype,
-                     backend="numpy", seed=int(rng.integers(1000)))
-    fast = make_layer(cell, D, H, num_layers=2, bidirectional=True, dtype=dtype,
-                      backend="cython")
-    copy_params(fast, ref)
+    ref, fast = twin_layers(cell, D, H, dtype, rng, num_layers=2, bidirectional=True)
     x = rng.standard_normal((T, B, D)).astype(dtype)
     state = random_state(ref, B, rng)
     dy = rng.standard_normal((T, B, 2 * H)).astype(dtype)
@@ -310,11 +310,7 @@ def test_backward_in_chunks_of_any_length_matches_reference(cell, dtype, threads
     steps' parallel region (B*H >= 2048), gives the reference's gradients."""
     import seqcore
     T, B, D, H = 7, 40, 6, 64
-    ref = make_layer(cell, D, H, num_layers=2, bidirectional=True, dtype=dtype,
-                     backend="numpy", seed=int(rng.integers(1000)))
-    fast = make_layer(cell, D, H, num_layers=2, bidirectional=True, dtype=dtype,
-                      backend="cython")
-    copy_params(fast, ref)
+    ref, fast = twin_layers(cell, D, H, dtype, rng, num_layers=2, bidirectional=True)
     x = rng.standard_normal((T, B, D)).astype(dtype)
     lengths = random_lengths(T, B, rng)
     dy = rng.standard_normal((T, B, 2 * H)).astype(dtype)
