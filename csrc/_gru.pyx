@@ -273,7 +273,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     cdef floating* P1 = &P[0]
     cdef floating* P2 = &P[0] + len1 if not reset_after else NULL
     # threads of the steps' one parallel region (or 1: step by step)
-    cdef Py_ssize_t nt = step_region_threads(threads, B, H, 3)
+    cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 3)
 
     with nogil:
         pack(P1, &W[0, 0], LDW, True, n1, H, threads)
@@ -522,7 +522,7 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef floating[::1] Q = np.empty(len1 + len2 if packed else 1, dtype=dtype)
     cdef floating* Q1 = &Q[0] if packed else NULL
     cdef floating* Q2 = &Q[0] + len1 if packed and not reset_after else NULL
-    cdef Py_ssize_t nt = step_region_threads(threads, B, H, 3)
+    cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 3)
 
     with nogil:
         if packed:

@@ -293,7 +293,7 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     cdef floating[::1] work = np.empty(
         product_work_len(<floating*>NULL, 4 * H, D, True, threads), dtype)
     # threads of the steps' one parallel region (or 1: step by step)
-    cdef Py_ssize_t nt = step_region_threads(threads, B, H, 4)
+    cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 4)
     # W[:, :H]^T packed once for the per-step products
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, G, H), dtype)
     cdef floating* Pp = &P[0]
@@ -352,10 +352,10 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     # dz: dC/d(pre-activations) of the steps of one chunk (see _scratch.pxi)
     cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, G, dtype)
     cdef Py_ssize_t C = dz.shape[0]
-    # threads of the steps' one parallel region (or 1: step by step; B = 1 then, so a
-    # single step of a single row, whose Pp is NULL, never takes the region)
+    # threads of the steps' one parallel region (or 1: step by step; always for a
+    # single step of a single row, whose Pp is NULL)
     cdef int threads = _threads
-    cdef Py_ssize_t nt = step_region_threads(threads, B, H, 4)
+    cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 4)
     cdef floating[:, :, ::1] tot = np.empty((nt, 2, H), dtype=dtype)  # total da, dc of a row
     cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)     # p without peepholes
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]

@@ -223,8 +223,8 @@ cdef inline Py_ssize_t unit_split(const floating* P, Py_ssize_t H, Py_ssize_t q,
     return u if u < H else H
 
 
-cdef inline Py_ssize_t step_region_threads(int threads, Py_ssize_t B, Py_ssize_t H,
-                                           Py_ssize_t G) noexcept nogil:
+cdef inline Py_ssize_t step_region_threads(int threads, Py_ssize_t T, Py_ssize_t B,
+                                           Py_ssize_t H, Py_ssize_t G) noexcept nogil:
     """Threads of a forward or backward loop's one parallel region (the steps' products
     and gate passes, a barrier after each phase), for G gate blocks of H units: all of
     them from 2 Ki units per step, else 1 (the loop then runs step by step, each
@@ -236,8 +236,11 @@ cdef inline Py_ssize_t step_region_threads(int threads, Py_ssize_t B, Py_ssize_t
     wake a second thread (useful_threads of one row: from 128 Ki recurrent weights),
     instead of starting a region per product: stream (T = 256, H = 256) forward LSTM
     -7%, GRU -8 to -12%, forward+backward LSTM -2%, GRU -8 to -12%. The gate pass of
-    the one row stays on thread 0."""
+    the one row stays on thread 0. A single step of a single sequence (T = B = 1,
+    generation) never does: its kernels read the rows of W, not packed panels."""
     if B == 1:
+        if T == 1:
+            return 1
         return useful_threads(threads, 1, <size_t>(G * H), <size_t>H, <size_t>threads)
     return threads if B * H >= 2048 else 1
 

@@ -130,7 +130,7 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H), dtype)
     cdef floating* Pp = &P[0]
     # threads of the steps' one parallel region (or 1: step by step)
-    cdef Py_ssize_t nt = step_region_threads(threads, B, H, 1)
+    cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 1)
 
     with nogil:
         pack(Pp, &W[0, 0], H + D, True, H, H, threads)
@@ -256,7 +256,7 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef bint packed = not (T == 1 and B == 1)                                         # W_aa packed
     cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, H) if packed else 1, dtype)
     cdef floating* Pp = &P[0] if packed else NULL
-    cdef Py_ssize_t nt = step_region_threads(threads, B, H, 1)
+    cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 1)
 
     with nogil:
         if packed:
