@@ -186,11 +186,11 @@ class _Recurrent:
         """Keyword arguments of the compiled backward kernels: the (C, B, G*H) array
         dz_work they fill with dC/d(pre-activations) of a chunk of C steps (backward
         runs in chunks of 512 rows or a million values, each followed by its rows of
-        dW and dx), kept
-        like forward's cache and shared by all layers and directions (backward runs
-        them one after another). A fresh one per call cost page faults, and on a VM
-        whose host reclaims freed memory after an idle second, a medium LSTM backward
-        took 15-25% longer. The reference kernels take no scratch."""
+        dW and dx), kept like forward's cache and shared by all layers and directions
+        (backward runs them one after another). A fresh one per call cost page
+        faults, and on a VM whose host reclaims freed memory after an idle second, a
+        medium LSTM backward took 15-25% longer. The reference kernels take no
+        scratch."""
         if self.backend != "cython":
             return {}
         n = self._num_gates * self.hidden_size
