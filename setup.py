@@ -1,23 +1,45 @@
-"""Build script for seqcore's compiled core: one extension module per cell in csrc/."""
+"""Build script for seqcore's compiled core: each cell's module in csrc/, once per kernel path.
+
+One build runs on every x86-64 CPU. Each cell module (csrc/_rnn.pyx, _gru.pyx,
+_lstm.pyx) is compiled once per kernel path, as seqcore._{cell}_{path}, with that
+path's instruction-set flags and block sizes (csrc/_paths.h); seqcore._cpu, built
+for the baseline, tells at import which paths the CPU can run (seqcore/_dispatch.py).
+Nothing else is compiled for more than the baseline, so the import itself never
+executes an instruction the CPU lacks. Other architectures get the generic path only.
+"""
 import os
+import platform
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 # SEQCORE_DEBUG=1 turns bounds checking back on in every kernel (slow; for hunting bugs).
 DEBUG = os.environ.get("SEQCORE_DEBUG", "0") == "1"
-# The core is built on the machine that runs it, so by default it may use every
-# instruction the CPU has (AVX2/AVX-512 for the gate math). SEQCORE_MARCH=x86-64-v2
-# (or any -march value) builds a portable binary instead.
-MARCH = os.environ.get("SEQCORE_MARCH", "native")
+# SEQCORE_MARCH=native (or any -march value) builds for one kind of CPU only: every
+# module, the generic path included, may then use all that CPU has. Off by default.
+MARCH = os.environ.get("SEQCORE_MARCH", "")
 # Developers may build a subset while working on one kernel: SEQCORE_CELLS=lstm.
 CELLS = os.environ.get("SEQCORE_CELLS", "rnn,gru,lstm").split(",")
 
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+# path: (its -m flags, the macro that selects its table in csrc/_paths.h)
+PATHS = {
+    "avx512": (["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"],
+               "SC_PATH_AVX512"),
+    "avx2": (["-mavx2", "-mfma"], "SC_PATH_AVX2"),
+    "generic": ([], None),
+}
+if not X86_64:
+    PATHS = {"generic": PATHS["generic"]}
+
 # OpenMP: the per-step products split their columns between the core's threads.
-compile_args = ["-O3", f"-march={MARCH}", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
+base_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
+if MARCH:
+    base_args.append(f"-march={MARCH}")
 if DEBUG:
-    compile_args = ["-O0", "-g", "-fopenmp"]
+    base_args = ["-O0", "-g", "-fopenmp"]
 
 directives = {
     "language_level": 3,
@@ -28,22 +50,56 @@ directives = {
     "nonecheck": False,
 }
 
-extensions = [
-    Extension(
-        f"seqcore._{cell}",
-        [f"csrc/_{cell}.pyx"],
+# Cython names a module after its .pyx file, so each (cell, path) gets a one-line
+# source, build/pyx/_{cell}_{path}.pyx, that includes the cell's real source.
+STUBS = os.path.join("build", "pyx")
+
+
+def path_source(cell, path):
+    os.makedirs(STUBS, exist_ok=True)
+    stub = os.path.join(STUBS, f"_{cell}_{path}.pyx")
+    text = f'# csrc/_{cell}.pyx for the {path} kernel path (written by setup.py)\ninclude "_{cell}.pyx"\n'
+    if not os.path.exists(stub) or open(stub).read() != text:   # keep its mtime otherwise
+        with open(stub, "w") as f:
+            f.write(text)
+    return stub
+
+
+def cell_extension(cell, path):
+    flags, macro = PATHS[path]
+    return Extension(
+        f"seqcore._{cell}_{path}",
+        [path_source(cell, path)],
         include_dirs=["csrc", numpy.get_include()],   # NumPy's C API: the one-token path
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=compile_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+                      + ([(macro, "1")] if macro else []),
+        extra_compile_args=base_args + flags,
         extra_link_args=["-fopenmp"],
     )
-    for cell in CELLS
-] + [
+
+
+extensions = [cell_extension(cell, path) for cell in CELLS for path in PATHS] + [
     # the argument checks that are faster compiled (seqcore/_validation.py)
     Extension("seqcore._checks", ["csrc/_checks.pyx"], include_dirs=["csrc"],
-              extra_compile_args=compile_args),
+              extra_compile_args=base_args),
+    # which kernel paths this CPU can run (seqcore/_dispatch.py)
+    Extension("seqcore._cpu", ["csrc/_cpu.pyx"], include_dirs=["csrc"],
+              extra_compile_args=base_args),
 ]
 
+
+class ParallelBuildExt(build_ext):
+    """Compiles the extension modules side by side, one per core (`pip install .`
+    has no option for it): the nine kernel modules are most of the build's time."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["csrc"]),
+    ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["csrc"],
+                          nthreads=os.cpu_count() or 1),
+    cmdclass={"build_ext": ParallelBuildExt},
 )

@@ -15,8 +15,9 @@
  * stored as ceil(n / NR) panels of (k, NR) values, zero-padded past n.
  *
  * The micro-kernel keeps an MR x NR block of C in vector registers (GCC vector
- * extensions: AVX-512, AVX2 or SSE, whatever -march allows) and, for each of the k
- * steps, loads one row of a panel and broadcasts one value of A per row.
+ * extensions of the path's width: see _paths.h for MR and NR per instruction set)
+ * and, for each of the k steps, loads one row of a panel and broadcasts one value
+ * of A per row.
  * sc_packed_gemm(..., j0, j1) computes panels [j0, j1) only, so threads can
  * split the columns between them.
  *
@@ -32,16 +33,12 @@
 #include <stddef.h>
 #include <string.h>
 
-#define SC_MR 12             /* rows of C per micro-kernel call */
-#define SC_NR_F 32           /* columns of a float panel (2 vectors of 16) */
-#define SC_NR_D 16           /* columns of a double panel (2 vectors of 8) */
-#define SC_ROWS_F 16         /* rows per block of sc_rowdot_f (a vector's lanes) */
-#define SC_ROWS_D 8          /* rows per block of sc_rowdot_d */
+#include "_paths.h"   /* SC_MR, SC_NR_F/D, SC_ROWS_F/D, SC_VEC_BYTES of this path */
 
-typedef float sc_vf __attribute__((vector_size(64)));
-typedef float sc_vf_u __attribute__((vector_size(64), aligned(4)));
-typedef double sc_vd __attribute__((vector_size(64)));
-typedef double sc_vd_u __attribute__((vector_size(64), aligned(8)));
+typedef float sc_vf __attribute__((vector_size(SC_VEC_BYTES)));
+typedef float sc_vf_u __attribute__((vector_size(SC_VEC_BYTES), aligned(4)));
+typedef double sc_vd __attribute__((vector_size(SC_VEC_BYTES)));
+typedef double sc_vd_u __attribute__((vector_size(SC_VEC_BYTES), aligned(8)));
 
 static inline size_t sc_panels(size_t n, size_t nr) { return (n + nr - 1) / nr; }
 
@@ -216,21 +213,29 @@ static inline void sc_packed_gemm_##SUFFIX(T *C, size_t ldc, const T *A, size_t 
     }                                                                               \
 }
 
-/* The last m % MR rows, each count with its own compile-time MR. */
-#define SC_TAIL(SUFFIX, r, ...)                                                     \
-    switch (r) {                                                                    \
-    case 0: break;                                                                  \
-    case 1: sc_kernel_##SUFFIX(1, __VA_ARGS__); break;                              \
-    case 2: sc_kernel_##SUFFIX(2, __VA_ARGS__); break;                              \
-    case 3: sc_kernel_##SUFFIX(3, __VA_ARGS__); break;                              \
-    case 4: sc_kernel_##SUFFIX(4, __VA_ARGS__); break;                              \
-    case 5: sc_kernel_##SUFFIX(5, __VA_ARGS__); break;                              \
-    case 6: sc_kernel_##SUFFIX(6, __VA_ARGS__); break;                              \
-    case 7: sc_kernel_##SUFFIX(7, __VA_ARGS__); break;                              \
-    case 8: sc_kernel_##SUFFIX(8, __VA_ARGS__); break;                              \
-    case 9: sc_kernel_##SUFFIX(9, __VA_ARGS__); break;                              \
-    case 10: sc_kernel_##SUFFIX(10, __VA_ARGS__); break;                            \
-    default: sc_kernel_##SUFFIX(11, __VA_ARGS__); break;                            \
+/* The last r < MR rows (r < 16) as blocks of 8, 4, 2 and 1 rows, each a kernel with
+ * a compile-time MR: four instances serve every path's MR instead of one per count. */
+#define SC_TAIL(SUFFIX, r, C, ldc, A, rs, ...)                                       \
+    {                                                                               \
+        size_t left_ = (r), done_ = 0;                                              \
+        if (SC_MR > 8 && (left_ & 8)) {                                             \
+            sc_kernel_##SUFFIX(8, (C) + done_ * (ldc), ldc, (A) + done_ * (rs), rs, \
+                               __VA_ARGS__);                                        \
+            done_ += 8;                                                             \
+        }                                                                           \
+        if (SC_MR > 4 && (left_ & 4)) {                                             \
+            sc_kernel_##SUFFIX(4, (C) + done_ * (ldc), ldc, (A) + done_ * (rs), rs, \
+                               __VA_ARGS__);                                        \
+            done_ += 4;                                                             \
+        }                                                                           \
+        if (left_ & 2) {                                                            \
+            sc_kernel_##SUFFIX(2, (C) + done_ * (ldc), ldc, (A) + done_ * (rs), rs, \
+                               __VA_ARGS__);                                        \
+            done_ += 2;                                                             \
+        }                                                                           \
+        if (left_ & 1)                                                              \
+            sc_kernel_##SUFFIX(1, (C) + done_ * (ldc), ldc, (A) + done_ * (rs), rs, \
+                               __VA_ARGS__);                                        \
     }
 
 SC_DEFINE_KERNEL(float, sc_vf, sc_vf_u, SC_NR_F, f)
@@ -251,70 +256,72 @@ SC_DEFINE_KERNEL(double, sc_vd, sc_vd_u, SC_NR_D, d)
  * row) cost as much as the multiplications: 1024 x 320 floats took 25 us on one
  * core here, the blocked form 13 us (the weights then stream at ~100 GB/s). */
 
-typedef int sc_vi_f __attribute__((vector_size(64)));       /* shuffle masks, 16 lanes */
-typedef long long sc_vi_d __attribute__((vector_size(64))); /* shuffle masks, 8 lanes */
+typedef int sc_vi_f __attribute__((vector_size(SC_VEC_BYTES)));       /* shuffle masks */
+typedef long long sc_vi_d __attribute__((vector_size(SC_VEC_BYTES)));
 
 /* One round of the reduction. x and y hold groups of w lanes, one group per row
  * (x's rows first). The result holds groups of w/2 lanes, each the sum of the two
  * halves of a group, x's rows then y's: the rows stay in order and every round
  * halves the lanes per row. a, b pick the first and the second halves (lane l of
- * y is lane L + l of the pair). */
+ * y is lane L + l of the pair): output lane o, in group o / (w/2) at place o % (w/2),
+ * takes source lane (o / (w/2)) * w + o % (w/2) and the one w/2 after it. */
 #define SC_HALVE(x, y, a, b) (__builtin_shuffle((x), (y), (a)) + __builtin_shuffle((x), (y), (b)))
+#define SC_FIRST_HALF(w, o) ((o) / ((w) / 2) * (w) + (o) % ((w) / 2))
+#define SC_SECOND_HALF(w, o) (SC_FIRST_HALF(w, o) + (w) / 2)
 
-/* s[0..15] (16 rows' accumulators) -> one vector of the 16 row sums, in order. */
-static inline sc_vf sc_row_sums_f(const sc_vf *s)
-{
-    const sc_vi_f a16 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
-    const sc_vi_f b16 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
-    const sc_vi_f a8 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
-    const sc_vi_f b8 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
-    const sc_vi_f a4 = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
-    const sc_vi_f b4 = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
-    const sc_vi_f a2 = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-    const sc_vi_f b2 = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
-    sc_vf r8[8], r4[4], r2[2];
-    for (int i = 0; i < 8; i++) r8[i] = SC_HALVE(s[2 * i], s[2 * i + 1], a16, b16);
-    for (int i = 0; i < 4; i++) r4[i] = SC_HALVE(r8[2 * i], r8[2 * i + 1], a8, b8);
-    for (int i = 0; i < 2; i++) r2[i] = SC_HALVE(r4[2 * i], r4[2 * i + 1], a4, b4);
-    return SC_HALVE(r2[0], r2[1], a2, b2);
+/* f(w, 0), ..., f(w, L - 1): the L lanes of a mask, as a constant initializer. */
+#define SC_LANES_2(f, w) f(w, 0), f(w, 1)
+#define SC_LANES_4(f, w) SC_LANES_2(f, w), f(w, 2), f(w, 3)
+#define SC_LANES_8(f, w) SC_LANES_4(f, w), f(w, 4), f(w, 5), f(w, 6), f(w, 7)
+#define SC_LANES_16(f, w) SC_LANES_8(f, w), f(w, 8), f(w, 9), f(w, 10), f(w, 11), \
+                          f(w, 12), f(w, 13), f(w, 14), f(w, 15)
+#define SC_LANE_LIST(L, f, w) SC_LANE_LIST_(L, f, w)
+#define SC_LANE_LIST_(L, f, w) SC_LANES_##L(f, w)
+
+/* One round for groups of w lanes (skipped when a vector has fewer): n vectors in r
+ * become n / 2. */
+#define SC_ROUND(VI, L, w, r, n)                                                    \
+    if ((L) >= (w)) {                                                               \
+        const VI a = {SC_LANE_LIST(L, SC_FIRST_HALF, w)};                           \
+        const VI b = {SC_LANE_LIST(L, SC_SECOND_HALF, w)};                          \
+        n /= 2;                                                                     \
+        for (int i_ = 0; i_ < n; i_++)                                              \
+            r[i_] = SC_HALVE(r[2 * i_], r[2 * i_ + 1], a, b);                       \
+    }
+
+#define SC_DEFINE_ROW_SUMS(V, VI, L, SUFFIX)                                        \
+/* s[0..L-1] (L rows' accumulators) -> one vector of the L row sums, in order. */     \
+static inline V sc_row_sums_##SUFFIX(const V *s)                                     \
+{                                                                                   \
+    V r[L];                                                                         \
+    int n = L;                                                                      \
+    for (int i = 0; i < L; i++) r[i] = s[i];                                        \
+    SC_ROUND(VI, L, 16, r, n)                                                       \
+    SC_ROUND(VI, L, 8, r, n)                                                        \
+    SC_ROUND(VI, L, 4, r, n)                                                        \
+    SC_ROUND(VI, L, 2, r, n)                                                        \
+    return r[0];                                                                    \
 }
 
-/* s[0..7] (8 rows' accumulators) -> one vector of the 8 row sums, in order. */
-static inline sc_vd sc_row_sums_d(const sc_vd *s)
-{
-    const sc_vi_d a8 = {0, 1, 2, 3, 8, 9, 10, 11}, b8 = {4, 5, 6, 7, 12, 13, 14, 15};
-    const sc_vi_d a4 = {0, 1, 4, 5, 8, 9, 12, 13}, b4 = {2, 3, 6, 7, 10, 11, 14, 15};
-    const sc_vi_d a2 = {0, 2, 4, 6, 8, 10, 12, 14}, b2 = {1, 3, 5, 7, 9, 11, 13, 15};
-    sc_vd r4[4], r2[2];
-    for (int i = 0; i < 4; i++) r4[i] = SC_HALVE(s[2 * i], s[2 * i + 1], a8, b8);
-    for (int i = 0; i < 2; i++) r2[i] = SC_HALVE(r4[2 * i], r4[2 * i + 1], a4, b4);
-    return SC_HALVE(r2[0], r2[1], a2, b2);
-}
+SC_DEFINE_ROW_SUMS(sc_vf, sc_vi_f, SC_LANES_F, f)
+SC_DEFINE_ROW_SUMS(sc_vd, sc_vi_d, SC_LANES_D, d)
 
 #define SC_DEFINE_ROW(T, V, VU, L, SUFFIX)                                          \
-/* acc[0..7] += the lane-wise products of 8 rows of W (ldw apart) with a, over the     \
- * first kv (a multiple of L) columns. 8 rows at a time: their pointers fit in        \
- * registers, and each load of a serves all eight. */                                \
-static inline void sc_dot8_##SUFFIX(V *acc, const T *w, size_t ldw, const T *a,      \
-                                    size_t kv)                                       \
+/* acc[0..R-1] += the lane-wise products of R rows of W (ldw apart) with a, over the \
+ * first kv (a multiple of L) columns; R = min(8, L), a constant. A few rows at a     \
+ * time: their pointers fit in registers, and each load of a serves all of them. */  \
+static inline __attribute__((always_inline)) void                                   \
+sc_dot_rows_##SUFFIX(V *acc, const T *w, size_t ldw, const T *a, size_t kv)          \
 {                                                                                   \
-    const T *w0 = w, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;                \
-    const T *w4 = w3 + ldw, *w5 = w4 + ldw, *w6 = w5 + ldw, *w7 = w6 + ldw;         \
-    V s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];                           \
-    V s4 = acc[4], s5 = acc[5], s6 = acc[6], s7 = acc[7];                           \
+    enum { R = L < 8 ? L : 8 };                                                     \
+    const T *wr[R];                                                                 \
+    V s[R];                                                                         \
+    for (int r = 0; r < R; r++) { wr[r] = w + r * ldw; s[r] = acc[r]; }             \
     for (size_t kk = 0; kk < kv; kk += L) {                                         \
         V av = *(const VU *)(a + kk);                                               \
-        s0 += *(const VU *)(w0 + kk) * av;                                          \
-        s1 += *(const VU *)(w1 + kk) * av;                                          \
-        s2 += *(const VU *)(w2 + kk) * av;                                          \
-        s3 += *(const VU *)(w3 + kk) * av;                                          \
-        s4 += *(const VU *)(w4 + kk) * av;                                          \
-        s5 += *(const VU *)(w5 + kk) * av;                                          \
-        s6 += *(const VU *)(w6 + kk) * av;                                          \
-        s7 += *(const VU *)(w7 + kk) * av;                                          \
+        for (int r = 0; r < R; r++) s[r] += *(const VU *)(wr[r] + kk) * av;         \
     }                                                                               \
-    acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;                             \
-    acc[4] = s4; acc[5] = s5; acc[6] = s6; acc[7] = s7;                             \
+    for (int r = 0; r < R; r++) acc[r] = s[r];                                      \
 }                                                                                   \
 /* c (n) (+)= W[:, :k1] @ a1 + W[:, k1:k1+k2] @ a2: each row of W against a vector    \
  * stored in two pieces ([a<t-1>, x<t>] of a step), in one pass over the rows. */     \
@@ -329,9 +336,9 @@ static inline void sc_rowdot2_##SUFFIX(T *c, const T *a1, size_t k1, const T *a2
         V s[L], zero = {0};                                                         \
         for (int r = 0; r < L; r++) s[r] = zero;     /* (memset: a libc call) */     \
         if (rows == L) {                                                            \
-            for (int h = 0; h < L; h += 8) {                                        \
-                sc_dot8_##SUFFIX(s + h, w + h * ldw, ldw, a1, kv1);                 \
-                sc_dot8_##SUFFIX(s + h, w + h * ldw + k1, ldw, a2, kv2);            \
+            for (int h = 0; h < L; h += (L < 8 ? L : 8)) {                          \
+                sc_dot_rows_##SUFFIX(s + h, w + h * ldw, ldw, a1, kv1);             \
+                sc_dot_rows_##SUFFIX(s + h, w + h * ldw + k1, ldw, a2, kv2);        \
             }                                                                       \
         } else {                                   /* the last, partial block */    \
             for (size_t r = 0; r < rows; r++) {                                     \
@@ -377,7 +384,7 @@ static inline void sc_rowaxpy_##SUFFIX(T *__restrict__ c, const T *a, size_t inc
     }                                                                               \
 }
 
-SC_DEFINE_ROW(float, sc_vf, sc_vf_u, 16, f)
-SC_DEFINE_ROW(double, sc_vd, sc_vd_u, 8, d)
+SC_DEFINE_ROW(float, sc_vf, sc_vf_u, SC_LANES_F, f)
+SC_DEFINE_ROW(double, sc_vd, sc_vd_u, SC_LANES_D, d)
 
 #endif

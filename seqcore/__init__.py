@@ -6,9 +6,10 @@ reference that states the math (``seqcore.reference``) runs with ``backend="nump
 
 import os as _os
 
-from ._build_check import load_core as _load_core
+from ._build_check import import_compiled as _import_compiled
 
-_core = _load_core()
+_import_compiled("checks")
+from ._dispatch import cpu_info  # noqa: E402  (chooses the kernel path: SEQCORE_CPU)
 
 from .dense import Dense, softmax_cross_entropy  # noqa: E402
 from .layers import GRU, LSTM, RNN  # noqa: E402
@@ -30,4 +31,5 @@ __version__ = "0.1.0"
 
 __all__ = ["RNN", "GRU", "LSTM", "Dense", "softmax_cross_entropy",
            "Vocab", "Embedding", "LanguageModel", "SequenceClassifier", "SequenceTagger",
-           "Seq2Seq", "load", "optim", "TrainingDiverged", "set_num_threads", "get_num_threads"]
+           "Seq2Seq", "load", "optim", "TrainingDiverged", "set_num_threads", "get_num_threads",
+           "cpu_info"]

@@ -97,20 +97,18 @@ def _default_core_threads():
 
 def set_num_threads(n):
     """Threads of the compiled core's per-step products (all cells). Returns the old count."""
-    from . import _core
-    from ._build_check import CELLS
+    from . import _dispatch
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected an integer >= 1, got {n!r}")
     old = get_num_threads()
-    for cell in CELLS:
-        _core[cell].set_num_threads(n)
+    _dispatch.set_num_threads(n)
     return old
 
 
 def get_num_threads():
     """Threads the compiled core uses for its per-step products."""
-    from . import _core
-    return _core["lstm"].get_num_threads()
+    from . import _dispatch
+    return _dispatch.get_num_threads()
 
 
 def _one_thread_after_fork():

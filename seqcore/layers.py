@@ -3,8 +3,9 @@
 This is the thin Python skin over the kernels. It validates every argument, lays the
 data out time-major and C-contiguous, allocates every output, and then calls one
 kernel per layer and direction: ``seqcore.reference`` (``backend="numpy"``) or the
-compiled modules ``seqcore._rnn``, ``seqcore._gru``, ``seqcore._lstm``
-(``backend="cython"``), which have the same functions.
+compiled modules ``seqcore._rnn_{path}``, ``seqcore._gru_{path}``,
+``seqcore._lstm_{path}`` (``backend="cython"``) of the kernel path chosen at import
+(``seqcore._dispatch``), which have the same functions.
 
 Legend: T time steps, B batch, D input features, H hidden units per direction,
 G gate blocks (RNN 1, GRU 3, LSTM 4), L layers, dirs directions (1 or 2).
@@ -14,11 +15,9 @@ reversed within its own length (``_reverse``), and reverses the results back, wh
 gives exactly the packed-sequence semantics of SPEC.md.
 """
 
-import importlib
-
 import numpy as np
 
-from . import _validation as V
+from . import _dispatch, _validation as V
 
 __all__ = ["RNN", "GRU", "LSTM"]
 
@@ -28,7 +27,7 @@ def kernels(backend, cell):
     if backend == "numpy":
         from . import reference
         return reference
-    return importlib.import_module(f"seqcore._{cell}")
+    return _dispatch.kernels(cell)
 
 
 def _reverse_index(lengths, T, B):

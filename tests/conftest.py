@@ -4,6 +4,8 @@ import zlib
 import numpy as np
 import pytest
 
+from seqcore import _dispatch
+
 DTYPES = [np.float32, np.float64]
 
 # Compiled core vs NumPy reference: relative agreement (SPEC.md), with an absolute
@@ -49,6 +51,23 @@ def numeric_grad(f, arr, eps=1e-6):
     return g
 
 
+# Every kernel path this CPU runs (avx512, avx2, generic: the best first).
+KERNEL_PATHS = _dispatch.supported()
+
+
+@pytest.fixture(params=KERNEL_PATHS)
+def kernel_path(request):
+    """Runs the test once per kernel path the CPU supports: compiled layers made inside
+    it, and `compiled(cell)`, use that path's modules."""
+    with _dispatch.use(request.param):
+        yield request.param
+
+
+def compiled(cell):
+    """The active kernel path's module of a cell ("rnn", "gru", "lstm")."""
+    return _dispatch.kernels(cell)
+
+
 @pytest.fixture
 def rng(request):
     # A different but reproducible stream per test.
@@ -58,4 +77,7 @@ def rng(request):
 
 def pytest_report_header(config):
     import seqcore
-    return f"seqcore {seqcore.__version__} from {seqcore.__file__}"
+    info = seqcore.cpu_info()
+    return (f"seqcore {seqcore.__version__} from {seqcore.__file__}\n"
+            f"kernel paths: {', '.join(info['supported'])} on {info['cpu']} "
+            f"(default {info['kernels']}); kernel tests run on each")

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from _cases import CELL_IDS, copy_params, make_layer, random_lengths, random_state, state_list
-from conftest import DTYPES, TOL, assert_close
+from conftest import DTYPES, TOL, assert_close, compiled
+
+pytestmark = pytest.mark.usefixtures("kernel_path")    # every kernel path the CPU runs
 
 CONFIGS = [
     # T, B, D, H, num_layers, bidirectional, lengths, batch_first
@@ -287,12 +289,11 @@ def test_backward_scratch_of_the_wrong_shape_is_refused(cell, bad, rng):
         layer.backward(rng.standard_normal((T, B, H)))
 
 
-@pytest.mark.parametrize("module", ["_rnn", "_gru", "_lstm"])
-def test_backward_chunks_hold_512_rows_or_a_million_values(module):
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_backward_chunks_hold_512_rows_or_a_million_values(cell):
     """dz_chunk_steps(T, B, n): steps of max(512, 2**20 / n) rows, at least one step,
     at most T: the medium LSTM (n = 2048) in chunks of 8 steps, small layers whole."""
-    import importlib
-    steps = importlib.import_module(f"seqcore.{module}").dz_chunk_steps
+    steps = compiled(cell).dz_chunk_steps
     assert steps(100, 64, 4 * 512) == 8        # medium LSTM: 512 rows
     assert steps(100, 64, 512) == 32           # medium RNN: 2048 rows of 512 values
     assert steps(50, 64, 4 * 1024) == 8        # large LSTM: 512 rows (a larger n, same rows)

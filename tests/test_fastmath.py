@@ -6,8 +6,9 @@ a<1> = tanh(x), and an LSTM cell whose update gate sees only x stores gamma_u = 
 import numpy as np
 import pytest
 
-from conftest import DTYPES
-from seqcore import _lstm, _rnn
+from conftest import DTYPES, compiled
+
+pytestmark = pytest.mark.usefixtures("kernel_path")    # each path's own vectorized code
 
 # tiny, small (Taylor branch below 0.1), medium, saturated and extreme arguments
 X = np.concatenate([
@@ -30,7 +31,7 @@ def test_tanh(dtype):
     B = x.shape[1]
     a = np.empty((2, B, 1), dtype)
     W = np.array([[0.0, 1.0]], dtype)
-    _rnn.rnn_forward(a, x, np.zeros((B, 1), dtype), W, np.zeros(1, dtype),
+    compiled("rnn").rnn_forward(a, x, np.zeros((B, 1), dtype), W, np.zeros(1, dtype),
                      np.ones(B, np.int64), False)
     got = a[1, :, 0].astype(np.float64)
     expected = np.tanh(x[0, :, 0].astype(np.float64))
@@ -49,7 +50,7 @@ def test_sigmoid(dtype):
     gates = np.empty((1, B, 4 * H), dtype)
     W = np.zeros((4 * H, H + 1), dtype)
     W[0, 1] = 1                                     # gamma_u = sigma(x)
-    _lstm.lstm_forward(a, c, gates, x, np.zeros((B, H), dtype), np.zeros((B, H), dtype),
+    compiled("lstm").lstm_forward(a, c, gates, x, np.zeros((B, H), dtype), np.zeros((B, H), dtype),
                        W, np.zeros(4 * H, dtype), np.zeros((3, H), dtype),
                        np.ones(B, np.int64), False)
     got = gates[0, :, 0].astype(np.float64)

@@ -1,11 +1,13 @@
-"""Compiled LSTM kernels (seqcore._lstm, fast path) against the NumPy reference."""
+"""Compiled LSTM kernels (seqcore._lstm_{path}, fast path) against the NumPy reference,
+on every kernel path the CPU runs."""
 import numpy as np
 import pytest
 
 from seqcore import reference
-from seqcore import _lstm
 
-from conftest import DTYPES, assert_close
+from conftest import DTYPES, assert_close, compiled
+
+pytestmark = pytest.mark.usefixtures("kernel_path")
 
 # (T, B, D, H): single step, single sequence, and a few irregular shapes
 SHAPES = [(1, 3, 2, 4), (4, 1, 3, 2), (1, 1, 2, 3), (7, 3, 5, 4), (5, 4, 3, 6)]
@@ -82,7 +84,7 @@ def test_lstm_kernels_match_reference(rng, dtype, peephole, variable, shape):
     pr = make_problem(rng, T, B, D, H, dtype, peephole, variable)
     active = np.arange(T)[:, None] < pr["lengths"][None, :]         # (T, B)
 
-    a, c, gates = run_forward(_lstm.lstm_forward, pr, peephole)
+    a, c, gates = run_forward(compiled("lstm").lstm_forward, pr, peephole)
     a_ref, c_ref, gates_ref = run_forward(reference.lstm_forward, pr, peephole)
     assert_close(a, a_ref, dtype, "a")
     assert_close(c, c_ref, dtype, "c")
@@ -90,7 +92,7 @@ def test_lstm_kernels_match_reference(rng, dtype, peephole, variable, shape):
     assert np.all(gates[~active] == 0), "gates at inactive steps are not zeroed"
 
     # backward of each implementation from its own forward pass
-    grads = run_backward(_lstm.lstm_backward, pr, a, c, gates, peephole)
+    grads = run_backward(compiled("lstm").lstm_backward, pr, a, c, gates, peephole)
     grads_ref = run_backward(reference.lstm_backward, pr, a_ref, c_ref, gates_ref, peephole)
     for name in ["dx", "da0", "dc0", "dW", "db", "dp", "da_sq", "dc_sq"]:
         assert_close(grads[name], grads_ref[name], dtype, name)
@@ -100,7 +102,7 @@ def test_lstm_kernels_match_reference(rng, dtype, peephole, variable, shape):
     # the compiled backward never reads gates at inactive steps: NaN there changes nothing
     gates_nan = gates_ref.copy()
     gates_nan[~active] = np.nan
-    grads_nan = run_backward(_lstm.lstm_backward, pr, a_ref, c_ref, gates_nan, peephole)
+    grads_nan = run_backward(compiled("lstm").lstm_backward, pr, a_ref, c_ref, gates_nan, peephole)
     for name in ["dx", "da0", "dc0", "dW", "db", "dp", "da_sq", "dc_sq"]:
         assert_close(grads_nan[name], grads_ref[name], dtype, name + " (NaN gates at inactive steps)")
 
@@ -111,10 +113,10 @@ def test_lstm_kernels_accept_read_only_inputs(rng, dtype):
     pr = make_problem(rng, T, B, D, H, dtype, True, True)
     for arr in pr.values():
         arr.flags.writeable = False
-    a, c, gates = run_forward(_lstm.lstm_forward, pr, True)
+    a, c, gates = run_forward(compiled("lstm").lstm_forward, pr, True)
     for arr in (a, c, gates):
         arr.flags.writeable = False
-    grads = run_backward(_lstm.lstm_backward, pr, a, c, gates, True)
+    grads = run_backward(compiled("lstm").lstm_backward, pr, a, c, gates, True)
     assert np.all(np.isfinite(grads["dx"]))
 
 
@@ -126,8 +128,8 @@ def test_lstm_kernels_reject_wrong_dtype_or_layout(rng):
     gates = np.zeros((T, B, 4 * H))
     args = [pr[k] for k in ("x", "a0", "c0", "W", "b", "p", "lengths")]
     with pytest.raises((TypeError, ValueError)):                     # mixed dtypes
-        _lstm.lstm_forward(a, c, gates, pr["x"].astype(np.float32), *args[1:], False)
+        compiled("lstm").lstm_forward(a, c, gates, pr["x"].astype(np.float32), *args[1:], False)
     with pytest.raises((TypeError, ValueError)):                     # not C-contiguous
-        _lstm.lstm_forward(a, c, gates, np.asfortranarray(pr["x"]), *args[1:], False)
+        compiled("lstm").lstm_forward(a, c, gates, np.asfortranarray(pr["x"]), *args[1:], False)
     with pytest.raises((TypeError, ValueError)):                     # int32 lengths
-        _lstm.lstm_forward(a, c, gates, *args[:-1], pr["lengths"].astype(np.int32), False)
+        compiled("lstm").lstm_forward(a, c, gates, *args[:-1], pr["lengths"].astype(np.int32), False)

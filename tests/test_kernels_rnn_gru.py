@@ -1,4 +1,5 @@
-"""Compiled RNN and GRU kernels (seqcore._rnn, seqcore._gru) vs the NumPy reference.
+"""Compiled RNN and GRU kernels (seqcore._rnn_{path}, seqcore._gru_{path}) vs the NumPy
+reference, on every kernel path the CPU runs.
 
 Legend: T time steps, B batch, D input features, H hidden units.
 Both sides get the same random inputs (weights, biases, b_cc, initial states, dy and
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 
 from seqcore import reference as ref
-from seqcore import _gru, _rnn
 
-from conftest import DTYPES, assert_close
+from conftest import DTYPES, assert_close, compiled
+
+pytestmark = pytest.mark.usefixtures("kernel_path")
 
 # (T, B, D, H): T = 1, B = 1, a few odd sizes, and one with D > H.
 SHAPES = [(1, 1, 3, 4), (1, 3, 2, 5), (5, 1, 4, 3), (6, 4, 5, 7), (9, 5, 11, 6), (4, 3, 1, 2)]
@@ -70,7 +72,7 @@ def test_rnn_matches_reference(rng, dtype, relu, variable, shape):
     T, B, D, H = shape
     p = _inputs(rng, dtype, T, B, D, H, 1)
     lengths = _lengths(rng, T, B, variable)
-    got = _rnn_run(_rnn, p, lengths, relu)
+    got = _rnn_run(compiled("rnn"), p, lengths, relu)
     want = _rnn_run(ref, p, lengths, relu)
     for name in ["a", "dx", "da0", "dW", "db", "da_sq"]:
         assert_close(got[name], want[name], dtype, name)
@@ -106,7 +108,7 @@ def test_gru_matches_reference(rng, dtype, reset_after, variable, shape):
     T, B, D, H = shape
     p = _inputs(rng, dtype, T, B, D, H, 3)
     lengths = _lengths(rng, T, B, variable)
-    got = _gru_run(_gru, p, lengths, reset_after)
+    got = _gru_run(compiled("gru"), p, lengths, reset_after)
     want = _gru_run(ref, p, lengths, reset_after)
     active = _active(T, lengths)
     for name in ["c", "dx", "dc0", "dW", "db", "db_cc", "da_sq"]:
@@ -126,15 +128,15 @@ def test_wrong_dtype_or_layout_raises():
     a0, W, b = np.zeros((B, H)), np.zeros((H, H + D)), np.zeros(H)
     lengths = np.full(B, T, dtype=np.int64)
     with pytest.raises((TypeError, ValueError)):
-        _rnn.rnn_forward(a, x.astype(np.float32), a0, W, b, lengths, False)
+        compiled("rnn").rnn_forward(a, x.astype(np.float32), a0, W, b, lengths, False)
     with pytest.raises((TypeError, ValueError)):
-        _rnn.rnn_forward(a, np.asfortranarray(x), a0, W, b, lengths, False)
+        compiled("rnn").rnn_forward(a, np.asfortranarray(x), a0, W, b, lengths, False)
     with pytest.raises((TypeError, ValueError)):
-        _rnn.rnn_forward(a, x, a0, W, b, lengths.astype(np.int32), False)
+        compiled("rnn").rnn_forward(a, x, a0, W, b, lengths.astype(np.int32), False)
     c, gates, hc = np.zeros((T + 1, B, H)), np.zeros((T, B, 3 * H)), np.zeros((T, B, H))
     W3, b3, b_cc = np.zeros((3 * H, H + D)), np.zeros(3 * H), np.zeros(H)
-    _gru.gru_forward(c, gates, hc, x, a0, W3, b3, b_cc, lengths, True)     # the valid call
+    compiled("gru").gru_forward(c, gates, hc, x, a0, W3, b3, b_cc, lengths, True)     # the valid call
     with pytest.raises((TypeError, ValueError)):
-        _gru.gru_forward(c, gates[:, :, ::2], hc, x, a0, W3, b3, b_cc, lengths, True)
+        compiled("gru").gru_forward(c, gates[:, :, ::2], hc, x, a0, W3, b3, b_cc, lengths, True)
     with pytest.raises((TypeError, ValueError)):
-        _gru.gru_forward(c.astype(np.float32), gates, hc, x, a0, W3, b3, b_cc, lengths, True)
+        compiled("gru").gru_forward(c.astype(np.float32), gates, hc, x, a0, W3, b3, b_cc, lengths, True)

@@ -11,6 +11,8 @@ import seqcore
 from _cases import CELL_IDS, copy_params, make_layer, random_state, state_list
 from conftest import DTYPES, assert_close
 
+pytestmark = pytest.mark.usefixtures("kernel_path")    # every kernel path the CPU runs
+
 
 def pair(cell, D, H, dtype, **kwargs):
     """(compiled layer, reference layer) with the same parameters."""

@@ -1,4 +1,5 @@
-"""The NumPy reference against central finite differences, float64, every cell and variant."""
+"""Central finite differences, float64, every cell and variant: the NumPy reference, and
+the compiled core on every kernel path the CPU runs."""
 import numpy as np
 import pytest
 
@@ -21,9 +22,26 @@ def cost(layer, x, state, lengths, dy, dfinal):
 ])
 def test_reference_matches_finite_differences(cell, num_layers, bidirectional, use_lengths,
                                               batch_first, rng):
+    check_finite_differences("numpy", cell, num_layers, bidirectional, use_lengths,
+                             batch_first, rng)
+
+
+@pytest.mark.parametrize("cell", CELL_IDS)
+@pytest.mark.parametrize("num_layers,bidirectional,use_lengths", [
+    (1, False, True),
+    (2, True, True),
+])
+def test_compiled_core_matches_finite_differences(cell, num_layers, bidirectional, use_lengths,
+                                                  kernel_path, rng):
+    check_finite_differences("cython", cell, num_layers, bidirectional, use_lengths, False,
+                             rng)
+
+
+def check_finite_differences(backend, cell, num_layers, bidirectional, use_lengths,
+                             batch_first, rng):
     T, B, D, H = 4, 3, 3, 2
     layer = make_layer(cell, D, H, num_layers=num_layers, bidirectional=bidirectional,
-                       batch_first=batch_first, backend="numpy", seed=int(rng.integers(1000)))
+                       batch_first=batch_first, backend=backend, seed=int(rng.integers(1000)))
     xshape = (B, T, D) if batch_first else (T, B, D)
     x = rng.standard_normal(xshape)
     state = random_state(layer, B, rng)
@@ -46,7 +64,7 @@ def test_reference_matches_finite_differences(cell, num_layers, bidirectional, u
         worst = max(worst, err)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8,
                                    err_msg=f"{cell} {name}: max rel err {err:.2e}")
-    print(f"{cell}: worst relative error vs finite differences {worst:.2e}")
+    print(f"{backend} {cell}: worst relative error vs finite differences {worst:.2e}")
     if use_lengths:
         # Past its length a sequence's input cannot matter, and its output is 0.
         lens = np.asarray(lengths)

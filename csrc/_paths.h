@@ -1,0 +1,55 @@
+/* Kernel paths (fast path): one table of block sizes per instruction set.
+ *
+ * setup.py compiles every cell module once per path, each with its own -m flags and
+ * one of these macros, so the whole module (products, one-row products and the
+ * vectorized gate math) uses the vector registers that path has:
+ *
+ *   SC_PATH_AVX512  AVX-512 F/BW/DQ/VL + AVX2 + FMA: 32 zmm registers of 64 bytes
+ *   SC_PATH_AVX2    AVX2 + FMA:                      16 ymm registers of 32 bytes
+ *   (neither)       generic: the x86-64 baseline (SSE2, 16 xmm registers of 16
+ *                   bytes, no FMA), or whatever 16-byte vectors another architecture
+ *                   has (GCC lowers them to scalar code where there are none)
+ *
+ * seqcore._cpu tells at import which of them the CPU runs (seqcore/_dispatch.py).
+ *
+ * The micro-kernel keeps an MR x NR block of C in registers, NR = two vectors, so it
+ * needs 2 MR accumulators, the 2 vectors of a panel's row and a broadcast of A, as
+ * BLIS sizes its kernels to the register file (Haswell: sgemm 6 x 16, dgemm 6 x 8):
+ *   avx512   MR 12: 24 + 2 + 1 = 27 of 32 zmm
+ *   avx2     MR 6:  12 + 2 + 1 = 15 of 16 ymm
+ *   generic  MR 4:   8 + 2 + 1 (+ 1 for the product, without FMA) = 12 of 16 xmm
+ * Each was chosen by measuring the step's product on the path (docs/performance.md).
+ */
+#ifndef SEQCORE_PATHS_H
+#define SEQCORE_PATHS_H
+
+#if defined(SC_PATH_AVX512)
+#  define SC_PATH_NAME "avx512"
+#  define SC_VEC_BYTES 64
+#  define SC_LANES_F 16
+#  define SC_LANES_D 8
+#  define SC_MR 12
+#elif defined(SC_PATH_AVX2)
+#  define SC_PATH_NAME "avx2"
+#  define SC_VEC_BYTES 32
+#  define SC_LANES_F 8
+#  define SC_LANES_D 4
+#  define SC_MR 6
+#else
+#  define SC_PATH_NAME "generic"
+#  define SC_VEC_BYTES 16
+#  define SC_LANES_F 4
+#  define SC_LANES_D 2
+#  define SC_MR 4
+#endif
+
+/* SC_LANES_F, SC_LANES_D: floats and doubles in a vector (literals: masks are built
+ * from them by token pasting in _packed_gemm.h) */
+#define SC_NR_F (2 * SC_LANES_F)        /* columns of a float panel */
+#define SC_NR_D (2 * SC_LANES_D)        /* columns of a double panel */
+#define SC_ROWS_F SC_LANES_F            /* rows per block of sc_rowdot_f */
+#define SC_ROWS_D SC_LANES_D            /* rows per block of sc_rowdot_d */
+
+static inline const char *sc_path_name(void) { return SC_PATH_NAME; }
+
+#endif

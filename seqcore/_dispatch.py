@@ -1,0 +1,108 @@
+"""Kernel paths: which compiled kernel set runs, chosen once at import from the CPU.
+
+The build holds every cell's kernels once per path (setup.py): ``seqcore._{cell}_{path}``
+for ``avx512`` (AVX-512 F/BW/DQ/VL, 32 zmm registers), ``avx2`` (AVX2 + FMA, 16 ymm)
+and ``generic`` (the x86-64 baseline, or any other architecture). At import the best
+path the CPU runs is chosen, or the one ``SEQCORE_CPU`` names, as PyTorch's
+``ATEN_CPU_CAPABILITY`` and oneDNN's ``ONEDNN_MAX_CPU_ISA`` let a user force a lower one.
+A forced path the CPU cannot run is refused at import, before any of its code runs.
+"""
+
+import contextlib
+import os
+
+from ._build_check import CELLS, import_compiled
+
+PATHS = ("avx512", "avx2", "generic")      # best first
+ENV = "SEQCORE_CPU"
+
+_cpu = import_compiled("cpu")
+_modules = {}           # path -> {cell: module}, the paths imported so far
+_active = None          # the path new layers use
+
+
+def supported():
+    """The kernel paths this CPU can run, best first."""
+    return tuple(p for p in PATHS if p in _cpu.supported_paths())
+
+
+def choose(environ=os.environ):
+    """The path to use: SEQCORE_CPU if set (it must be one the CPU runs), else the best."""
+    paths = supported()
+    wanted = environ.get(ENV, "").strip().lower()
+    if not wanted:
+        return paths[0]
+    if wanted not in PATHS:
+        raise ImportError(f"{ENV}={wanted!r} is not a kernel path: expected one of "
+                          f"{', '.join(PATHS)} (this CPU's best is {paths[0]}).")
+    if wanted not in paths:
+        name = _cpu.brand() or "this CPU"
+        raise ImportError(f"{ENV}={wanted}: {name} cannot run the {wanted} kernels. Its "
+                          f"best path is {paths[0]} (it supports {', '.join(paths)}); "
+                          f"unset {ENV} or set it to one of those.")
+    return wanted
+
+
+def _load(path):
+    """The kernel modules of a path, imported on first use with the core's thread count."""
+    if path not in _modules:
+        modules = {cell: import_compiled(f"{cell}_{path}") for cell in CELLS}
+        if _modules:                    # a later path starts with the current count
+            threads = get_num_threads()
+            for module in modules.values():
+                module.set_num_threads(threads)
+        _modules[path] = modules
+    return _modules[path]
+
+
+def activate(path):
+    """Make `path` the one new layers use (it must be supported)."""
+    global _active
+    if path not in supported():
+        raise ValueError(f"kernel path {path!r}: this CPU runs {', '.join(supported())}")
+    _load(path)
+    _active = path
+
+
+@contextlib.contextmanager
+def use(path):
+    """Context manager: layers made inside run `path` (tests and benchmarks compare paths)."""
+    old = _active
+    activate(path)
+    try:
+        yield
+    finally:
+        activate(old)
+
+
+def active():
+    """The path new layers use."""
+    return _active
+
+
+def kernels(cell):
+    """The active path's module of ``{cell}_forward`` / ``{cell}_backward``."""
+    return _modules[_active][cell]
+
+
+def set_num_threads(n):
+    """Sets the thread count of every imported kernel module (each keeps its own)."""
+    for modules in _modules.values():
+        for module in modules.values():
+            module.set_num_threads(n)
+
+
+def get_num_threads():
+    return next(iter(_modules.values()))["lstm"].get_num_threads()
+
+
+def cpu_info():
+    """What the core runs on: {"kernels": the path in use, "supported": the paths this
+    CPU can run (best first), "threads": the core's threads, "cpu": the processor's
+    name, "forced": whether SEQCORE_CPU chose the path}."""
+    return {"kernels": _active, "supported": list(supported()),
+            "threads": get_num_threads(), "cpu": _cpu.brand() or None,
+            "forced": bool(os.environ.get(ENV, "").strip())}
+
+
+activate(choose())
