@@ -17,6 +17,12 @@ float64: 1e-9). A side that disagrees is not timed and makes the run exit 1.
 Legend: T time steps, B batch, D input features, H hidden units per direction,
 G gate blocks (RNN 1, GRU 3, LSTM 4), L layers, dirs directions (1 or 2).
 
+Kernel paths: seqcore's side runs the path ``--kernels`` (or ``SEQCORE_CPU``) names, else
+the CPU's best. A path below the CPU's best stands for a CPU that has no more, so the
+other sides are held to the same instruction set as such a CPU would hold them
+(``ISA_LIMITS``: PyTorch's ATen and oneDNN, MKL, OpenBLAS and NumPy's own loops),
+unless ``--others-native``; the header and the JSON say which.
+
 FLOPs count only the GEMMs (the gate math is O(T*B*G*H), the GEMMs O(T*B*G*H*(D+H))):
 forward = sum over layers and directions of 2*T*B*G*H*(D_in + H); forward+backward
 = 3x forward (backward does two GEMMs of the forward's size: dW and d[a, x]);
@@ -44,6 +50,17 @@ TOLERANCE = {"float32": 2e-3, "float64": 1e-9}   # max |a - b| / max |b| over th
 SIDES = ("seqcore", "reference", "torch")
 SHORT = {"seqcore": "sc", "reference": "ref", "torch": "torch"}   # column names
 BUSY = 0.05              # flag a row when other processes used this share of the CPUs
+
+# The environment that holds PyTorch (ATen's kernels, oneDNN, MKL) and NumPy (OpenBLAS'
+# kernels, NumPy's own SIMD loops) to the instruction set of a kernel path, for every
+# side's worker when seqcore's path is forced below the CPU's best: the sides then run
+# as on a CPU of that path (OpenBLAS runs its Haswell kernels on AVX2 CPUs, Zen's too).
+ISA_LIMITS = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
+             "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_SKX AVX512_CLX AVX512_CNL "
+                                         "AVX512_ICL AVX512_SPR"},
+}
 
 # name: B, T, D, H, dtype, L, bidirectional. "step" is token-by-token generation:
 # B = 1, one step per forward() call, the state carried.
@@ -172,10 +189,12 @@ class _Worker:
                 [blas.group(1) if blas else "unknown"] + ([mkl.group(1)] if mkl else [])
                 + ([f"oneDNN {dnn.group(1)}"] if dnn else []))
             info["mkldnn"] = bool(torch.backends.mkldnn.is_available())
+            info["cpu_capability"] = torch.backends.cpu.get_cpu_capability().lower()
         else:
             import seqcore
             info["seqcore"] = seqcore.__version__
             info["core_threads"] = seqcore.get_num_threads()
+            info["kernels"] = seqcore.cpu_info()["kernels"]
         return info
 
     def cmd_threads(self, msg):
@@ -569,6 +588,21 @@ class Bench:
         self.perturb = set(args.perturb or ())
         self.settle = args.settle if args.settle is not None else (0.02 if self.quick else 0.1)
 
+    def path_env(self):
+        """The workers' environment for seqcore's kernel path: SEQCORE_CPU, and the
+        other sides' limits (ISA_LIMITS) when the path is below the CPU's best."""
+        from . import _dispatch
+        path = self.args.kernels or _dispatch.active()
+        supported = _dispatch.supported()
+        if path not in supported:
+            raise ValueError(f"--kernels {path}: this CPU runs {', '.join(supported)}")
+        env = {_dispatch.ENV: path}
+        self.limits = {}
+        if path != supported[0] and not self.args.others_native:
+            self.limits = ISA_LIMITS.get(path, {})
+        env.update(self.limits)
+        return env
+
     def sides(self):
         sides = [s for s in (self.args.sides or "seqcore,reference,torch").split(",") if s]
         for s in sides:
@@ -606,8 +640,9 @@ class Bench:
         sides, cases = self.sides(), self.cases()
         self.busy = _busy_fraction()           # before our own workers add load
         # Timing workers, and memory workers with glibc's mmap threshold pinned (see cmd_mem).
-        mem_env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-        workers = {s: WorkerProcess(s) for s in sides}
+        env = dict(os.environ, **self.path_env())
+        mem_env = dict(env, MALLOC_MMAP_THRESHOLD_="131072")
+        workers = {s: WorkerProcess(s, env=env) for s in sides}
         memw = ({s: WorkerProcess(s, env=mem_env) for s in sides if s != "reference"}
                 if not self.args.no_memory else {})
         try:
@@ -632,7 +667,10 @@ class Bench:
             w.call("threads", threads=threads)
         infos = {s: w.call("info") for s, w in workers.items()}
         meta.update(threads=threads, workers=infos, busy_before=self.busy,
-                    loadavg=os.getloadavg())
+                    loadavg=os.getloadavg(), isa_limits=self.limits)
+        from . import _dispatch
+        meta.update(kernels=infos.get("seqcore", {}).get("kernels"),
+                    cpu_supports=list(_dispatch.supported()))
         gemm = workers[base].call("gemm", n=2048, reps=3 if self.quick else 5)
         meta["gemm"] = gemm
 
@@ -679,6 +717,15 @@ class Bench:
         print(f"seqcore bench: {meta['processor']}, {meta['cpus']} CPUs, "
               f"{meta['threads']} threads per side, {meta['rounds']} rounds"
               + (" (quick)" if self.quick else ""))
+        if meta["kernels"]:
+            best = meta["cpu_supports"][0]
+            print(f"  kernels:  seqcore's {meta['kernels']} path"
+                  + (" (the CPU's best)" if meta["kernels"] == best else
+                     f", forced (the CPU's best is {best})"))
+        if meta["isa_limits"]:
+            print("  limits:   the other sides held to the same instruction set: "
+                  + " ".join(f"{k}={v!r}" if " " in v else f"{k}={v}"
+                             for k, v in meta["isa_limits"].items()))
         for s, info in meta["workers"].items():
             print(f"  {s:<9} {blas_line(info)}")
         print("  (seqcore's core multiplies on its own packed kernels over its own threads; "
@@ -692,7 +739,7 @@ class Bench:
                   f"run (load average {meta['loadavg'][0]:.1f}): other processes share the "
                   "cores and these timings are unreliable")
         for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-            if meta["env"][k] is not None:
+            if meta["env"][k] is not None and k not in meta["isa_limits"]:
                 print(f"  WARNING: {k}={meta['env'][k]} is set; the reference numbers are "
                       f"taken with it unset: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
                       "seqcore bench")
@@ -931,6 +978,13 @@ def add_arguments(p):
     p.add_argument("--settle", type=float, metavar="SECONDS",
                    help="pause after each side's turn so its idle threads stop spinning "
                         "(default 0.1; quick 0.02)")
+    p.add_argument("--kernels", choices=("avx512", "avx2", "generic"),
+                   help="seqcore's kernel path (default: SEQCORE_CPU, else the CPU's best); "
+                        "below the CPU's best, the other sides are held to the same "
+                        "instruction set")
+    p.add_argument("--others-native", action="store_true",
+                   help="with a forced --kernels path, leave PyTorch and NumPy on all the "
+                        "CPU has")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--json", default=os.path.join("bench", "results.json"), metavar="PATH",
                    help="where to write the results as JSON (default bench/results.json; '' for none)")

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import seqcore
-from seqcore import bench
+from seqcore import _dispatch, bench
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -98,6 +98,27 @@ def test_runs_and_writes_json(tmp_path):
                 assert r["agreement"]["torch"].startswith("n/a")
             else:
                 assert r["agreement"]["torch"]["y"] < 1e-4
+
+
+@pytest.mark.parametrize("path", _dispatch.supported())
+def test_a_forced_kernel_path_is_run_and_recorded(tmp_path, path):
+    """--kernels runs seqcore's side on that path; below the CPU's best the other sides
+    get the limits of a CPU of that path (ISA_LIMITS), and the header and JSON say so."""
+    sides = "seqcore,torch" if HAS_TORCH else "seqcore,reference"
+    proc, doc = run_bench(tmp_path, "--sides", sides, "--cells", "rnn", "--no-memory",
+                          "--kernels", path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    meta = doc["meta"]
+    best = _dispatch.supported()[0]
+    assert meta["kernels"] == path and meta["workers"]["seqcore"]["kernels"] == path
+    assert meta["cpu_supports"] == list(_dispatch.supported())
+    assert f"kernels:  seqcore's {path} path" in proc.stdout
+    assert ("forced (the CPU's best is" in proc.stdout) == (path != best)
+    limits = bench.ISA_LIMITS.get(path, {}) if path != best else {}
+    assert meta["isa_limits"] == limits
+    assert ("limits:   the other sides held" in proc.stdout) == bool(limits)
+    if limits and HAS_TORCH:        # PyTorch's worker really runs under them
+        assert meta["workers"]["torch"]["cpu_capability"] == limits["ATEN_CPU_CAPABILITY"]
 
 
 def test_agreement_check_catches_a_mismatched_side(tmp_path):
