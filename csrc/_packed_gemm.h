@@ -145,7 +145,25 @@ sc_kernel_##SUFFIX(const int MR, T *C, size_t ldc, const T *A, size_t rs, size_t
         __builtin_prefetch(C + i * ldc, 1, 3);                                      \
         __builtin_prefetch(C + i * ldc + NR - 1, 1, 3);                             \
     }                                                                               \
-    for (size_t kk = 0; kk < k; kk++) {                                             \
+    size_t kk = 0;                                                                  \
+    if (MR <= 2) {   /* few rows: a second chain of sums over odd k hides FMA latency */ \
+        V d0[2] = {{0}}, d1[2] = {{0}};                                             \
+        for (; kk + 2 <= k; kk += 2) {                                              \
+            V b0 = *(const VU *)(panel + kk * NR);                                   \
+            V b1 = *(const VU *)(panel + kk * NR + NR / 2);                          \
+            V e0 = *(const VU *)(panel + (kk + 1) * NR);                             \
+            V e1 = *(const VU *)(panel + (kk + 1) * NR + NR / 2);                    \
+            for (int i = 0; i < MR; i++) {                                          \
+                T a = A[i * rs + kk * cs], a_odd = A[i * rs + (kk + 1) * cs];       \
+                c0[i] += a * b0;                                                    \
+                c1[i] += a * b1;                                                    \
+                d0[i] += a_odd * e0;                                                \
+                d1[i] += a_odd * e1;                                                \
+            }                                                                       \
+        }                                                                           \
+        for (int i = 0; i < MR; i++) { c0[i] += d0[i]; c1[i] += d1[i]; }            \
+    }                                                                               \
+    for (; kk < k; kk++) {                                                          \
         V b0 = *(const VU *)(panel + kk * NR);                                       \
         V b1 = *(const VU *)(panel + kk * NR + NR / 2);                              \
         for (int i = 0; i < MR; i++) {                                              \
