@@ -10,7 +10,7 @@
 # Why not BLAS: a BLAS gemm repacks both operands on every call, which for the
 # per-step shape (B rows, G*H columns, K = H) costs as much as the arithmetic, and an
 # OpenBLAS thread pool keeps spinning for ~0.1 s after each call, taking a core from
-# the threads of the time loop (measured here; see README "Performance").
+# the threads of the time loop (measured here; see docs/performance.md).
 from cython cimport floating
 from cython.parallel cimport prange
 
@@ -29,6 +29,10 @@ cdef extern from "_packed_gemm.h" nogil:
     const size_t SC_NR_D
     const size_t SC_ROWS_F
     const size_t SC_ROWS_D
+    const size_t SC_THREAD_MIN_MACS
+    const size_t SC_THREAD_MIN_ROW_WEIGHTS
+    const size_t SC_SPLIT_COLUMNS
+    const size_t SC_REGION_MIN_UNITS
     size_t sc_panels(size_t n, size_t nr)
     size_t sc_a_block_len(size_t k, size_t elsize)
     void sc_pack_rows_f(float* P, const float* src, size_t lds, size_t n, size_t k,
@@ -79,14 +83,15 @@ cdef inline Py_ssize_t useful_threads(int threads, size_t m, size_t n, size_t k,
                                       size_t parts) noexcept nogil:
     """How many of `threads` are worth waking for an (m, n, k) product in `parts` pieces.
 
-    A thread pays for its hand-off from about a million multiply-adds; a product of
-    one row is bound by reading the weights instead, and splitting them pays from
-    about 64 Ki weights (each core then streams its share from its own cache; one
+    A thread pays for its hand-off from about a million multiply-adds
+    (SC_THREAD_MIN_MACS, _paths.h); a product of one row is bound by reading the
+    weights instead, and splitting them pays from about 64 Ki weights
+    (SC_THREAD_MIN_ROW_WEIGHTS) (each core then streams its share from its own cache; one
     step of a 256-unit GRU, 240 Ki weights: 28 -> 20 us on two threads).
     """
-    cdef size_t useful = (m * n * k) >> 20
+    cdef size_t useful = (m * n * k) // SC_THREAD_MIN_MACS
     if m == 1:
-        useful = (n * k) >> 16
+        useful = (n * k) // SC_THREAD_MIN_ROW_WEIGHTS
     cdef size_t nq = <size_t>threads
     if nq > parts:
         nq = parts
@@ -242,14 +247,13 @@ cdef inline Py_ssize_t step_region_threads(int threads, Py_ssize_t T, Py_ssize_t
         if T == 1:
             return 1
         return useful_threads(threads, 1, <size_t>(G * H), <size_t>H, <size_t>threads)
-    return threads if B * H >= 2048 else 1
+    return threads if <size_t>(B * H) >= SC_REGION_MIN_UNITS else 1
 
 
 # Rows of op(B) = B that product packs at a time: KC x n values, over which a block of
 # rows of A (in L2) passes panel by panel.
 cdef enum:
     KC = 512
-    SPLIT_COLUMNS = 512     # fewer columns than this per thread: product splits rows
 
 
 cdef inline bint split_rows(size_t m, size_t n, Py_ssize_t nq) noexcept nogil:
@@ -258,7 +262,7 @@ cdef inline bint split_rows(size_t m, size_t n, Py_ssize_t nq) noexcept nogil:
     the weight gradients and dx of D = 256 inputs. A thread's products over 128 columns
     ran at 72-89 GFLOP/s here, over 256-512 at 97-106; each thread then packs all of
     B's chunk, a copy of under 1% of its work from some 2 x 12 rows on."""
-    return n < SPLIT_COLUMNS * <size_t>nq and m >= 2 * SC_MR * <size_t>nq
+    return n < SC_SPLIT_COLUMNS * <size_t>nq and m >= 2 * SC_MR * <size_t>nq
 
 
 cdef inline size_t product_work_len(const floating* P, size_t n, size_t k, bint B_T,
@@ -269,7 +273,7 @@ cdef inline size_t product_work_len(const floating* P, size_t n, size_t k, bint 
     if B_T:
         return packed_len(P, n, k)
     cdef size_t chunk = packed_len(P, n, k if k < KC else KC)
-    return chunk * <size_t>threads if n < SPLIT_COLUMNS * <size_t>threads else chunk
+    return chunk * <size_t>threads if n < SC_SPLIT_COLUMNS * <size_t>threads else chunk
 
 
 cdef inline size_t row_split(size_t m, Py_ssize_t q, Py_ssize_t nq) noexcept nogil:

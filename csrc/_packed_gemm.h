@@ -84,14 +84,13 @@ SC_DEFINE_PACK(double, SC_NR_D, d)
 /* Rows of A packed from k = 1024 on, when the calling thread has 512 columns or more
  * to compute: the copy then costs under 2% of the product (measured, one thread:
  * + 8-10% from k = 1024 and 512 columns; break-even at 256 columns or k = 512). */
-#define SC_PACK_A_MIN_K 1024
-#define SC_PACK_A_MIN_N 512
+/* (SC_PACK_A_MIN_K and SC_PACK_A_MIN_N: _paths.h) */
 
 /* Rows of A per block of the product: about 256 KiB of A, which stays in L2 while every
  * panel passes over it (see sc_packed_gemm). */
 static inline size_t sc_row_block(size_t k, size_t elsize)
 {
-    size_t mc = (262144 / elsize) / (k ? k : 1);
+    size_t mc = (SC_ROW_BLOCK_BYTES / elsize) / (k ? k : 1);
     return mc < SC_MR ? SC_MR : mc - mc % SC_MR;
 }
 
@@ -100,7 +99,7 @@ static inline size_t sc_row_block(size_t k, size_t elsize)
  * with k, so a workspace sized for the longest rows of a kernel serves all of them. */
 static inline size_t sc_a_block_len(size_t k, size_t elsize)
 {
-    size_t block = 262144 / elsize, mr_rows = SC_MR * k;
+    size_t block = SC_ROW_BLOCK_BYTES / elsize, mr_rows = SC_MR * k;
     return k < SC_PACK_A_MIN_K ? 0 : (mr_rows > block ? mr_rows : block);
 }
 

@@ -50,6 +50,24 @@
 #define SC_ROWS_F SC_LANES_F            /* rows per block of sc_rowdot_f */
 #define SC_ROWS_D SC_LANES_D            /* rows per block of sc_rowdot_d */
 
+/* Blocking and threading, per path (the paths' caches are alike; these were measured
+ * on each path, docs/performance.md):
+ *   SC_ROW_BLOCK_BYTES   rows of A per block of a product: this many bytes of A, which
+ *                        stay in L2 while every panel of the weights passes over them
+ *   SC_PACK_A_MIN_K/_N   rows of A are packed from this length k, when the thread has
+ *                        this many columns of C or more (sc_pack_a)
+ *   SC_THREAD_MIN_MACS   a product wakes a second thread from this many multiply-adds
+ *   SC_THREAD_MIN_ROW_WEIGHTS  ... and a product of one row from this many weights
+ *   SC_SPLIT_COLUMNS     a thread given fewer columns than this splits rows instead
+ *   SC_REGION_MIN_UNITS  a batch's steps share one parallel region from B * H units */
+#define SC_ROW_BLOCK_BYTES 262144
+#define SC_PACK_A_MIN_K 1024
+#define SC_PACK_A_MIN_N 512
+#define SC_THREAD_MIN_MACS (1 << 20)
+#define SC_THREAD_MIN_ROW_WEIGHTS (1 << 16)
+#define SC_SPLIT_COLUMNS 512
+#define SC_REGION_MIN_UNITS 2048
+
 static inline const char *sc_path_name(void) { return SC_PATH_NAME; }
 
 #endif
