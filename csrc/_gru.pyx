@@ -20,7 +20,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
+from _packed cimport (KC, a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
                       packed_len, product, product_work_len, row_dot, step_product,
                       step_region_threads, step_threads, unit_split)
 
@@ -512,7 +512,10 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                             product_work_len(<floating*>NULL, D, 3 * H, False, threads))
     cdef floating[::1] work = np.empty(nwork, dtype)
     # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
-    cdef size_t n_ab = a_work_len(<floating*>NULL, 3 * H if reset_after else 2 * H, threads)
+    # rows of A packed for the per-step products (k up to 3H) and the chunked
+    # weight-gradient products (k up to KC rows of dz^T)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, max(3 * H if reset_after else 2 * H,
+                                                       <Py_ssize_t>KC), threads)
     cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
     cdef floating* Ab = &A_work[0] if n_ab else NULL
     cdef bint packed = not (T == 1 and B == 1)
@@ -575,18 +578,18 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             # The chunk's rows of the parameter and input gradients.
             # dW_x (3H, D) += dz^T (3H, rows) @ x[t0:t1] (rows, D)
             product(&dW[0, H], LDW, &dz[0, 0, 0], 1, G3, &x[t0, 0, 0], D, False,
-                    G3, D, rows, True, threads, &work[0], NULL)
+                    G3, D, rows, True, threads, &work[0], Ab)
             # dW_cc[0:2H] (2H, H) += [dz_r, dz_u]^T (2H, rows) @ c[t0:t1] (rows, H)
             product(&dW[0, 0], LDW, &dz[0, 0, 0], 1, G3, &c[t0, 0, 0], H, False,
-                    2 * H, H, rows, True, threads, &work[0], NULL)
+                    2 * H, H, rows, True, threads, &work[0], Ab)
             if not reset_after:
                 # dW_cc[2H:3H] (H, H) += dz_c^T (H, rows) @ hc[t0:t1] (rows, H)
                 product(&dW[2 * H, 0], LDW, &dz[0, 0, 2 * H], 1, G3, &hc[t0, 0, 0], H, False,
-                        H, H, rows, True, threads, &work[0], NULL)
+                        H, H, rows, True, threads, &work[0], Ab)
             else:
                 # dW_cc[2H:3H] (H, H) += dz_hc^T (H, rows) @ c[t0:t1] (rows, H)
                 product(&dW[2 * H, 0], LDW, &dz_hc[0, 0, 0], 1, H, &c[t0, 0, 0], H, False,
-                        H, H, rows, True, threads, &work[0], NULL)
+                        H, H, rows, True, threads, &work[0], Ab)
                 # db_cc (H,) += column sums of dz_hc
                 add_column_sums(&db_cc[0], &dz_hc[0, 0, 0], rows, H)
             # db (3H,) += column sums of dz
@@ -594,7 +597,7 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             # dx[t0:t1] (rows, D) = dz (rows, 3H) @ W_x (3H, D): r, u and candidate all
             # contribute
             product(&dx[t0, 0, 0], D, &dz[0, 0, 0], G3, 1, &W[0, H], LDW, False,
-                    rows, D, G3, False, threads, &work[0], NULL)
+                    rows, D, G3, False, threads, &work[0], Ab)
             t1 = t0
 
 

@@ -22,7 +22,7 @@ from cython.parallel cimport parallel, prange, threadid
 import numpy as np
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
+from _packed cimport (KC, a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
                       packed_len, product, product_work_len, row_dot, step_product,
                       step_region_threads, step_threads, unit_split)
 
@@ -365,7 +365,9 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
                             product_work_len(<floating*>NULL, D, 4 * H, False, threads))
     cdef floating[::1] work = np.empty(nwork, dtype)
     # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
-    cdef size_t n_ab = a_work_len(<floating*>NULL, 4 * H, threads)
+    # rows of A packed for the per-step products (k up to 4H) and the chunked
+    # weight-gradient products (k up to KC rows of dz^T)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, max(4 * H, <Py_ssize_t>KC), threads)
     cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
     cdef floating* Ab = &A_work[0] if n_ab else NULL
     # W[:, :H] packed for the per-step products
@@ -404,13 +406,13 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
             # The chunk's rows of the parameter and input gradients.
             # dW[:, H:] (4H, D) += dz^T (4H, rows) @ x[t0:t1] (rows, D)
             product(&dW[0, 0] + H, HD, &dz[0, 0, 0], 1, G, &x[t0, 0, 0], D, False,
-                    G, D, rows, True, threads, &work[0], NULL)
+                    G, D, rows, True, threads, &work[0], Ab)
             # dW[:, :H] (4H, H) += dz^T (4H, rows) @ a[t0:t1] (rows, H)
             product(&dW[0, 0], HD, &dz[0, 0, 0], 1, G, &a[t0, 0, 0], H, False,
-                    G, H, rows, True, threads, &work[0], NULL)
+                    G, H, rows, True, threads, &work[0], Ab)
             # dx[t0:t1] (rows, D) = dz (rows, 4H) @ W[:, H:] (4H, D)
             product(&dx[t0, 0, 0], D, &dz[0, 0, 0], G, 1, &W[0, 0] + H, HD, False,
-                    rows, D, G, False, threads, &work[0], NULL)
+                    rows, D, G, False, threads, &work[0], Ab)
             # db += column sums of dz
             add_column_sums(&db[0], &dz[0, 0, 0], rows, G)
             if peephole:

@@ -287,11 +287,12 @@ cdef inline size_t row_split(size_t m, Py_ssize_t q, Py_ssize_t nq) noexcept nog
 cdef inline void chunked_panels(floating* C, size_t ldc, const floating* A, size_t rs,
                                 size_t cs, const floating* B, size_t ldb, size_t m,
                                 size_t n, size_t k, size_t p0, size_t p1, bint accumulate,
-                                floating* work) noexcept nogil:
+                                floating* work, floating* abuf) noexcept nogil:
     """Panels [p0, p1) of C (m, n) (+)= A (m, k) @ B (k, n), B packed KC rows at a time
     into work (product_work_len(n, k, False) elements). The panels' slots in work are
     fixed, min(k, KC) rows each, so threads on different panels never overlap, even
-    when one packs a shorter last chunk while another still packs a full one."""
+    when one packs a shorter last chunk while another still packs a full one. abuf:
+    this thread's slot for packing rows of A of length min(k, KC), or NULL."""
     cdef size_t nr = SC_NR_F if floating is float else SC_NR_D
     cdef size_t k0 = 0, kc
     cdef floating* mine = work + p0 * (k if k < KC else KC) * nr
@@ -300,7 +301,7 @@ cdef inline void chunked_panels(floating* C, size_t ldc, const floating* A, size
         # panels [p0, p1) of the chunk as panels [0, p1 - p0) of its columns p0 * nr:
         pack_panels(mine, B + k0 * ldb + p0 * nr, ldb, False, n - p0 * nr, kc, 0, p1 - p0)
         gemm_panels(C + p0 * nr, ldc, A + k0 * cs, rs, cs, mine, m, n - p0 * nr, kc, 0,
-                    p1 - p0, accumulate or k0 > 0, NULL)
+                    p1 - p0, accumulate or k0 > 0, abuf)
         k0 += kc
 
 
@@ -309,7 +310,8 @@ cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, 
                          size_t k, bint accumulate, int threads, floating* work,
                          floating* abuf) noexcept nogil:
     """C (m, n) (+)= A (m, k) @ op(B); work holds product_work_len(n, k, B_T) elements,
-    abuf a_work_len(k, threads) elements or NULL (see packed_product).
+    abuf a_work_len(k, threads) elements (op(B) = B: a_work_len(min(k, KC))) or NULL
+    (see packed_product).
     A's element (i, kk) is A[i * rs + kk * cs]. Each thread packs and multiplies its
     own panels of op(B), so no barrier separates packing from multiplying. op(B) = B^T
     (weights) is packed whole; op(B) = B (all T*B states or inputs, for the weights'
@@ -322,21 +324,22 @@ cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, 
         row_product(C, A, B, ldb, B_T, n, k, accumulate, threads)
         return
     nq = useful_threads(threads, m, n, k, np)
+    cdef size_t kc = k if k < KC else KC
     if not B_T:
         if nq <= 1:
-            chunked_panels(C, ldc, A, rs, cs, B, ldb, m, n, k, 0, np, accumulate, work)
+            chunked_panels(C, ldc, A, rs, cs, B, ldb, m, n, k, 0, np, accumulate, work, abuf)
             return
         if split_rows(m, n, nq):
-            slot = packed_len(work, n, k if k < KC else KC)
+            slot = packed_len(work, n, kc)
             for q in prange(nq, num_threads=nq, schedule="static"):
                 r0 = row_split(m, q, nq)
                 r1 = row_split(m, q + 1, nq)
                 chunked_panels(C + r0 * ldc, ldc, A + r0 * rs, rs, cs, B, ldb, r1 - r0, n,
-                               k, 0, np, accumulate, work + q * slot)
+                               k, 0, np, accumulate, work + q * slot, a_slot(abuf, kc, q))
             return
         for q in prange(nq, num_threads=nq, schedule="static"):
             chunked_panels(C, ldc, A, rs, cs, B, ldb, m, n, k, q * np // nq,
-                           (q + 1) * np // nq, accumulate, work)
+                           (q + 1) * np // nq, accumulate, work, a_slot(abuf, kc, q))
         return
     if nq <= 1:
         pack_panels(work, B, ldb, B_T, n, k, 0, np)

@@ -100,22 +100,31 @@ static inline size_t sc_row_block(size_t k, size_t elsize)
 static inline size_t sc_a_block_len(size_t k, size_t elsize)
 {
     size_t block = SC_ROW_BLOCK_BYTES / elsize, mr_rows = SC_MR * k;
-    return k < SC_PACK_A_MIN_K ? 0 : (mr_rows > block ? mr_rows : block);
+    int packs = k >= SC_PACK_A_MIN_K || SC_PACK_AT_MIN_N != SC_NEVER;
+    return packs ? (mr_rows > block ? mr_rows : block) : 0;
 }
 
 #define SC_DEFINE_PACK_A(T, SUFFIX)                                                 \
-/* Ap = the m rows of A (row stride lda) in blocks of MR rows, each block stored by \
- * columns, (k, MR), the last one (k, m % MR): element (i, kk) of the block is at    \
- * kk * rows + i, so the micro-kernel reads it with rs = 1, cs = rows. */             \
-static inline void sc_pack_a_##SUFFIX(T *Ap, const T *A, size_t lda, size_t m,      \
-                                      size_t k)                                     \
+/* Ap = the m rows of A (element (i, kk) at A[i * rs + kk * cs]) in blocks of MR     \
+ * rows, each block stored by columns, (k, MR), the last one (k, m % MR): element    \
+ * (i, kk) of the block is at kk * rows + i, so the micro-kernel reads it with        \
+ * rs = 1, cs = rows. A transposed A (rs = 1: dz^T in the weight gradients) is read   \
+ * MR values at a time from each of its k rows. */                                    \
+static inline void sc_pack_a_##SUFFIX(T *Ap, const T *A, size_t rs, size_t cs,      \
+                                      size_t m, size_t k)                           \
 {                                                                                   \
     for (size_t i0 = 0; i0 < m; i0 += SC_MR) {                                      \
         size_t rows = m - i0 < SC_MR ? m - i0 : SC_MR;                              \
         T *block = Ap + i0 * k;                                                     \
+        if (rs == 1) {                                                              \
+            for (size_t kk = 0; kk < k; kk++)                                       \
+                for (size_t i = 0; i < rows; i++)                                   \
+                    block[kk * rows + i] = A[i0 + i + kk * cs];                     \
+            continue;                                                               \
+        }                                                                           \
         for (size_t i = 0; i < rows; i++) {                                         \
-            const T *row = A + (i0 + i) * lda;                                      \
-            for (size_t kk = 0; kk < k; kk++) block[kk * rows + i] = row[kk];       \
+            const T *row = A + (i0 + i) * rs;                                       \
+            for (size_t kk = 0; kk < k; kk++) block[kk * rows + i] = row[kk * cs];  \
         }                                                                           \
     }                                                                               \
 }
@@ -200,12 +209,14 @@ static inline void sc_packed_gemm_##SUFFIX(T *C, size_t ldc, const T *A, size_t 
         int accumulate, T *abuf)                                                    \
 {                                                                                   \
     size_t mc = sc_row_block(k, sizeof(T));                                         \
-    int pack_a = abuf != NULL && cs == 1 && k >= SC_PACK_A_MIN_K                    \
-                 && (j1 - j0) * NR >= SC_PACK_A_MIN_N;                              \
+    size_t cols = (j1 - j0) * NR;                                                   \
+    int pack_a = abuf != NULL && ((cs == 1 && k >= SC_PACK_A_MIN_K                  \
+                                   && cols >= SC_PACK_A_MIN_N)                      \
+                                  || (rs == 1 && cs != 1 && cols >= SC_PACK_AT_MIN_N)); \
     for (size_t i0 = 0; i0 < m; i0 += mc) {                                         \
         size_t i1 = i0 + mc < m ? i0 + mc : m;                                      \
         if (pack_a)                                                                 \
-            sc_pack_a_##SUFFIX(abuf, A + i0 * rs, rs, i1 - i0, k);                  \
+            sc_pack_a_##SUFFIX(abuf, A + i0 * rs, rs, cs, i1 - i0, k);              \
         for (size_t p = j0; p < j1; p++) {                                          \
             const T *panel = P + p * k * NR;                                        \
             size_t width = n - p * NR < NR ? n - p * NR : NR;                       \

@@ -23,24 +23,31 @@
 #ifndef SEQCORE_PATHS_H
 #define SEQCORE_PATHS_H
 
+#include <stddef.h>
+
+#define SC_NEVER ((size_t)-1)   /* a threshold never reached */
+
 #if defined(SC_PATH_AVX512)
 #  define SC_PATH_NAME "avx512"
 #  define SC_VEC_BYTES 64
 #  define SC_LANES_F 16
 #  define SC_LANES_D 8
 #  define SC_MR 12
+#  define SC_PACK_AT_MIN_N SC_NEVER   /* 64-byte rows of dz^T read as fast unpacked */
 #elif defined(SC_PATH_AVX2)
 #  define SC_PATH_NAME "avx2"
 #  define SC_VEC_BYTES 32
 #  define SC_LANES_F 8
 #  define SC_LANES_D 4
 #  define SC_MR 6
+#  define SC_PACK_AT_MIN_N 64
 #else
 #  define SC_PATH_NAME "generic"
 #  define SC_VEC_BYTES 16
 #  define SC_LANES_F 4
 #  define SC_LANES_D 2
 #  define SC_MR 4
+#  define SC_PACK_AT_MIN_N 64
 #endif
 
 /* SC_LANES_F, SC_LANES_D: floats and doubles in a vector (literals: masks are built
@@ -56,6 +63,13 @@
  *                        stay in L2 while every panel of the weights passes over them
  *   SC_PACK_A_MIN_K/_N   rows of A are packed from this length k, when the thread has
  *                        this many columns of C or more (sc_pack_a)
+ *   SC_PACK_AT_MIN_N     a transposed A (dz^T of the weight gradients, its MR values of
+ *                        a k step in one row of dz) is packed from this many columns:
+ *                        one thread's share of the large RNN's dW (1024 x 512 x 512)
+ *                        ran at 80 GFLOP/s unpacked on avx2, 120 packed; generic 29 ->
+ *                        43; avx512 232 -> 225 (its MR = 12 uses 48 of each 64 bytes
+ *                        read). Packing pays from 64 columns on avx2 (+13%) and generic
+ *                        (+6%), and loses below (csrc bench: docs/performance.md)
  *   SC_THREAD_MIN_MACS   a product wakes a second thread from this many multiply-adds
  *   SC_THREAD_MIN_ROW_WEIGHTS  ... and a product of one row from this many weights
  *   SC_SPLIT_COLUMNS     a thread given fewer columns than this splits rows instead

@@ -17,7 +17,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from _fastmath cimport tanh
-from _packed cimport (a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
+from _packed cimport (KC, a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
                       packed_len, product, product_work_len, row_dot, step_product,
                       step_region_threads, step_threads, unit_split)
 
@@ -250,7 +250,9 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                             product_work_len(<floating*>NULL, D, H, False, threads))
     cdef floating[::1] work = np.empty(nwork, dtype)
     # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
-    cdef size_t n_ab = a_work_len(<floating*>NULL, H, threads)
+    # rows of A packed for the per-step products (k up to H) and the chunked
+    # weight-gradient products (k up to KC rows of dz^T)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, max(H, <Py_ssize_t>KC), threads)
     cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
     cdef floating* Ab = &A_work[0] if n_ab else NULL
     cdef bint packed = not (T == 1 and B == 1)                                         # W_aa packed
@@ -290,15 +292,15 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             # The chunk's rows of the parameter and input gradients.
             # dW_ax (H, D) += dz^T (H, rows) @ x[t0:t1] (rows, D)
             product(&dW[0, H], H + D, &dz[0, 0, 0], 1, H, &x[t0, 0, 0], D, False,
-                    H, D, rows, True, threads, &work[0], NULL)
+                    H, D, rows, True, threads, &work[0], Ab)
             # dW_aa (H, H) += dz^T (H, rows) @ a[t0:t1] (rows, H)
             product(&dW[0, 0], H + D, &dz[0, 0, 0], 1, H, &a[t0, 0, 0], H, False,
-                    H, H, rows, True, threads, &work[0], NULL)
+                    H, H, rows, True, threads, &work[0], Ab)
             # db (H,) += column sums of dz
             add_column_sums(&db[0], &dz[0, 0, 0], rows, H)
             # dx[t0:t1] (rows, D) = dz (rows, H) @ W_ax (H, D)
             product(&dx[t0, 0, 0], D, &dz[0, 0, 0], H, 1, &W[0, H], H + D, False,
-                    rows, D, H, False, threads, &work[0], NULL)
+                    rows, D, H, False, threads, &work[0], Ab)
             t1 = t0
 
 
