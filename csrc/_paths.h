@@ -18,7 +18,8 @@
  *   avx512   MR 12: 24 + 2 + 1 = 27 of 32 zmm
  *   avx2     MR 6:  12 + 2 + 1 = 15 of 16 ymm
  *   generic  MR 4:   8 + 2 + 1 (+ 1 for the product, without FMA) = 12 of 16 xmm
- * Each was chosen by measuring the step's product on the path (docs/performance.md).
+ * Each was measured on its path against the other (bench/packed_gemm.c, and whole
+ * layers: docs/performance.md): avx2 MR 4 and 6 ran level, generic MR 4 beat 6 by 2-3%.
  */
 #ifndef SEQCORE_PATHS_H
 #define SEQCORE_PATHS_H
@@ -33,13 +34,17 @@
 #  define SC_LANES_F 16
 #  define SC_LANES_D 8
 #  define SC_MR 12
-#  define SC_PACK_AT_MIN_N SC_NEVER   /* 64-byte rows of dz^T read as fast unpacked */
+#  define SC_PACK_A_MIN_K 1024
+#  define SC_PACK_A_MIN_N 512
+#  define SC_PACK_AT_MIN_N SC_NEVER
 #elif defined(SC_PATH_AVX2)
 #  define SC_PATH_NAME "avx2"
 #  define SC_VEC_BYTES 32
 #  define SC_LANES_F 8
 #  define SC_LANES_D 4
 #  define SC_MR 6
+#  define SC_PACK_A_MIN_K SC_NEVER
+#  define SC_PACK_A_MIN_N SC_NEVER
 #  define SC_PACK_AT_MIN_N 64
 #else
 #  define SC_PATH_NAME "generic"
@@ -47,6 +52,8 @@
 #  define SC_LANES_F 4
 #  define SC_LANES_D 2
 #  define SC_MR 4
+#  define SC_PACK_A_MIN_K SC_NEVER
+#  define SC_PACK_A_MIN_N SC_NEVER
 #  define SC_PACK_AT_MIN_N 64
 #endif
 
@@ -57,30 +64,47 @@
 #define SC_ROWS_F SC_LANES_F            /* rows per block of sc_rowdot_f */
 #define SC_ROWS_D SC_LANES_D            /* rows per block of sc_rowdot_d */
 
-/* Blocking and threading, per path (the paths' caches are alike; these were measured
- * on each path, docs/performance.md):
+/* Blocking and threading. The packing thresholds depend on MR and were measured per
+ * path with bench/packed_gemm.c (one thread's share of a step's product and of dW).
+ * The row block follows the caches, not the instruction set; the thread thresholds
+ * follow the cost of a thread's hand-off, and a lower one for single rows (32 Ki
+ * weights) gained nothing on avx2 or avx512 at stream, so both stay as measured on
+ * avx512:
  *   SC_ROW_BLOCK_BYTES   rows of A per block of a product: this many bytes of A, which
  *                        stay in L2 while every panel of the weights passes over them
  *   SC_PACK_A_MIN_K/_N   rows of A are packed from this length k, when the thread has
- *                        this many columns of C or more (sc_pack_a)
+ *                        this many columns of C or more (sc_pack_a). avx512: its 12
+ *                        rows, 4 KiB apart at k = 1024, fell in one set of the L1 of
+ *                        the CPU it was tuned on, where packing gained 8-10% (on a
+ *                        Zen 5 it costs 2-3% there instead); avx2 and generic never
+ *                        pack them: their 6 and 4 rows lose 2-4% and 1-3% packed
+ *                        (64 x 1024 x 1024 and 64 x 512 x 512)
  *   SC_PACK_AT_MIN_N     a transposed A (dz^T of the weight gradients, its MR values of
  *                        a k step in one row of dz) is packed from this many columns:
  *                        one thread's share of the large RNN's dW (1024 x 512 x 512)
- *                        ran at 80 GFLOP/s unpacked on avx2, 120 packed; generic 29 ->
- *                        43; avx512 232 -> 225 (its MR = 12 uses 48 of each 64 bytes
- *                        read). Packing pays from 64 columns on avx2 (+13%) and generic
- *                        (+6%), and loses below (csrc bench: docs/performance.md)
+ *                        ran at 89 GFLOP/s unpacked on avx2, 127-129 packed; generic
+ *                        31-32 -> 46; at 64 columns avx2 +11-14%, generic +27%. avx512
+ *                        never: level at 512 columns, -22% at 64 (its MR = 12 reads 48
+ *                        of each 64 bytes it loads)
  *   SC_THREAD_MIN_MACS   a product wakes a second thread from this many multiply-adds
  *   SC_THREAD_MIN_ROW_WEIGHTS  ... and a product of one row from this many weights
  *   SC_SPLIT_COLUMNS     a thread given fewer columns than this splits rows instead
  *   SC_REGION_MIN_UNITS  a batch's steps share one parallel region from B * H units */
 #define SC_ROW_BLOCK_BYTES 262144
-#define SC_PACK_A_MIN_K 1024
-#define SC_PACK_A_MIN_N 512
 #define SC_THREAD_MIN_MACS (1 << 20)
 #define SC_THREAD_MIN_ROW_WEIGHTS (1 << 16)
 #define SC_SPLIT_COLUMNS 512
 #define SC_REGION_MIN_UNITS 2048
+
+/* bench/packed_gemm.c measures every product packed: built with SC_FORCE_PACK_A. */
+#ifdef SC_FORCE_PACK_A
+#  undef SC_PACK_A_MIN_K
+#  undef SC_PACK_A_MIN_N
+#  undef SC_PACK_AT_MIN_N
+#  define SC_PACK_A_MIN_K 0
+#  define SC_PACK_A_MIN_N 0
+#  define SC_PACK_AT_MIN_N 0
+#endif
 
 static inline const char *sc_path_name(void) { return SC_PATH_NAME; }
 
