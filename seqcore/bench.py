@@ -55,11 +55,16 @@ BUSY = 0.05              # flag a row when other processes used this share of th
 # kernels, NumPy's own SIMD loops) to the instruction set of a kernel path, for every
 # side's worker when seqcore's path is forced below the CPU's best: the sides then run
 # as on a CPU of that path (OpenBLAS runs its Haswell kernels on AVX2 CPUs, Zen's too).
+# generic stands for a CPU without AVX: the others get SSE4.2 (x86-64-v2, the least
+# NumPy 2 runs on; OpenBLAS' Nehalem kernels), seqcore's generic path SSE2.
+_NO_AVX512 = "X86_V4 AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
 ISA_LIMITS = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
              "MKL_ENABLE_INSTRUCTIONS": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
-             "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_SKX AVX512_CLX AVX512_CNL "
-                                         "AVX512_ICL AVX512_SPR"},
+             "NPY_DISABLE_CPU_FEATURES": _NO_AVX512},
+    "generic": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+                "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "OPENBLAS_CORETYPE": "Nehalem",
+                "NPY_DISABLE_CPU_FEATURES": "X86_V3 " + _NO_AVX512},
 }
 
 # name: B, T, D, H, dtype, L, bidirectional. "step" is token-by-token generation:
