@@ -29,6 +29,31 @@ del _default_core_threads, _one_thread_after_fork
 
 __version__ = "0.1.0"
 
+# Submodules reachable as attributes after a plain `import seqcore` (SPEC), each
+# imported on first use (PEP 562): `seqcore.interop` imports torch only when a
+# conversion runs. A name here whose module this version does not ship is not an
+# attribute (AttributeError, as for any other missing name).
+_LAZY_SUBMODULES = ("interop", "diagnostics", "experiments", "metrics", "distributed")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise                           # the submodule exists; something it needs is missing
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    import importlib.util
+    shipped = [name for name in _LAZY_SUBMODULES
+               if importlib.util.find_spec(f"{__name__}.{name}") is not None]
+    return sorted(set(globals()) | set(shipped))
+
+
 __all__ = ["RNN", "GRU", "LSTM", "Dense", "softmax_cross_entropy",
            "Vocab", "Embedding", "LanguageModel", "SequenceClassifier", "SequenceTagger",
            "Seq2Seq", "load", "optim", "TrainingDiverged", "set_num_threads", "get_num_threads",

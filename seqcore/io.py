@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 
@@ -77,8 +76,21 @@ def save(model, path):
     return path
 
 
+def _reason(exc):
+    """The first line of an exception's message, or its type's name if it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _read(path):
-    """{name: array} of a .npz file, or a one-line ValueError saying why it is not one."""
+    """{name: array} of a .npz file, or a one-line ValueError saying why it is not one.
+
+    A damaged archive can fail in many ways inside zipfile, zlib/bz2/lzma and the .npy
+    reader (BadZipFile, NotImplementedError for an unsupported compression method or
+    zip version, RuntimeError for an "encrypted" entry, zlib.error, struct.error,
+    UnicodeDecodeError, EOFError, MemoryError for an absurd array size, ...): every
+    one of them is the same refusal here.
+    """
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -88,11 +100,16 @@ def _read(path):
         if not isinstance(npz, np.lib.npyio.NpzFile):
             raise ValueError("a single array, not an archive")
         with npz:
-            return {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            arrays = {}
+            for name in npz.files:
+                value = npz[name]
+                if not isinstance(value, np.ndarray):     # a member that is not a .npy
+                    raise ValueError(f"entry {name!r} is not an array")
+                arrays[name] = value
+            return arrays
+    except Exception as exc:      # noqa: BLE001 - any failure to read is a bad file
         raise ValueError(f"{path}: not a readable seqcore model file "
-                         f"(truncated or not a .npz archive: {reason})") from None
+                         f"(damaged, truncated or not a .npz archive: {_reason(exc)})") from None
 
 
 def load(path, *, backend="cython"):
@@ -123,8 +140,9 @@ def load(path, *, backend="cython"):
         config = json.loads(arrays["config"].tobytes().decode("utf-8"))
         cls = MODELS[config["kind"]]
         model = cls.from_config(config["model"], backend=backend)
-    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: damaged seqcore model file (bad config: {exc})") from None
+    except Exception as exc:      # noqa: BLE001 - whatever the config holds, one refusal
+        raise ValueError(f"{path}: damaged seqcore model file (bad config: "
+                         f"{type(exc).__name__}: {_reason(exc)})") from None
 
     expected = {name: p for name, p, _ in model.parameters()}
     stored_params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
@@ -139,8 +157,12 @@ def load(path, *, backend="cython"):
         p[...] = w
 
     if config.get("optimizer") is not None:
-        opt = optim.make_optimizer(config["optimizer"])
-        opt.load_state_dict({k[len("optim/"):]: v for k, v in arrays.items()
-                             if k.startswith("optim/")})
+        try:
+            opt = optim.make_optimizer(config["optimizer"])
+            opt.load_state_dict({k[len("optim/"):]: v for k, v in arrays.items()
+                                 if k.startswith("optim/")})
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"{path}: damaged seqcore model file (bad optimizer state: "
+                             f"{type(exc).__name__}: {_reason(exc)})") from None
         model.optimizer = opt
     return model

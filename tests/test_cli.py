@@ -1,5 +1,6 @@
 """The `seqcore train` and `seqcore sample` commands, in-process and once through `python -m seqcore`."""
 import os
+import struct
 import subprocess
 import sys
 
@@ -130,3 +131,28 @@ def test_python_dash_m_exit_codes_and_no_traceback(tmp_path):
         assert r.returncode == 0 and f"usage: seqcore {sub}" in r.stdout and "--seed" in r.stdout
     r = _run(["--help"], tmp_path)
     assert r.returncode == 0 and "train" in r.stdout and "sample" in r.stdout
+
+
+def test_sample_on_corrupted_model_files_is_one_line_without_traceback(tmp_path):
+    """Damage that zipfile reports as NotImplementedError or RuntimeError (an unsupported
+    compression method, an "encrypted" entry), a flipped byte, a cut file: each is the
+    loader's one-line refusal, exit status 1."""
+    good = tmp_path / "lm.npz"
+    seqcore.LanguageModel(seqcore.Vocab.build(["abc"]), hidden_size=4, seed=0).save(good)
+    data = good.read_bytes()
+    central = data.index(b"PK\x01\x02")
+    method = bytearray(data)
+    struct.pack_into("<H", method, central + 10, 99)        # compression method 99
+    encrypted = bytearray(data)
+    encrypted[central + 8] |= 1                              # flag bit 0: encrypted
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0x5A
+    files = {"method.npz": method, "encrypted.npz": encrypted, "flipped.npz": flipped,
+             "cut.npz": data[: len(data) - 30]}
+    for name, blob in files.items():
+        (tmp_path / name).write_bytes(bytes(blob))
+        r = _run(["sample", name], tmp_path)
+        assert r.returncode == 1 and r.stdout == "", (name, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, (name, r.stderr)
+        assert r.stderr.startswith(f"seqcore: error: {name}: "), (name, r.stderr)
+        assert "seqcore model file" in r.stderr, (name, r.stderr)

@@ -1,0 +1,73 @@
+"""The submodules the README names are reachable after a plain `import seqcore`, imported on first use."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import seqcore
+
+SHIPPED = ("interop", "diagnostics", "experiments")
+# Named by the contract (SPEC) but not shipped by this version: not attributes.
+NOT_SHIPPED = tuple(n for n in ("metrics", "distributed")
+                    if importlib.util.find_spec(f"seqcore.{n}") is None)
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _python(code):
+    """Run ``code`` in a fresh interpreter importing this run's seqcore; its stdout as JSON."""
+    env = dict(os.environ,
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(seqcore.__file__))))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_plain_import_reaches_the_submodules_lazily():
+    out = _python(
+        "import json, sys\n"
+        "import seqcore\n"
+        f"names = {SHIPPED!r}\n"
+        "before = {n: f'seqcore.{n}' in sys.modules for n in names}\n"
+        "torch_after_import = 'torch' in sys.modules\n"
+        "listed = [n for n in names if n in dir(seqcore)]\n"
+        "got = {n: getattr(seqcore, n).__name__ for n in names}\n"
+        "torch_after_access = 'torch' in sys.modules\n"
+        "print(json.dumps(dict(before=before, torch_after_import=torch_after_import,\n"
+        "                      listed=listed, got=got, torch_after_access=torch_after_access)))\n"
+    )
+    assert not any(out["before"].values()), f"imported eagerly: {out['before']}"
+    assert out["torch_after_import"] is False, "`import seqcore` imported torch"
+    assert out["listed"] == list(SHIPPED)
+    assert out["got"] == {n: f"seqcore.{n}" for n in SHIPPED}
+    assert out["torch_after_access"] is False, "reaching seqcore.interop imported torch"
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
+def test_torch_is_imported_when_interop_is_used():
+    out = _python(
+        "import json, sys\n"
+        "import seqcore\n"
+        "a = 'torch' in sys.modules\n"
+        "m = seqcore.interop.to_torch(seqcore.GRU(2, 3, reset_after=True, seed=0))\n"
+        "print(json.dumps(dict(a=a, b='torch' in sys.modules, kind=type(m).__name__)))\n"
+    )
+    assert out == {"a": False, "b": True, "kind": "GRU"}
+
+
+def test_readme_spelling_works_in_process():
+    assert seqcore.interop.from_torch is sys.modules["seqcore.interop"].from_torch
+    assert callable(seqcore.diagnostics.gradient_norms)
+    assert callable(seqcore.experiments.run_adding)
+    assert set(SHIPPED) <= set(dir(seqcore))
+
+
+@pytest.mark.parametrize("name", NOT_SHIPPED + ("no_such_module",))
+def test_missing_names_are_a_plain_attribute_error(name):
+    with pytest.raises(AttributeError, match=f"module 'seqcore' has no attribute '{name}'"):
+        getattr(seqcore, name)
+    assert not hasattr(seqcore, name)
+    assert name not in dir(seqcore)
