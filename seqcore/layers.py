@@ -13,7 +13,21 @@ G gate blocks (RNN 1, GRU 3, LSTM 4), L layers, dirs directions (1 or 2).
 Kernels only run forward in time. The reverse direction runs them on each sequence
 reversed within its own length (``_reverse``), and reverses the results back, which
 gives exactly the packed-sequence semantics of SPEC.md.
+
+Threads: a layer owns mutable scratch that its kernels write with the GIL released
+(the forward cache and workspaces ``_cache``/``_workspaces``, the one-token
+``_stepper``'s buffers and parameter pointers). Each layer therefore holds a
+reentrant lock, ``lock``, for the whole of every ``forward``, ``backward`` and
+``zero_grad``: calls on one layer from several threads run one at a time and each
+gives exactly what it gives alone (without it, 4 threads of forward calls on one
+LSTM gave wrong outputs in about half of them, and the stepper could crash on a
+parameter pointer another thread had just cleared). Different layers still run in
+parallel. ``backward`` uses the most recent ``forward`` of *any* thread, so a thread
+that trains a layer shared with other threads holds ``with layer.lock:`` around its
+forward/backward pair (the models do this for you: ``seqcore.models``).
 """
+
+import threading
 
 import numpy as np
 
@@ -72,10 +86,35 @@ class _Recurrent:
         self._shape_cache = {}
         self._init_params(np.random.default_rng(seed))
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.last_grad_sq = None   # {"a": (T, L*dirs, B)[, "c": ...]} of the last backward
+        self._init_scratch()
+
+    def _init_scratch(self):
+        """The per-object state that is not the layer's configuration or weights: the
+        lock (see the module notes), the forward cache, the workspaces and the stepper.
+        Made by __init__ and again for each copy (__setstate__): a copy never shares
+        them with its original."""
+        self.lock = threading.RLock()
         self._cache = None
         self._workspaces = {}
         self._stepper = self._make_stepper()
-        self.last_grad_sq = None   # {"a": (T, L*dirs, B)[, "c": ...]} of the last backward
+
+    # Copies and pickles carry the configuration, the weights and the gradients; the
+    # kernels are looked up again and the scratch is made anew (a lock, a kernel
+    # module and the compiled stepper cannot be pickled, and a copy sharing the
+    # original's workspaces would race with it).
+    _TRANSIENT = ("lock", "_cache", "_workspaces", "_stepper", "_kernels",
+                  "_forward_kernel", "_backward_kernel")
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._kernels = kernels(self.backend, self._cell)
+        self._forward_kernel = getattr(self._kernels, f"{self._cell}_forward")
+        self._backward_kernel = getattr(self._kernels, f"{self._cell}_backward")
+        self._init_scratch()
 
     # ------------------------------------------------------------------ parameters
 
@@ -224,7 +263,8 @@ class _Recurrent:
 
     def zero_grad(self):
         """Clear the accumulated parameter gradients (backward adds into them)."""
-        self.grads = {k: np.zeros(v.shape, self.dtype) for k, v in self.params.items()}
+        with self.lock:
+            self.grads = {k: np.zeros(v.shape, self.dtype) for k, v in self.params.items()}
 
     # ----------------------------------------------------------------------- state
 
@@ -267,13 +307,19 @@ class _Recurrent:
         (L*dirs, B, H), for LSTM a pair (a, c); zeros when None. lengths: (B,)
         integers in [1, T], or None for full length.
         Returns y (T, B, dirs*H) (or batch-first) and the final state, shaped like
-        ``state``. y is 0 at steps past a sequence's length.
+        ``state``. y is 0 at steps past a sequence's length. Thread-safe: see the
+        module notes.
         """
-        if lengths is None and self._stepper is not None:
-            out = self._stepper.step(x, state)     # one token: all in C, or None
-            if out is not None:
-                self._cache = self._stepper.cache
-                return out
+        with self.lock:
+            if lengths is None and self._stepper is not None:
+                out = self._stepper.step(x, state)     # one token: all in C, or None
+                if out is not None:
+                    self._cache = self._stepper.cache
+                    return out
+            return self._forward(x, state, lengths)
+
+    def _forward(self, x, state, lengths):
+        """forward() on the general path (any T, B, lengths), with the lock held."""
         x = self._time_major(x, "x", self.input_size)
         T, B, _ = x.shape
         lengths = V.check_lengths(lengths, T, B)
@@ -327,8 +373,13 @@ class _Recurrent:
         dy: gradient of the cost w.r.t. y, shaped like y. dstate: gradient w.r.t. the
         final state, shaped like it (None for zero). Returns (dx, dstate0), shaped
         like x and the initial state, and *adds* the parameter gradients into
-        ``self.grads``.
+        ``self.grads``. Thread-safe, but see the module notes for training a layer
+        shared between threads.
         """
+        with self.lock:
+            return self._backward(dy, dstate)
+
+    def _backward(self, dy, dstate):
         if self._cache is None:
             raise ValueError("backward() called before forward(): run forward() first")
         cache = self._cache

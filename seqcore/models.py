@@ -17,7 +17,24 @@ where backward goes through each layer's own ``backward`` (BPTT is the core's).
 
 Token inputs are ids, with -1 (``NO_TOKEN``) as the notes' x<1> = 0 (zero vector);
 they are encoded 1-hot (the notes) or by a learned ``Embedding`` (``embedding_dim``).
+
+Threads: every public method that runs the layers (``forward``, ``loss_and_grads``,
+``evaluate``, ``fit``, ``sample``, ``predict``, ``predict_proba``, ``encode``,
+``translate``, plus ``zero_grad`` and ``save``) holds the model's reentrant lock,
+``model.lock``, for the whole call. Inference on one model from several threads
+therefore gives exactly the results of the same calls made one after another (each
+layer also locks itself, ``seqcore.layers``, but a model's forward pass keeps state
+for its backward pass in several layers, and a generation loop feeds a state from
+call to call). ``fit`` holds the lock for the whole of training: two threads training
+one model run one after the other, each as if alone, and other threads' calls wait
+until training ends (a ``callback`` running inside ``fit``, in its thread, may call
+``sample`` and the rest). A training loop of your own (``zero_grad``,
+``loss_and_grads``, an optimizer step) holds ``with model.lock:`` around each step if
+other threads use the model. Different models run in parallel.
 """
+
+import functools
+import threading
 
 import numpy as np
 
@@ -145,12 +162,33 @@ def _check_sampling(temperature, top_k, max_len):
 
 # ---------------------------------------------------------------------- base class
 
+def _locked(method):
+    """The method with ``self.lock`` held for the whole call (see the module notes)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class _Model:
     """Shared machinery: named layers, parameters, gradients, config, save, fit."""
 
     def __init__(self):
+        self.lock = threading.RLock()   # see the module notes
         self.layers = {}          # name -> layer, in forward order
         self.optimizer = None     # set by fit(); saved with the model, so training resumes
+
+    # A copy or pickle gets a lock of its own (a lock cannot be pickled); its layers
+    # get fresh scratch the same way (seqcore.layers).
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
 
     def parameters(self):
         """[(name, param, grad)] over every layer: what the optimizers update."""
@@ -161,6 +199,7 @@ class _Model:
         """The grads dicts of every layer (for clipping)."""
         return [layer.grads for layer in self.layers.values()]
 
+    @_locked
     def zero_grad(self):
         for layer in self.layers.values():
             layer.zero_grad()
@@ -168,6 +207,7 @@ class _Model:
     def num_parameters(self):
         return sum(p.size for _, p, _ in self.parameters())
 
+    @_locked
     def save(self, path):
         """Write the model (config, vocab, weights, optimizer state) to one .npz file, atomically."""
         from .io import save
@@ -205,6 +245,7 @@ class _Model:
         """
         raise NotImplementedError
 
+    @_locked
     def evaluate(self, data, *, batch_size=64, **batch_options):
         """Held-out cost: {"loss": per sequence, "token_loss": per predicted token, "perplexity"}.
 
@@ -224,6 +265,7 @@ class _Model:
         return {"loss": total / sequences, "token_loss": token_loss,
                 "perplexity": float(np.exp(min(token_loss, 700.0)))}
 
+    @_locked
     def fit(self, data, *, steps=1000, batch_size=32, lr=None, optimizer=None,
             schedule=None, clip_norm=5.0, clip_value=None, valid=None, eval_every=None,
             seed=None, progress=True, callback=None, **batch_options):
@@ -235,7 +277,8 @@ class _Model:
         a schedule from ``seqcore.optim``. clip_norm / clip_value: gradient clipping
         by global norm / by value (None for none). valid: held-out data, evaluated
         every ``eval_every`` steps and at the end. ``batch_options``: ``seq_len`` for
-        the language model (truncated BPTT length).
+        the language model (truncated BPTT length). Holds ``self.lock`` throughout:
+        other threads' calls on this model wait until training ends (module notes).
         """
         from . import optim
         from .training import train
@@ -290,12 +333,14 @@ class LanguageModel(_Model):
     def config(self):
         return {"vocab": self.vocab.config(), **self._base_config()}
 
+    @_locked
     def forward(self, ids, state=None, lengths=None):
         """ids (T, B) (-1 for x = 0) -> logits (T, B, V) and the final state."""
         x = self.inputs.forward(ids)                           # (T, B, D)
         a, state = self.rnn.forward(x, state, lengths)         # (T, B, H)
         return self.out.forward(a), state                      # (T, B, V)
 
+    @_locked
     def loss_and_grads(self, batch, state=None, *, backward=True):
         logits, state = self.forward(batch["x"], state, batch["lengths"])
         loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"])
@@ -331,6 +376,7 @@ class LanguageModel(_Model):
                        "lengths": np.clip(left, 1, S), "mask": mask,
                        "carry": k > 0, "size": len(idx), "tokens": float(mask.sum())}
 
+    @_locked
     def sample(self, n=1, *, max_len=100, temperature=1.0, top_k=None, greedy=False,
                prime="", seed=None, allow_unk=False):
         """n texts drawn from the model, as the notes sample.
@@ -432,6 +478,7 @@ class SequenceClassifier(_Tagged):
 
     kind = "SequenceClassifier"
 
+    @_locked
     def forward(self, x, lengths=None):
         """x (T, B) ids or (T, B, D) -> logits (B, C)."""
         xin = self._encode(x)                                  # (T, B, D)
@@ -462,6 +509,7 @@ class SequenceClassifier(_Tagged):
             da[0, :, H:] += dh[:, H:]
         return da
 
+    @_locked
     def loss_and_grads(self, batch, state=None, *, backward=True):
         logits = self.forward(batch["x"], batch["lengths"])    # (B, C)
         loss, dlogits = softmax_cross_entropy(logits[None], batch["y"][None])
@@ -485,6 +533,7 @@ class SequenceClassifier(_Tagged):
             yield {"x": x, "y": labels[idx], "lengths": lengths, "carry": False,
                    "size": len(idx), "tokens": float(len(idx))}
 
+    @_locked
     def predict_proba(self, xs):
         """Class probabilities (B, C) for a list of texts (or of (T_b, D) arrays)."""
         x, lengths = self._pad(xs)
@@ -492,6 +541,7 @@ class SequenceClassifier(_Tagged):
         p = np.exp(z - z.max(axis=1, keepdims=True))
         return p / p.sum(axis=1, keepdims=True)
 
+    @_locked
     def predict(self, xs):
         """The most likely class of each sequence, (B,) ints."""
         return self.predict_proba(xs).argmax(axis=1)
@@ -507,11 +557,13 @@ class SequenceTagger(_Tagged):
 
     kind = "SequenceTagger"
 
+    @_locked
     def forward(self, x, lengths=None):
         """x (T, B) ids or (T, B, D) -> logits (T, B, C) (padding steps: meaningless)."""
         a, _ = self.rnn.forward(self._encode(x), None, lengths)   # (T, B, dirs*H)
         return self.out.forward(a)                                 # (T, B, C)
 
+    @_locked
     def loss_and_grads(self, batch, state=None, *, backward=True):
         logits = self.forward(batch["x"], batch["lengths"])
         loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"])
@@ -537,6 +589,7 @@ class SequenceTagger(_Tagged):
             yield {"x": x, "y": y, "lengths": lengths, "mask": mask, "carry": False,
                    "size": len(idx), "tokens": float(mask.sum())}
 
+    @_locked
     def predict(self, xs):
         """The most likely tag at every step: a list of B int arrays, one per sequence."""
         x, lengths = self._pad(xs)
@@ -592,6 +645,7 @@ class Seq2Seq(_Model):
             seqs.append((ids[::-1] if self.reverse_source else ids) + [self.src_vocab.eos_id])
         return pad_ids(seqs)
 
+    @_locked
     def encode(self, src, src_lengths=None):
         """src (Tx, B) ids -> the encoder's state after each source's last valid step."""
         xs = self.src_inputs.forward(src)                          # (Tx, B, Ds)
@@ -599,6 +653,7 @@ class Seq2Seq(_Model):
         _, state = self.encoder.forward(xs, None, src_lengths)    # (L, B, H) [, c]
         return state
 
+    @_locked
     def forward(self, src, src_lengths, dec_in, dec_lengths=None):
         """Teacher-forced pass: src (Tx, B), dec_in (Ty, B) = [x<1> = 0, y<1..Ty-1>] -> logits (Ty, B, V)."""
         state = self.encode(src, src_lengths)                      # hand-off: a<Tx> -> decoder a<0>
@@ -606,6 +661,7 @@ class Seq2Seq(_Model):
         a, _ = self.decoder.forward(xd, state, dec_lengths)       # (Ty, B, H)
         return self.out.forward(a)                                 # (Ty, B, V)
 
+    @_locked
     def loss_and_grads(self, batch, state=None, *, backward=True):
         logits = self.forward(batch["src"], batch["src_lengths"], batch["x"], batch["lengths"])
         loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"])
@@ -636,6 +692,7 @@ class Seq2Seq(_Model):
                    "lengths": lengths, "mask": mask, "carry": False, "size": len(idx),
                    "tokens": float(mask.sum())}
 
+    @_locked
     def translate(self, sources, *, greedy=True, temperature=1.0, top_k=None, seed=None,
                   max_len=100, allow_unk=False):
         """Decode each source text: greedy (default) or sampled (``greedy=False``).
