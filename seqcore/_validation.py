@@ -7,6 +7,7 @@ trust their inputs) never see anything unchecked.
 
 import math
 import numbers
+import sys
 
 import numpy as np
 
@@ -104,3 +105,87 @@ def check_lengths(lengths, T, B):
         raise ValueError(f"lengths: expected values in [1, {T}] (T = {T}), "
                          f"got min {arr.min()} and max {arr.max()}")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+# ------------------------------------------------------------------ sizes
+#
+# A size that cannot be served must fail here, as a ValueError or MemoryError that
+# names it, before NumPy allocates or a kernel runs: the kernels trust their shapes
+# (they run without the GIL), so an index that wrapped, or an allocation the system
+# granted on credit (Linux overcommits: NumPy's np.empty of 16 GB succeeds on a 24 GB
+# machine, and so does the next one) and a kernel then writes, ends in a crash or in
+# the OOM killer instead of an exception. Counts are Python ints, which cannot wrap.
+
+INDEX_MAX = int(np.iinfo(np.intp).max)   # the largest array, in bytes, NumPy can index
+C_INT_MAX = 2**31 - 1                    # some sizes reach the compiled core as C ints
+ARRAY_OVERHEAD = sys.getsizeof(np.empty(0))  # bytes of an array object without its data
+
+_memory_limit = []
+
+
+def memory_limit():
+    """Bytes of RAM plus swap of this machine (Linux: /proc/meminfo), or None when
+    unknown. What one process's arrays can ever hold at once: more is never served,
+    whatever the allocator grants on credit."""
+    if not _memory_limit:
+        total = None
+        try:
+            with open("/proc/meminfo") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            total = sum(int(fields[k].split()[0]) * 1024 for k in ("MemTotal", "SwapTotal"))
+        except (OSError, KeyError, ValueError, IndexError):
+            pass
+        _memory_limit.append(total)
+    return _memory_limit[0]
+
+
+def format_bytes(n):
+    """n bytes in binary units, for messages: '16.0 TiB'."""
+    if n < 1024:
+        return f"{n} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        n /= 1024
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} EiB"
+
+
+def check_sizes(what, arrays, *, memory=True):
+    """Refuse a set of arrays that cannot exist at once.
+
+    what: who needs them (for the message). arrays: (name, shape, itemsize, count)
+    entries, count arrays of that shape each, all alive at the same time (a lower
+    bound of the need: nothing that might not be allocated; each array costs its data
+    and ARRAY_OVERHEAD, which matters for a million tiny ones). Raises ValueError when
+    one array would hold more bytes than an index reaches (INDEX_MAX), MemoryError
+    when all of them need more than the machine's memory and swap (memory_limit();
+    not with ``memory=False``). Returns the total bytes.
+    """
+    total = 0
+    for name, shape, itemsize, count in arrays:
+        n = 1
+        for s in shape:
+            n *= int(s)
+        nbytes = n * itemsize
+        if nbytes > INDEX_MAX:
+            raise ValueError(f"{what}: {name} of shape {_shape_str(shape)} would hold {n:,} "
+                             f"values ({nbytes:,} bytes), more than an array can index "
+                             f"({INDEX_MAX:,} bytes)")
+        total += (nbytes + ARRAY_OVERHEAD) * count
+    limit = memory_limit() if memory else None
+    if limit is not None and total > limit:
+        parts = ", ".join(f"{name} {_shape_str(shape)}" + (f" x {count:,}" if count > 1 else "")
+                          for name, shape, _, count in arrays if count)
+        raise MemoryError(f"{what}: needs at least {format_bytes(total)} ({total:,} bytes: "
+                          f"{parts}), more than this machine's memory and swap "
+                          f"({format_bytes(limit)})")
+    return total
+
+
+def check_c_int(what, sizes):
+    """sizes: {description: value}; refuse a value the compiled kernels would hold in
+    a C int (ValueError naming it), where it would wrap."""
+    for name, value in sizes.items():
+        if value > C_INT_MAX:
+            raise ValueError(f"{what}: {name} = {value:,} exceeds {C_INT_MAX:,}, the largest "
+                             "size the compiled kernels index (a C int)")

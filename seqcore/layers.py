@@ -27,6 +27,7 @@ that trains a layer shared with other threads holds ``with layer.lock:`` around 
 forward/backward pair (the models do this for you: ``seqcore.models``).
 """
 
+import math
 import threading
 
 import numpy as np
@@ -84,6 +85,7 @@ class _Recurrent:
         self._backward_kernel = getattr(self._kernels, f"{self._cell}_backward")
         self.params = {}
         self._shape_cache = {}
+        self._check_param_sizes()
         self._init_params(np.random.default_rng(seed))
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.last_grad_sq = None   # {"a": (T, L*dirs, B)[, "c": ...]} of the last backward
@@ -151,6 +153,69 @@ class _Recurrent:
     def _gate_activations(self, cache):
         """(T, B, G*H) gate activations kept by forward for one layer and direction."""
         return None
+
+    # ------------------------------------------------------------------- sizes
+    #
+    # A size that cannot be served is refused before anything is allocated or any
+    # kernel runs (see _validation's notes on sizes): at construction, parameters that
+    # cannot be made or that the kernels would index in a wrapping C int; in forward
+    # and backward, workspaces beyond an array's index or the machine's memory. The
+    # counts are lower bounds of what is needed, so a shape that can run is never
+    # refused. A size checked once is not checked again (one dict lookup per call).
+
+    def _describe(self):
+        return (f"{type(self).__name__}(input_size={self.input_size}, "
+                f"hidden_size={self.hidden_size}, num_layers={self.num_layers}"
+                + (", bidirectional=True" if self.bidirectional else "") + ")")
+
+    def _check_param_sizes(self):
+        G, H, D = self._num_gates, self.hidden_size, self.input_size
+        L, dirs = self.num_layers, self.num_directions
+        what, item = self._describe(), self.dtype.itemsize
+        # every parameter and its gradient (layers 1 and up all have layer 1's shapes)
+        arrays = [(name, shape, item, 2 * dirs)
+                  for name, shape in self._param_shapes_of(0, "").items()]
+        if L > 1:
+            arrays += [(f"{name}..l{L - 1}" if L > 2 else name, shape, item, 2 * dirs * (L - 1))
+                       for name, shape in self._param_shapes_of(1, "").items()]
+        V.check_sizes(what + " parameters", arrays, memory=False)   # each one indexable
+        if self.backend == "cython":
+            sizes = {"input_size": D, "num_gates * hidden_size": G * H,
+                     "hidden_size + input_size": H + D, "num_layers * directions": L * dirs}
+            if L > 1:
+                sizes["hidden_size * (1 + directions)"] = H + dirs * H
+            V.check_c_int(what, sizes)
+        V.check_sizes(what + " parameters and their gradients", arrays)
+        # _init_params draws each parameter in float64, then casts it
+        shape = max((a[1] for a in arrays), key=math.prod)
+        V.check_sizes(what + " initial weights",
+                      [("float64 draw", shape, 8, 1), ("its cast", shape, item, 1)])
+
+    def _workspace_sizes(self, T, B):
+        """(name, shape, itemsize, count) of the forward cache of all layers and directions."""
+        n = self.num_layers * self.num_directions
+        return [(name, shape, self.dtype.itemsize, n)
+                for name, shape in self._cache_shapes(T, B).items()]
+
+    def _check_forward_sizes(self, T, B):
+        if self._workspaces.get("sizes checked: forward") == (T, B):
+            return
+        item = self.dtype.itemsize
+        V.check_sizes(f"{self._describe()}.forward with T={T}, B={B}",
+                      self._workspace_sizes(T, B)
+                      + [("y", (T, B, self.num_directions * self.hidden_size), item, 1),
+                         ("final state", self._state_shape(B), item, self._num_states)])
+        self._workspaces["sizes checked: forward"] = (T, B)
+
+    def _check_backward_sizes(self, T, B):
+        if self._workspaces.get("sizes checked: backward") == (T, B):
+            return
+        L, dirs = self.num_layers, self.num_directions
+        V.check_sizes(f"{self._describe()}.backward with T={T}, B={B}",
+                      self._workspace_sizes(T, B)
+                      + [("dx", (T, B, self.input_size), self.dtype.itemsize, 1),
+                         ("last_grad_sq", (T, L * dirs, B), 8, self._num_states)])
+        self._workspaces["sizes checked: backward"] = (T, B)
 
     def _init_params(self, rng):
         # Uniform in +-1/sqrt(H), as PyTorch initializes its recurrent layers.
@@ -320,8 +385,11 @@ class _Recurrent:
 
     def _forward(self, x, state, lengths):
         """forward() on the general path (any T, B, lengths), with the lock held."""
+        if isinstance(x, np.ndarray) and x.ndim == 3:  # sizes first: before x is scanned or copied
+            self._check_forward_sizes(*(x.shape[1::-1] if self.batch_first else x.shape[:2]))
         x = self._time_major(x, "x", self.input_size)
         T, B, _ = x.shape
+        self._check_forward_sizes(T, B)     # (x was not an array; else a dict lookup)
         lengths = V.check_lengths(lengths, T, B)
         states0 = self._check_state(state, B, "state")
         # The previous call's cache goes before this call allocates: it holds arrays
@@ -384,6 +452,7 @@ class _Recurrent:
             raise ValueError("backward() called before forward(): run forward() first")
         cache = self._cache
         T, B, lens, rev = cache["T"], cache["B"], cache["lens"], cache["rev"]
+        self._check_backward_sizes(T, B)
         H, dirs, L = self.hidden_size, self.num_directions, self.num_layers
         dy = self._time_major(dy, "dy", dirs * H)
         if dy.shape[:2] != (T, B):
