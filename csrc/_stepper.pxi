@@ -20,15 +20,16 @@ cnp.import_array()
 
 cdef bint plain_array(object a, int typenum, int nd, const cnp.npy_intp* dims,
                       bint finite) noexcept:
-    """a is an aligned C-contiguous ndarray of typenum with shape dims (nd of them),
-    and, when `finite`, holds no NaN or infinity."""
+    """a is an aligned, native-byte-order, C-contiguous ndarray of typenum with shape
+    dims (nd of them), and, when `finite`, holds no NaN or infinity."""
     cdef int i
     cdef cnp.ndarray arr
     if not cnp.PyArray_Check(a):
         return False
     arr = <cnp.ndarray>a
     if (cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != nd
-            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)):
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)
+            or not cnp.PyArray_ISNOTSWAPPED(arr)):    # byte-swapped: the same type number
         return False
     for i in range(nd):
         if cnp.PyArray_DIMS(arr)[i] != dims[i]:

@@ -19,7 +19,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def check_dtype(dtype):
     try:
         dt = np.dtype(dtype)
-    except TypeError as exc:
+    except Exception as exc:    # noqa: BLE001 - NumPy's parser raises TypeError, ValueError,
+        # even SyntaxError for some strings: all of them are the same bad argument
         raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype!r}") from exc
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dt}")
@@ -41,7 +42,7 @@ def check_bool(value, name):
 
 
 def check_choice(value, name, choices):
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
 
@@ -68,7 +69,11 @@ def check_array(x, name, shape, dtype, *, finite=True):
     """
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple)) or np.isscalar(x):
-            x = np.asarray(x)
+            try:
+                x = np.asarray(x)
+            except ValueError as exc:     # ragged nesting
+                raise ValueError(f"{name}: expected an array of shape {_shape_str(shape)}, "
+                                 f"got nested sequences of uneven lengths") from exc
         else:
             raise TypeError(f"{name}: expected a numpy array of shape {_shape_str(shape)}, "
                             f"got {type(x).__name__}")
@@ -84,6 +89,8 @@ def check_array(x, name, shape, dtype, *, finite=True):
         if got == 0:
             raise ValueError(f"{name}: expected shape {_shape_str(shape)} with no empty "
                              f"dimension, got {x.shape}")
+    if not x.flags.aligned:      # the kernels read aligned values: copy such an array
+        x = np.require(x, requirements=["C", "A"])
     if finite and not all_finite(x):
         raise ValueError(f"{name}: contains NaN or infinity")
     return x if x.flags.c_contiguous else np.ascontiguousarray(x)

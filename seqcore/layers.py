@@ -465,13 +465,17 @@ class _Recurrent:
         grad_sq = {n: np.zeros((T, L * dirs, B), np.float64)
                    for n in ("a", "c")[: self._num_states]}
 
+        # Every layer's parameters and gradients are checked before any gradient is
+        # added, so a bad one fails the call having changed nothing.
+        checked = {(l, sfx): (self._checked_params(l, sfx), self._checked_grads(l, sfx))
+                   for l in range(L) for sfx in self._suffixes()}
+
         d_layer_out = dy
         for l in reversed(range(L)):
             d_layer_in = None
             for d, sfx in enumerate(self._suffixes()):
                 k = l * dirs + d
-                params = self._checked_params(l, sfx)
-                grads = self._checked_grads(l, sfx)
+                params, grads = checked[(l, sfx)]
                 dy_d = np.ascontiguousarray(d_layer_out[:, :, d * H:(d + 1) * H])
                 if d == 1:
                     dy_d = _reverse(dy_d, rev)
