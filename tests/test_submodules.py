@@ -18,10 +18,11 @@ HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 def _python(code):
     """Run ``code`` in a fresh interpreter importing this run's seqcore; its stdout as JSON."""
-    env = dict(os.environ,
-               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(seqcore.__file__))))
+    site = os.path.dirname(os.path.dirname(os.path.abspath(seqcore.__file__)))
+    # run where this seqcore is: `python -c` puts the working directory first on
+    # sys.path, and a clone's root would shadow the installed package
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=120)
+                          env=dict(os.environ, PYTHONPATH=site), cwd=site, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.splitlines()[-1])
 
