@@ -106,6 +106,4 @@
 #  define SC_PACK_AT_MIN_N 0
 #endif
 
-static inline const char *sc_path_name(void) { return SC_PATH_NAME; }
-
 #endif

@@ -66,7 +66,8 @@ def activate(path):
 
 @contextlib.contextmanager
 def use(path):
-    """Context manager: layers made inside run `path` (tests and benchmarks compare paths)."""
+    """Context manager: layers made inside run `path` (tests and benchmarks compare paths).
+    It switches the process-wide path: not for use from several threads at once."""
     old = _active
     activate(path)
     try:

@@ -99,13 +99,14 @@ class _Recurrent:
         self.lock = threading.RLock()
         self._cache = None
         self._workspaces = {}
+        self._sizes_checked = {"forward": None, "backward": None}   # the last (T, B) passed
         self._stepper = self._make_stepper()
 
     # Copies and pickles carry the configuration, the weights and the gradients; the
     # kernels are looked up again and the scratch is made anew (a lock, a kernel
     # module and the compiled stepper cannot be pickled, and a copy sharing the
     # original's workspaces would race with it).
-    _TRANSIENT = ("lock", "_cache", "_workspaces", "_stepper", "_kernels",
+    _TRANSIENT = ("lock", "_cache", "_workspaces", "_sizes_checked", "_stepper", "_kernels",
                   "_forward_kernel", "_backward_kernel")
 
     def __getstate__(self):
@@ -198,24 +199,24 @@ class _Recurrent:
                 for name, shape in self._cache_shapes(T, B).items()]
 
     def _check_forward_sizes(self, T, B):
-        if self._workspaces.get("sizes checked: forward") == (T, B):
+        if self._sizes_checked["forward"] == (T, B):
             return
         item = self.dtype.itemsize
         V.check_sizes(f"{self._describe()}.forward with T={T}, B={B}",
                       self._workspace_sizes(T, B)
                       + [("y", (T, B, self.num_directions * self.hidden_size), item, 1),
                          ("final state", self._state_shape(B), item, self._num_states)])
-        self._workspaces["sizes checked: forward"] = (T, B)
+        self._sizes_checked["forward"] = (T, B)
 
     def _check_backward_sizes(self, T, B):
-        if self._workspaces.get("sizes checked: backward") == (T, B):
+        if self._sizes_checked["backward"] == (T, B):
             return
         L, dirs = self.num_layers, self.num_directions
         V.check_sizes(f"{self._describe()}.backward with T={T}, B={B}",
                       self._workspace_sizes(T, B)
                       + [("dx", (T, B, self.input_size), self.dtype.itemsize, 1),
                          ("last_grad_sq", (T, L * dirs, B), 8, self._num_states)])
-        self._workspaces["sizes checked: backward"] = (T, B)
+        self._sizes_checked["backward"] = (T, B)
 
     def _init_params(self, rng):
         # Uniform in +-1/sqrt(H), as PyTorch initializes its recurrent layers.
