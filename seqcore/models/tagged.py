@@ -1,0 +1,191 @@
+"""Many-to-one (SequenceClassifier) and many-to-many with Tx = Ty (SequenceTagger), on token or feature inputs."""
+
+import numpy as np
+
+from .. import _validation as V
+from ..dense import Dense, softmax_cross_entropy
+from ..text import Vocab
+from ._base import _Model, _locked, _recurrent, _seeds, _token_inputs
+from .batching import index_batches, pad_features, pad_ids, step_mask
+
+
+class _Tagged(_Model):
+    """Shared by the classifier and the tagger: inputs are token texts (with a vocab) or features."""
+
+    def __init__(self, num_classes, *, vocab=None, input_size=None, cell="lstm",
+                 hidden_size=64, num_layers=1, bidirectional=False, embedding_dim=None,
+                 dtype=np.float32, backend="cython", seed=None, **cell_options):
+        super().__init__()
+        self._setup(cell, hidden_size, num_layers, embedding_dim, dtype, cell_options)
+        self.num_classes = V.check_int(num_classes, "num_classes", minimum=2)
+        self.bidirectional = V.check_bool(bidirectional, "bidirectional")
+        s_in, s_rnn, s_out = _seeds(seed, 3)
+        D = self._setup_inputs(vocab, input_size, s_in)
+        self.rnn = _recurrent(cell, D, self.hidden_size, self.num_layers, self.bidirectional,
+                              self.dtype, backend, s_rnn, cell_options)
+        dirs = self.rnn.num_directions
+        self.out = Dense(dirs * self.hidden_size, self.num_classes, dtype=self.dtype, seed=s_out)
+        self.layers.update(rnn=self.rnn, out=self.out)
+
+    def config(self):
+        return {**self._input_config(), **self._base_config()}
+
+    def _setup_inputs(self, vocab, input_size, seed):
+        if (vocab is None) == (input_size is None):
+            raise TypeError("give exactly one of vocab= (token inputs) or input_size= "
+                            "(feature vectors)")
+        if vocab is not None and not isinstance(vocab, Vocab):
+            raise TypeError(f"vocab: expected a seqcore.Vocab, got {type(vocab).__name__}")
+        self.vocab = vocab
+        self.input_size = None if input_size is None else V.check_int(input_size, "input_size")
+        if vocab is not None:
+            self.inputs = _token_inputs(len(vocab), self.embedding_dim, self.dtype, seed)
+            self.layers["inputs"] = self.inputs
+            return self.inputs.output_size
+        self.inputs = None
+        return self.input_size
+
+    def _encode(self, x):
+        """x (T, B) ids or (T, B, D) features -> (T, B, D) layer input."""
+        return self.inputs.forward(x) if self.inputs is not None else x
+
+    def _pad(self, xs):
+        """A list of B texts (or (T_b, D) arrays) -> (padded x, lengths)."""
+        if self.vocab is not None:
+            return pad_ids([self.vocab.encode(t) for t in xs])
+        return pad_features(xs, self.dtype)
+
+    def _input_config(self):
+        return {"vocab": None if self.vocab is None else self.vocab.config(),
+                "input_size": self.input_size, "bidirectional": self.bidirectional,
+                "num_classes": self.num_classes}
+
+
+class SequenceClassifier(_Tagged):
+    """Many-to-one: y_hat = softmax(W_y h + b_y), h = the state after each sequence's last valid step.
+
+    With ``bidirectional=True`` h = [a-> at the last valid step, a<- at step 1] (both
+    ends). Layers: inputs (when token inputs) -> rnn -> out (Dense dirs*H -> C).
+    Data for ``fit``/``evaluate``: (xs, labels), xs a list of texts (with a vocab) or
+    of (T_b, D) arrays, labels a list of ints in [0, C).
+    """
+
+    kind = "SequenceClassifier"
+
+    @_locked
+    def forward(self, x, lengths=None):
+        """x (T, B) ids or (T, B, D) -> logits (B, C)."""
+        xin = self._encode(x)                                  # (T, B, D)
+        T, B = xin.shape[:2]
+        lengths = V.check_lengths(lengths, T, B)
+        lens = lengths if lengths is not None else np.full(B, T, np.int64)
+        a, _ = self.rnn.forward(xin, None, lengths)            # (T, B, dirs*H)
+        h = self._gather_last(a, lens)                         # (B, dirs*H)
+        self._last = (a.shape, lens)
+        return self.out.forward(h)                             # (B, C)
+
+    def _gather_last(self, a, lens):
+        """h (B, dirs*H): forward half at step lens-1, reverse half at step 0 (its last)."""
+        H, B = self.hidden_size, a.shape[1]
+        h = np.empty((B, a.shape[2]), a.dtype)
+        h[:, :H] = a[lens - 1, np.arange(B), :H]               # a-> after the last valid step
+        if self.bidirectional:
+            h[:, H:] = a[0, :, H:]                             # a<- after it has read back to t = 1
+        return h
+
+    def _scatter_last(self, dh):
+        """Backward of ``_gather_last``: dh (B, dirs*H) -> da (T, B, dirs*H), zero elsewhere."""
+        shape, lens = self._last
+        H, B = self.hidden_size, shape[1]
+        da = np.zeros(shape, dh.dtype)
+        da[lens - 1, np.arange(B), :H] = dh[:, :H]
+        if self.bidirectional:
+            da[0, :, H:] += dh[:, H:]
+        return da
+
+    @_locked
+    def loss_and_grads(self, batch, state=None, *, backward=True):
+        logits = self.forward(batch["x"], batch["lengths"])    # (B, C)
+        loss, dlogits = softmax_cross_entropy(logits[None], batch["y"][None])
+        if backward:
+            dh = self.out.backward(dlogits[0])                 # (B, dirs*H)
+            dx, _ = self.rnn.backward(self._scatter_last(dh))  # BPTT from the last valid state
+            if self.inputs is not None:
+                self.inputs.backward(dx)
+        return loss, None
+
+    def _batches(self, data, batch_size, rng, *, train):
+        xs, labels = data
+        labels = np.asarray(labels, np.int64)
+        if len(xs) != len(labels) or len(xs) == 0:
+            raise ValueError(f"data: expected as many labels as sequences (and at least one), "
+                             f"got {len(xs)} sequences and {len(labels)} labels")
+        sizes = np.array([len(self.vocab.tokenize(t)) if self.vocab else len(t) for t in xs])
+        rng = rng if rng is not None else np.random.default_rng(0)
+        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train):
+            x, lengths = self._pad([xs[i] for i in idx])
+            yield {"x": x, "y": labels[idx], "lengths": lengths, "carry": False,
+                   "size": len(idx), "tokens": float(len(idx))}
+
+    @_locked
+    def predict_proba(self, xs):
+        """Class probabilities (B, C) for a list of texts (or of (T_b, D) arrays)."""
+        x, lengths = self._pad(xs)
+        z = self.forward(x, lengths).astype(np.float64)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    @_locked
+    def predict(self, xs):
+        """The most likely class of each sequence, (B,) ints."""
+        return self.predict_proba(xs).argmax(axis=1)
+
+
+class SequenceTagger(_Tagged):
+    """Many-to-many with Tx = Ty: y_hat<t> = softmax(W_y a<t> + b_y) at every step.
+
+    Layers: inputs (when token inputs) -> rnn (optionally bidirectional) -> out (Dense
+    dirs*H -> C). Data: (xs, tags), xs a list of texts (with a vocab) or of (T_b, D)
+    arrays, tags a list of int sequences of the same lengths.
+    """
+
+    kind = "SequenceTagger"
+
+    @_locked
+    def forward(self, x, lengths=None):
+        """x (T, B) ids or (T, B, D) -> logits (T, B, C) (padding steps: meaningless)."""
+        a, _ = self.rnn.forward(self._encode(x), None, lengths)   # (T, B, dirs*H)
+        return self.out.forward(a)                                 # (T, B, C)
+
+    @_locked
+    def loss_and_grads(self, batch, state=None, *, backward=True):
+        logits = self.forward(batch["x"], batch["lengths"])
+        loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"])
+        if backward:
+            dx, _ = self.rnn.backward(self.out.backward(dlogits))
+            if self.inputs is not None:
+                self.inputs.backward(dx)
+        return loss, None
+
+    def _batches(self, data, batch_size, rng, *, train):
+        xs, tags = data
+        if len(xs) != len(tags) or len(xs) == 0:
+            raise ValueError(f"data: expected one tag sequence per sequence (and at least one), "
+                             f"got {len(xs)} sequences and {len(tags)} tag sequences")
+        sizes = np.array([len(t) for t in tags])
+        rng = rng if rng is not None else np.random.default_rng(0)
+        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train):
+            x, lengths = self._pad([xs[i] for i in idx])
+            y, ylen = pad_ids([list(tags[i]) for i in idx], fill=0)
+            if not np.array_equal(lengths, ylen):
+                raise ValueError("data: every tag sequence must have one tag per input step")
+            mask = step_mask(lengths, x.shape[0])
+            yield {"x": x, "y": y, "lengths": lengths, "mask": mask, "carry": False,
+                   "size": len(idx), "tokens": float(mask.sum())}
+
+    @_locked
+    def predict(self, xs):
+        """The most likely tag at every step: a list of B int arrays, one per sequence."""
+        x, lengths = self._pad(xs)
+        best = self.forward(x, lengths).argmax(axis=2)           # (T, B)
+        return [best[:n, b] for b, n in enumerate(lengths)]
