@@ -12,6 +12,7 @@ _import_compiled("checks")
 from ._dispatch import cpu_info  # noqa: E402  (chooses the kernel path: SEQCORE_CPU)
 
 from .dense import Dense, softmax_cross_entropy  # noqa: E402
+from .dropout import Dropout  # noqa: E402
 from .layers import GRU, LSTM, RNN  # noqa: E402
 from . import optim  # noqa: E402
 from .embedding import Embedding  # noqa: E402
@@ -54,7 +55,7 @@ def __dir__():
     return sorted(set(globals()) | set(shipped))
 
 
-__all__ = ["RNN", "GRU", "LSTM", "Dense", "softmax_cross_entropy",
+__all__ = ["RNN", "GRU", "LSTM", "Dense", "Dropout", "softmax_cross_entropy",
            "Vocab", "Embedding", "LanguageModel", "SequenceClassifier", "SequenceTagger",
            "Seq2Seq", "load", "optim", "TrainingDiverged", "set_num_threads", "get_num_threads",
            "cpu_info"]

@@ -29,10 +29,12 @@ forward/backward pair (the models do this for you: ``seqcore.models``).
 
 import math
 import threading
+import warnings
 
 import numpy as np
 
 from . import _dispatch, _validation as V
+from .dropout import Switchable, check_dropout, dropout_mask
 
 __all__ = ["RNN", "GRU", "LSTM"]
 
@@ -62,7 +64,7 @@ def _reverse(x, rev):
     return np.ascontiguousarray(x[rev, np.arange(x.shape[1])[None, :]])
 
 
-class _Recurrent:
+class _Recurrent(Switchable):
     """Shared machinery of RNN, GRU and LSTM; subclasses define the cell."""
 
     _cell = ""         # kernel prefix: "rnn", "gru" or "lstm"
@@ -70,12 +72,17 @@ class _Recurrent:
     _num_states = 1    # 1: a (RNN, GRU); 2: (a, c) (LSTM)
 
     def __init__(self, input_size, hidden_size, *, num_layers=1, bidirectional=False,
-                 batch_first=False, dtype=np.float32, backend="cython", seed=None):
+                 batch_first=False, dropout=0.0, dtype=np.float32, backend="cython",
+                 seed=None):
         self.input_size = V.check_int(input_size, "input_size")
         self.hidden_size = V.check_int(hidden_size, "hidden_size")
         self.num_layers = V.check_int(num_layers, "num_layers")
         self.bidirectional = V.check_bool(bidirectional, "bidirectional")
         self.batch_first = V.check_bool(batch_first, "batch_first")
+        self.dropout = check_dropout(dropout)
+        if self.dropout and self.num_layers == 1:
+            warnings.warn(f"dropout={self.dropout} acts between stacked layers only, and this "
+                          "layer has num_layers=1: nothing will be dropped", stacklevel=3)
         self.dtype = V.check_dtype(dtype)
         self.backend = V.check_choice(backend, "backend", ("cython", "numpy"))
         if seed is not None:
@@ -87,6 +94,8 @@ class _Recurrent:
         self._shape_cache = {}
         self._check_param_sizes()
         self._init_params(np.random.default_rng(seed))
+        # The dropout masks' own stream (a model replaces it by its shared generator).
+        self.generator = np.random.default_rng(None if seed is None else [seed, 1])
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.last_grad_sq = None   # {"a": (T, L*dirs, B)[, "c": ...]} of the last backward
         self._init_scratch()
@@ -369,6 +378,10 @@ class _Recurrent:
     def forward(self, x, state=None, lengths=None):
         """Run all layers and directions over a batch of sequences.
 
+        In training mode (``train()``, the default) with ``dropout`` = p > 0, each
+        layer's output but the last is multiplied by a fresh mask m / (1 - p) (drawn
+        from ``generator``) before the next layer reads it; ``eval()`` turns it off.
+
         x: (T, B, D), or (B, T, D) with batch_first. state: initial state, one array
         (L*dirs, B, H), for LSTM a pair (a, c); zeros when None. lengths: (B,)
         integers in [1, T], or None for full length.
@@ -377,12 +390,16 @@ class _Recurrent:
         module notes.
         """
         with self.lock:
-            if lengths is None and self._stepper is not None:
+            if lengths is None and self._stepper is not None and not self._dropping():
                 out = self._stepper.step(x, state)     # one token: all in C, or None
                 if out is not None:
                     self._cache = self._stepper.cache
                     return out
             return self._forward(x, state, lengths)
+
+    def _dropping(self):
+        """Whether forward drops between layers now (training mode, p > 0, stacked)."""
+        return self.training and self.dropout > 0.0 and self.num_layers > 1
 
     def _forward(self, x, state, lengths):
         """forward() on the general path (any T, B, lengths), with the lock held."""
@@ -405,12 +422,14 @@ class _Recurrent:
 
         finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self._num_states)]
         caches = []
+        drop_masks = []           # per layer below the top: m / (1 - p) (T, B, dirs*H)
+        dropping = self._dropping()
         layer_in = x
         for l in range(self.num_layers):
             # A unidirectional layer's full-length output is its states a[1:]: the
             # layer above reads them in place (the cache keeps them anyway). The last
             # layer's y is the caller's, so it is always a fresh array.
-            in_place = dirs == 1 and mask is None and l < self.num_layers - 1
+            in_place = dirs == 1 and mask is None and l < self.num_layers - 1 and not dropping
             y = None if in_place else np.empty((T, B, dirs * H), self.dtype)
             for d, sfx in enumerate(self._suffixes()):
                 k = l * dirs + d
@@ -427,9 +446,15 @@ class _Recurrent:
                 else:
                     out = a[1:] if mask is None else np.where(mask, a[1:], 0)
                     y[:, :, d * H:(d + 1) * H] = out if d == 0 else _reverse(out, rev)
+            if dropping and l < self.num_layers - 1:
+                # Dropout on this layer's output, the next layer's input (PyTorch's
+                # semantics: between stacked layers, never after the last one).
+                m = dropout_mask(self.generator, y.shape, self.dropout, self.dtype)
+                drop_masks.append(m)
+                y = y * m
             layer_in = y
         self._cache = dict(caches=caches, T=T, B=B, lens=lens, rev=rev,
-                           x_shape=(T, B, self.input_size))
+                           x_shape=(T, B, self.input_size), drop_masks=drop_masks)
         if self.batch_first:
             layer_in = np.ascontiguousarray(layer_in.transpose(1, 0, 2))
         return layer_in, self._pack_state(finals)
@@ -490,6 +515,8 @@ class _Recurrent:
                 if d == 1:
                     dx_d = _reverse(dx_d, rev)
                 d_layer_in = dx_d if d_layer_in is None else d_layer_in + dx_d
+            if l > 0 and cache.get("drop_masks"):
+                d_layer_in = d_layer_in * cache["drop_masks"][l - 1]   # back through dropout
             d_layer_out = d_layer_in
         self.last_grad_sq = grad_sq
         dx = d_layer_out
@@ -501,7 +528,9 @@ class _Recurrent:
         opts = "".join(f", {k}={v!r}" for k, v in self._options().items())
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
-                f"batch_first={self.batch_first}{opts}, dtype=numpy.{self.dtype}, "
+                f"batch_first={self.batch_first}"
+                + (f", dropout={self.dropout}" if self.dropout else "")
+                + f"{opts}, dtype=numpy.{self.dtype}, "
                 f"backend={self.backend!r})")
 
     def _options(self):
@@ -511,7 +540,7 @@ class _Recurrent:
         """The constructor arguments (without dtype, backend and seed), for saving."""
         return dict(input_size=self.input_size, hidden_size=self.hidden_size,
                     num_layers=self.num_layers, bidirectional=self.bidirectional,
-                    batch_first=self.batch_first, **self._options())
+                    batch_first=self.batch_first, dropout=self.dropout, **self._options())
 
 
 class RNN(_Recurrent):
