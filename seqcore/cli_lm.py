@@ -1,13 +1,24 @@
-"""The `seqcore train` and `seqcore sample` commands: a language model from a text file (or built-in names), and its samples.
+"""The `seqcore train`, `seqcore sample` and `seqcore evaluate` commands: a language model from a text file (or built-in names).
 
 `seqcore train` with no corpus trains a character-level name generator on name-like
 words that ship with every Python (the functions and classes its standard library
-defines); no download, no extra package.
+defines); no download, no extra package. With ``--stream`` the file is one running
+text (a book, a code base), trained by truncated BPTT over parallel streams.
+
+Files: ``--out`` holds the model with the best held-out loss, and the model after
+the last step is kept beside it (``NAME.last.npz``; without held-out text the two
+are one file). Ctrl-C ends training after the step under way, saves that step to
+the last-step file (atomically) and says in one line how to continue: the same
+command with ``--resume FILE``, which carries on with the same batches, masks and
+updates, so the final model is the one an uninterrupted run gives (``--steps``
+counts the run's total updates).
 """
 
 import argparse
+import hashlib
 import math
 import os
+import signal
 import sys
 
 import numpy as np
@@ -29,6 +40,17 @@ def _int_at_least(minimum, words):
 
 
 _positive_int = _int_at_least(1, "a positive integer")
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
 _nonnegative_int = _int_at_least(0, "an integer >= 0")
 
 
@@ -49,11 +71,43 @@ def register(subparsers):
     t = subparsers.add_parser(
         "train", help="train a language model on a text file (default: built-in names)",
         description="Train a recurrent language model on CORPUS (a UTF-8 text file, one "
-        "training sequence per line), or, without CORPUS, a character-level name "
-        "generator on name-like words from the Python standard library. Shows a progress "
-        "bar, prints samples as it goes, and saves the model.")
+        "training sequence per line, or with --stream one running text), or, without "
+        "CORPUS, a character-level name generator on name-like words from the Python "
+        "standard library. Shows a progress bar and the held-out loss, prints samples as "
+        "it goes, and saves the best and the last model. Ctrl-C saves the last finished "
+        "step; --resume continues from it.")
     t.add_argument("corpus", nargs="?", metavar="CORPUS",
                    help="text file, one sequence per line (default: built-in names)")
+    t.add_argument("--stream", action="store_true",
+                   help="read CORPUS as one running text (newlines are tokens), cut into "
+                   "--batch-size parallel streams and trained in --seq-len windows with the "
+                   "state carried between them")
+    t.add_argument("--valid-frac", type=_fraction, default=0.05, metavar="F",
+                   help="hold out this fraction for the held-out loss: the end of the "
+                   "text with --stream, random lines otherwise (default: 0.05)")
+    t.add_argument("--eval-every", type=_positive_int, default=None, metavar="N",
+                   help="measure the held-out loss every N steps (default: --steps / 5)")
+    t.add_argument("--dropout", type=_fraction, default=0.0, metavar="P",
+                   help="dropout on the inputs, between stacked layers and on the output "
+                   "(training only; default: 0)")
+    t.add_argument("--tie-weights", action="store_true",
+                   help="share the embedding with the output layer (needs --embedding "
+                   "equal to --hidden)")
+    t.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam",
+                   help="adam, adamw (decoupled weight decay) or sgd (default: adam)")
+    t.add_argument("--weight-decay", type=_number(0, False), default=0.0, metavar="X",
+                   help="weight decay: decoupled with adamw, L2 with sgd (default: 0)")
+    t.add_argument("--schedule", choices=("cosine", "plateau", "constant"), default="cosine",
+                   help="learning rate: cosine decay to a tenth, divided by --plateau-factor "
+                   "when the held-out loss stops improving, or constant (default: cosine)")
+    t.add_argument("--plateau-factor", type=_number(0, True), default=0.25, metavar="X",
+                   help="with --schedule plateau: multiply the rate by X (default: 0.25)")
+    t.add_argument("--patience", type=_nonnegative_int, default=0, metavar="N",
+                   help="with --schedule plateau: measurements without improvement "
+                   "tolerated before the rate drops (default: 0)")
+    t.add_argument("--resume", metavar="MODEL",
+                   help="continue the run saved in MODEL (by Ctrl-C or at the end) up to "
+                   "--steps updates in all")
     t.add_argument("--level", choices=("char", "word"), default="char",
                    help="tokens are characters or words (default: char)")
     t.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm",
@@ -65,7 +119,7 @@ def register(subparsers):
     t.add_argument("--embedding", type=_nonnegative_int, default=0, metavar="N",
                    help="learned embedding width; 0 feeds 1-hot vectors (default: 0)")
     t.add_argument("--steps", type=_positive_int, default=1000, metavar="N",
-                   help="optimizer updates (default: 1000)")
+                   help="optimizer updates in the whole run (default: 1000)")
     t.add_argument("--seq-len", type=_positive_int, default=64, metavar="N",
                    help="truncated BPTT length: longer lines are cut into chunks of N "
                    "steps with the state carried between them (default: 64)")
@@ -113,6 +167,19 @@ def register(subparsers):
                    help="stop a sample after M new tokens (default: 100)")
     s.set_defaults(func=_with_threads(cmd_sample), threads=1)
 
+    e = subparsers.add_parser(
+        "evaluate", help="held-out loss of a language model on a text file",
+        description="Print the loss per token, the perplexity and, at char level, the bits "
+        "per character of a model saved by `seqcore train` on FILE (read as the model "
+        "was trained: running text or one sequence per line).")
+    e.add_argument("model", metavar="MODEL", help="model file (.npz) written by seqcore train")
+    e.add_argument("file", metavar="FILE", help="UTF-8 text file")
+    e.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+                   help="sequences (or streams) per batch (default: 64)")
+    e.add_argument("--seq-len", type=_positive_int, default=None, metavar="N",
+                   help="window length (default: the model's training window)")
+    e.set_defaults(func=_with_threads(cmd_evaluate), threads=1)
+
 
 def _with_threads(command):
     def run(args):
@@ -154,73 +221,214 @@ def _plot(plt, history, baseline, path):
     plt.close(fig)
 
 
-def cmd_train(args):
-    from . import LanguageModel, Vocab, optim
+def _last_path(out):
+    root, ext = os.path.splitext(out)
+    return f"{root}.last{ext or '.npz'}"
+
+
+def _read(path, stream):
+    """The corpus: one string (stream) or its lines; a fingerprint to check on --resume."""
+    from .text import read_corpus, read_text
+    text = read_text(path)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return (text if stream else read_corpus(path)), digest
+
+
+def _split(data, args, rng, level):
+    """(training data, held-out data or None): the text's end, or random lines."""
+    if args.stream:
+        cut = int(len(data) * (1 - args.valid_frac))
+        if level == "word" and args.valid_frac:
+            nl = data.find("\n", cut)
+            cut = nl + 1 if nl >= 0 else len(data)
+        return data[:cut], (data[cut:] or None) if args.valid_frac else None
+    order = rng.permutation(len(data))
+    n_valid = int(len(data) * args.valid_frac)
+    valid = [data[i] for i in order[:n_valid]] or None
+    return [data[i] for i in order[n_valid:]], valid
+
+
+def _optimizer(args):
+    from . import optim
+    if args.schedule == "plateau":
+        schedule = optim.ReduceOnPlateau(factor=args.plateau_factor, patience=args.patience)
+    elif args.schedule == "cosine":
+        schedule = optim.Cosine(args.steps, final=0.1)
+    else:
+        schedule = None
+    if args.optimizer == "adamw":
+        return optim.AdamW(args.lr, weight_decay=args.weight_decay, schedule=schedule)
+    if args.optimizer == "sgd":
+        return optim.SGD(args.lr, weight_decay=args.weight_decay, schedule=schedule)
+    if args.weight_decay:
+        from .__main__ import CommandError
+        raise CommandError("--weight-decay needs --optimizer adamw (decoupled) or sgd")
+    return optim.Adam(args.lr, schedule=schedule)
+
+
+def _resumed(args):
+    """The model and corpus of the run saved in --resume, checked against this command."""
+    from . import LanguageModel, load
     from .__main__ import CommandError
-    from .text import default_corpus, read_corpus
+    model = load(args.resume)
+    if not isinstance(model, LanguageModel):
+        raise CommandError(f"--resume {args.resume}: holds a {model.kind}, not a language model")
+    source = (model.run or {}).get("info") or {}
+    if model.optimizer is None or not source:
+        raise CommandError(f"--resume {args.resume}: holds no run of seqcore train to continue")
+    if (args.corpus or None) != source["corpus"]:
+        raise CommandError(f"--resume {args.resume}: the run trained on "
+                           f"{source['corpus'] or 'the built-in names'}, not "
+                           f"{args.corpus or 'the built-in names'}")
+    args.stream, args.valid_frac, args.level = (source["stream"], source["valid_frac"],
+                                                model.vocab.level)
+    return model, source
+
+
+def cmd_train(args):
+    from . import LanguageModel, Vocab
+    from .__main__ import CommandError
+    from .text import default_corpus
     from tqdm.auto import tqdm
 
     plt = _require_matplotlib() if args.plot else None
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise CommandError(f"--out {args.out}: directory {out_dir} does not exist")
+    model, source = _resumed(args) if args.resume else (None, None)
+    if args.stream and args.corpus is None:
+        raise CommandError("--stream reads a CORPUS file as running text; give one")
     if args.corpus is None:
-        texts = default_corpus()
-        print(f"corpus: {len(texts)} names defined in the Python standard library "
+        data, digest = default_corpus(), None
+        print(f"corpus: {len(data)} names defined in the Python standard library "
               "(no CORPUS given)")
         if args.level != "char":
             raise CommandError("the built-in names are for --level char; give a CORPUS "
                                "file for word level")
     else:
-        texts = read_corpus(args.corpus)
-        print(f"corpus: {len(texts)} lines from {args.corpus}")
+        data, digest = _read(args.corpus, args.stream)
+        print(f"corpus: {len(data):,} {'characters' if args.stream else 'lines'} "
+              f"from {args.corpus}")
+    if source is not None and source["sha256"] != digest:
+        raise CommandError(f"--resume {args.resume}: {args.corpus} has changed since the run "
+                           "started (its contents differ)")
 
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(texts))
-    n_valid = len(texts) // 20 if len(texts) >= 40 else 0          # 5% held out
-    valid = [texts[i] for i in order[:n_valid]] or None
-    train_texts = [texts[i] for i in order[n_valid:]]
-    vocab = Vocab.build(train_texts, args.level)
-    seed = int(rng.integers(2**31 - 1)) if args.seed is not None else None
-    model = LanguageModel(vocab, cell=args.cell, hidden_size=args.hidden,
-                          num_layers=args.layers, embedding_dim=args.embedding or None,
-                          seed=seed)
+    if source is None and args.seed is None:
+        args.seed = int(np.random.default_rng().integers(2**31 - 1))   # kept: --resume replays it
+    seed = args.seed if source is None else source["seed"]
+    rng = np.random.default_rng(seed)
+    train_data, valid = _split(data, args, rng, args.level)
+    if model is None:
+        vocab = Vocab.build([train_data] if args.stream else train_data, args.level)
+        seed = int(rng.integers(2**31 - 1))
+        model = LanguageModel(vocab, cell=args.cell, hidden_size=args.hidden,
+                              num_layers=args.layers, embedding_dim=args.embedding or None,
+                              dropout=args.dropout, tie_weights=args.tie_weights, seed=seed)
+        optimizer, done = _optimizer(args), 0
+    else:
+        vocab, optimizer, done = model.vocab, None, model.optimizer.t
     baseline = math.log(len(vocab))
-    print(f"model: {args.cell.upper()} {args.layers}x{args.hidden}, vocabulary {len(vocab)} "
-          f"{args.level} tokens, {model.num_parameters():,} parameters; "
-          f"{len(train_texts)} training and {n_valid} held-out sequences")
+    held = ("no held-out text" if valid is None else
+            f"{len(valid):,} held-out {'characters' if args.stream else 'lines'}")
+    print(f"model: {model.cell.upper()} {model.num_layers}x{model.hidden_size}, vocabulary "
+          f"{len(vocab)} {vocab.level} tokens, {model.num_parameters():,} parameters; {held}"
+          + (f"; resuming after step {done}" if done else ""))
     sys.stdout.flush()
+    if done >= args.steps:
+        raise CommandError(f"--resume {args.resume}: the run already has {done} steps "
+                           f"(--steps {args.steps}); raise --steps to train further")
 
+    last = _last_path(args.out) if valid is not None else args.out
     every = max(args.steps // 4, 1)
+    sample_len = 200 if args.stream else 50
 
     def show_samples(step, model, history):
         if args.samples and step % every == 0 and step < args.steps:
-            lines = model.sample(args.samples, seed=step, max_len=50)
-            tqdm.write(f"step {step} samples: " + ", ".join(lines))
+            lines = model.sample(min(args.samples, 2) if args.stream else args.samples,
+                                 seed=step, max_len=sample_len)
+            tqdm.write(f"step {step} samples: " + " | ".join(t.replace("\n", " / ")
+                                                            for t in lines))
 
-    schedule = optim.Cosine(args.steps, final=0.1)
-    history = model.fit(train_texts, steps=args.steps, batch_size=args.batch_size,
-                        lr=args.lr, optimizer=optim.Adam(args.lr, schedule=schedule),
-                        clip_norm=args.clip or None, valid=valid, seed=seed,
-                        progress=not args.no_progress, callback=show_samples,
-                        seq_len=args.seq_len)
-    path = model.save(args.out)
+    stop = []
+
+    def on_sigint(signum, frame):
+        if stop:
+            raise KeyboardInterrupt              # a second Ctrl-C: stop at once
+        stop.append(signum)
+
+    info = {"corpus": args.corpus, "sha256": digest, "stream": args.stream,
+            "valid_frac": args.valid_frac, "seed": args.seed}
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        history = model.fit(
+            train_data, steps=args.steps - done, batch_size=args.batch_size, lr=None,
+            optimizer=optimizer, clip_norm=args.clip or None, valid=valid,
+            eval_every=args.eval_every or max(args.steps // 5, 1),
+            seed=None if done else seed, progress=not args.no_progress,
+            callback=show_samples, seq_len=args.seq_len, stream=args.stream or None,
+            resume=bool(done), run_info=None if done else info,
+            on_best=(lambda step, m: m.save(args.out)) if valid is not None else None,
+            should_stop=lambda: bool(stop))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    path = model.save(last)
+    if history["stopped"]:
+        print(f"seqcore: interrupted: step {model.optimizer.t} of {args.steps} saved to {path}; "
+              f"continue with the same command and --resume {path}", file=sys.stderr)
+        return 130
 
     secs = history["seconds"]
-    print(f"trained {args.steps} steps in {secs:.1f} s "
+    print(f"trained {len(history['step'])} steps in {secs:.1f} s "
           f"({history['tokens_per_second']:,.0f} tokens/s)")
-    if valid:
-        print(f"held-out loss {history['valid_loss'][-1]:.3f} nats/token, perplexity "
+    if valid is not None:
+        loss = history["valid_loss"][-1]
+        bpc = f", {loss / math.log(2):.3f} bits/char" if vocab.level == "char" else ""
+        print(f"held-out loss {loss:.3f} nats/token{bpc}, perplexity "
               f"{history['valid_perplexity'][-1]:.2f} (uniform baseline {baseline:.3f}, "
               f"perplexity {len(vocab)})")
     if args.samples:
         print("samples:")
-        for line in model.sample(args.samples, seed=args.seed, max_len=100):
-            print(f"  {line}")
+        for text in model.sample(args.samples, seed=args.seed, max_len=2 * sample_len):
+            print("  " + text.replace("\n", "\n  "))
     if plt is not None:
         _plot(plt, history, baseline, args.plot)
         print(f"loss curve saved to {args.plot}")
-    print(f"model saved to {path}  (try: seqcore sample {path})")
+    if valid is not None:
+        print(f"model saved to {args.out} (best held-out loss {model.run['best_valid']:.3f} at "
+              f"step {model.run['best_step']}); the last step to {path}  "
+              f"(try: seqcore sample {args.out})")
+    else:
+        print(f"model saved to {path}  (try: seqcore sample {path})")
+    return 0
+
+
+def cmd_evaluate(args):
+    from . import LanguageModel, load
+    from .__main__ import CommandError
+    from .text import read_corpus, read_text
+
+    model = load(args.model)
+    if not isinstance(model, LanguageModel):
+        raise CommandError(f"{args.model}: holds a {model.kind}, not a language model")
+    text = read_text(args.file)
+    ids = model.stream_ids(text)
+    unknown = sum(i == model.vocab.unk_id for i in ids) / max(len(ids), 1)
+    if unknown > 0.25:
+        raise CommandError(f"{args.file}: {unknown:.0%} of its {model.vocab.level} tokens are "
+                           f"not in the model's vocabulary of {len(model.vocab)}: not text of "
+                           "the kind this model was trained on")
+    seq_len = args.seq_len or ((model.run or {}).get("batch_options") or {}).get("seq_len", 64)
+    data = text if model.stream else read_corpus(args.file)
+    batch_size = args.batch_size
+    if model.stream:
+        batch_size = max(1, min(batch_size, (len(ids) - 1) // 2))
+    result = model.evaluate(data, batch_size=batch_size, seq_len=seq_len)
+    loss = result["token_loss"]
+    print(f"{args.file}: {result['tokens']:,.0f} {model.vocab.level} tokens "
+          f"({'running text' if model.stream else 'one sequence per line'}, "
+          f"{unknown:.1%} unknown)")
+    print(f"loss {loss:.4f} nats/token, perplexity {result['perplexity']:.3f}"
+          + (f", {loss / math.log(2):.4f} bits/char" if model.vocab.level == "char" else ""))
     return 0
 
 

@@ -3,11 +3,15 @@
 Layout of the archive (every entry a plain array; read with ``allow_pickle=False``):
 
     format            "seqcore-model"               (str)    what this file is
-    format_version    1                             (int64)  refuse newer ones
+    format_version    2                             (int64)  refuse newer ones
     config            JSON bytes                    (uint8)  model kind, architecture, vocab(s),
-                                                             optimizer hyper-parameters
+                                                             optimizer hyper-parameters, the
+                                                             training run's record and the
+                                                             dropout generator's state
     param/<layer>.<name>                                     the weights
     optim/<entry>                                            optimizer state (Adam m, v, step t)
+    run/carry/<i>                                            the state carried into the next
+                                                             training window (a, and c for LSTM)
     sha256            hex digest of all of the above (str)   refuse truncated or altered files
 
 Writes are atomic: the archive goes to a temporary file in the target's directory,
@@ -25,7 +29,7 @@ import numpy as np
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "seqcore-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2         # 2: training run, dropout generator, dropout/tie/stream config
 
 
 def _digest(arrays):
@@ -47,10 +51,19 @@ def save(model, path):
     """Write ``model`` (and its optimizer state, if any) to ``path``; returns the path."""
     path = os.fspath(path)
     optimizer = getattr(model, "optimizer", None)
+    run = getattr(model, "run", None)
+    carry = None if run is None else run.get("carry")
+    carry = [] if carry is None else list(carry) if isinstance(carry, tuple) else [carry]
+    generator = getattr(model, "generator", None)
     config = {"kind": model.kind, "model": model.config(),
-              "optimizer": None if optimizer is None else optimizer.config()}
+              "optimizer": None if optimizer is None else optimizer.config(),
+              "run": None if run is None else {**{k: v for k, v in run.items() if k != "carry"},
+                                                "carry": len(carry)},
+              "generator": None if generator is None else generator.bit_generator.state}
     arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION, np.int64),
               "config": _config_array(config)}
+    for i, a in enumerate(carry):
+        arrays[f"run/carry/{i}"] = a
     for name, p, _ in model.parameters():
         arrays[f"param/{name}"] = p
     if optimizer is not None:
@@ -165,4 +178,24 @@ def load(path, *, backend="cython"):
             raise ValueError(f"{path}: damaged seqcore model file (bad optimizer state: "
                              f"{type(exc).__name__}: {_reason(exc)})") from None
         model.optimizer = opt
+    try:
+        _restore_run(model, config, arrays)
+    except Exception as exc:      # noqa: BLE001
+        raise ValueError(f"{path}: damaged seqcore model file (bad training run: "
+                         f"{type(exc).__name__}: {_reason(exc)})") from None
     return model
+
+
+def _restore_run(model, config, arrays):
+    """The training run's record (with its carried state) and the dropout generator."""
+    if config.get("generator") is not None:
+        model.generator.bit_generator.state = config["generator"]   # in place: it is shared
+    run = config.get("run")
+    if run is None:
+        return
+    run = dict(run)
+    carry = [arrays[f"run/carry/{i}"] for i in range(int(run["carry"]))]
+    run["carry"] = None if not carry else carry[0] if len(carry) == 1 else tuple(carry)
+    if run["carry"] is not None:
+        model.rnn._check_state(run["carry"], carry[0].shape[1], "run/carry")
+    model.run = run

@@ -13,7 +13,8 @@ import os
 import re
 import sysconfig
 
-__all__ = ["Vocab", "EOS", "UNK", "NO_TOKEN", "tokenize", "read_corpus", "default_corpus"]
+__all__ = ["Vocab", "EOS", "UNK", "NO_TOKEN", "tokenize", "read_text", "read_corpus",
+           "default_corpus"]
 
 EOS = "<EOS>"
 UNK = "<UNK>"
@@ -118,6 +119,18 @@ class Vocab:
     @classmethod
     def from_config(cls, config):
         return cls(config["tokens"], config["level"])
+
+
+def read_text(path):
+    """The whole of a UTF-8 text file as one string (ValueError if it is not UTF-8 or holds no text)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not text.strip():
+        raise ValueError(f"{path}: no text (the file is empty)")
+    return text
 
 
 def read_corpus(path):

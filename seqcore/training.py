@@ -15,6 +15,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import _validation as V
 from .optim import clip_grad_norm, clip_grad_value, global_norm
 
 __all__ = ["train", "TrainingDiverged"]
@@ -46,23 +47,45 @@ def _loss_and_grads(model, batch, state, step):
         raise
 
 
+def new_run(seed, batch_size, batch_options):
+    """The record of a training run that ``train`` keeps up to date (``model.run``)."""
+    return {"seed": seed, "batch_size": batch_size, "batch_options": dict(batch_options),
+            "batches": 0, "eval_every": None, "best_valid": None, "best_step": None,
+            "carry": None}
+
+
 def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, valid=None,
-          eval_every=None, progress=True, callback=None, valid_batch_size=64):
+          eval_every=None, progress=True, callback=None, valid_batch_size=64,
+          valid_options=None, on_best=None, should_stop=None):
     """Run ``steps`` optimizer updates of ``model`` on ``batches``; return the history.
 
     history: "step", "loss" (per token, each step), "valid_step", "valid_loss" (per
-    token), "valid_perplexity", "seconds", "tokens_per_second". ``callback(step,
-    model, history)`` runs after every update (for printing samples); it may write
-    with ``tqdm.write``. Raises ``TrainingDiverged`` on a NaN or infinite loss or
-    gradient, before it can spoil the parameters.
+    token), "valid_perplexity", "seconds", "tokens_per_second", "stopped".
+    ``callback(step, model, history)`` runs after every update (for printing
+    samples); it may write with ``tqdm.write``. Raises ``TrainingDiverged`` on a NaN
+    or infinite loss or gradient, before it can spoil the parameters.
+
+    The run's record ``model.run`` (see ``_Model.fit``) follows every update: the
+    batches done, the state carried into the next batch, the best held-out loss.
+    Held-out loss is measured when the optimizer's step count is a multiple of
+    ``eval_every`` (kept in the record, so a resumed run measures at the same
+    steps) and after the last update; a schedule with ``observe`` is told it, and
+    ``on_best(step, model)`` runs when it improves. ``should_stop()`` is asked after
+    every update: when true, training ends there (no final measurement).
     """
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    if eval_every is None:
-        eval_every = max(steps // 5, 1)
+    run = model.run
+    if run is None:                          # batches of the caller's own making
+        run = model.run = new_run(None, None, {})
+    if eval_every is not None:
+        run["eval_every"] = V.check_int(eval_every, "eval_every")
+    elif run.get("eval_every") is None:
+        run["eval_every"] = max(steps // 5, 1)
+    eval_every = run["eval_every"]
     history = {"step": [], "loss": [], "valid_step": [], "valid_loss": [],
-               "valid_perplexity": []}
-    state = None
+               "valid_perplexity": [], "stopped": False}
+    state = run.get("carry")
     tokens = 0.0
     smooth = None
     start_step = optimizer.t
@@ -91,6 +114,8 @@ def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, 
                     f"training diverged at step {step}: the update overflowed the weights to "
                     "infinity - the gradients exploded. Clip them (--clip N, or clip_norm= / "
                     "clip_value=) or lower the learning rate (--lr)")
+            run["batches"] += 1
+            run["carry"] = state
 
             per_token = loss * batch["size"] / batch["tokens"]
             history["step"].append(step)
@@ -101,19 +126,38 @@ def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, 
             if i % 10 == 0 or i == steps - 1:
                 rate = tokens / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix_str(f"loss={smooth:.3f} tok/s={rate:,.0f}", refresh=False)
-            if valid is not None and ((i + 1) % eval_every == 0 or i == steps - 1):
-                held = model.evaluate(valid, batch_size=valid_batch_size)
-                history["valid_step"].append(step)
-                history["valid_loss"].append(held["token_loss"])
-                history["valid_perplexity"].append(held["perplexity"])
-                if progress:
-                    tqdm.write(f"step {step}: held-out loss {held['token_loss']:.3f}/token, "
-                               f"perplexity {held['perplexity']:.2f}", file=sys.stderr)
+            stop = should_stop is not None and should_stop()
+            if valid is not None and not stop and (step % eval_every == 0 or i == steps - 1):
+                _measure(model, valid, step, history, optimizer, progress, on_best,
+                         valid_batch_size, valid_options or {})
             if callback is not None:
                 callback(step, model, history)
+            if stop:
+                history["stopped"] = True
+                break
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
     history["seconds"] = seconds
     history["tokens_per_second"] = tokens / max(seconds, 1e-9)
     return history
+
+
+def _measure(model, valid, step, history, optimizer, progress, on_best, batch_size, options):
+    """Held-out loss after ``step``: recorded, told to the schedule, the best kept."""
+    held = model.evaluate(valid, batch_size=batch_size, **options)
+    loss = held["token_loss"]
+    history["valid_step"].append(step)
+    history["valid_loss"].append(loss)
+    history["valid_perplexity"].append(held["perplexity"])
+    observe = getattr(optimizer.schedule, "observe", None)
+    if observe is not None:
+        observe(loss)
+    if progress:
+        tqdm.write(f"step {step}: held-out loss {loss:.3f}/token, perplexity "
+                   f"{held['perplexity']:.2f}", file=sys.stderr)
+    run = model.run
+    if run["best_valid"] is None or loss < run["best_valid"]:
+        run["best_valid"], run["best_step"] = loss, step
+        if on_best is not None:
+            on_best(step, model)

@@ -1,11 +1,28 @@
-"""The language model (one-to-many): next-token prediction over a Vocab, and sampling."""
+"""The language model (one-to-many): next-token prediction over a Vocab, and sampling.
+
+Two ways to read a corpus:
+* lines (the default): a list of texts, each its own sequence, started from
+  x<1> = 0 and a<0> = 0 and closed by ``<EOS>``; long ones are cut into windows of
+  ``seq_len`` steps with the state carried between them;
+* a stream (``stream=True``, Karpathy's char-rnn, PyTorch's word_language_model):
+  one string read as one token sequence (at word level each line ends with
+  ``<EOS>``), cut into ``batch_size`` parallel streams and trained by truncated BPTT
+  over windows of ``seq_len`` steps, the state carried (gradients stopped) from one
+  window to the next and reset at each pass over the text.
+
+Legend: T time steps (a window), B batch (sequences or streams), E embedding width,
+H hidden units, V vocabulary size, N tokens in a stream.
+"""
+
+import math
 
 import numpy as np
 
 from .. import _validation as V
 from ..dense import Dense, softmax_cross_entropy
+from ..dropout import Dropout, check_dropout
 from ..text import NO_TOKEN, Vocab
-from ._base import _Model, _locked, _recurrent, _seeds, _token_inputs
+from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
 from .batching import index_batches, pad_ids, step_mask
 from .decoding import _check_sampling, draw
 
@@ -16,72 +33,169 @@ class LanguageModel(_Model):
     x<1> = 0 (no token), a<0> = 0; the target at step t is the input at t+1, and
     ``<EOS>`` is the target after the last token. Layers: inputs (1-hot or
     Embedding) -> rnn (RNN/GRU/LSTM, ``num_layers``) -> out (Dense H -> V).
+
+    ``dropout`` = p drops, in training mode, the inputs x, the outputs of every
+    recurrent layer but the last (the layers' own ``dropout``) and the last layer's
+    output a before ``out`` (as PyTorch's word_language_model). ``tie_weights``
+    shares the embedding matrix with ``out``'s W (Press & Wolf 2016; needs
+    ``embedding_dim == hidden_size``): one (V, E) parameter, its gradient the sum of
+    both uses. ``stream`` says the model reads running text (set by
+    ``fit(..., stream=True)``): then ``sample`` writes ``max_len`` tokens of it.
     """
 
     kind = "LanguageModel"
 
     def __init__(self, vocab, *, cell="lstm", hidden_size=128, num_layers=1,
-                 embedding_dim=None, dtype=np.float32, backend="cython", seed=None,
-                 **cell_options):
+                 embedding_dim=None, dropout=0.0, tie_weights=False, stream=False,
+                 dtype=np.float32, backend="cython", seed=None, **cell_options):
         super().__init__()
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab: expected a seqcore.Vocab, got {type(vocab).__name__}")
         self.vocab = vocab
         self._setup(cell, hidden_size, num_layers, embedding_dim, dtype, cell_options)
+        self.dropout = check_dropout(dropout)
+        self.tie_weights = V.check_bool(tie_weights, "tie_weights")
+        self.stream = V.check_bool(stream, "stream")
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ValueError(f"tie_weights=True: expected embedding_dim == hidden_size (the "
+                             f"embedding is out's W), got embedding_dim={self.embedding_dim} "
+                             f"and hidden_size={self.hidden_size}")
         s_in, s_rnn, s_out = _seeds(seed, 3)
+        self.generator = np.random.default_rng(None if seed is None else [seed, 2])
         self.inputs = _token_inputs(len(vocab), self.embedding_dim, self.dtype, s_in)
         self.rnn = _recurrent(cell, self.inputs.output_size, self.hidden_size, self.num_layers,
-                              False, self.dtype, backend, s_rnn, cell_options)
+                              False, self.dtype, backend, s_rnn, cell_options, self.dropout)
         self.out = Dense(self.hidden_size, len(vocab), dtype=self.dtype, seed=s_out)
+        if self.tie_weights:
+            self.out.params["W"] = self.inputs.params["W"]          # (V, E): one array
+        self.drop_in = Dropout(self.dropout, dtype=self.dtype, generator=self.generator)
+        self.drop_out = Dropout(self.dropout, dtype=self.dtype, generator=self.generator)
+        self.rnn.generator = self.generator
         self.layers = {"inputs": self.inputs, "rnn": self.rnn, "out": self.out}
 
     def config(self):
-        return {"vocab": self.vocab.config(), **self._base_config()}
+        return {"vocab": self.vocab.config(), "dropout": self.dropout,
+                "tie_weights": self.tie_weights, "stream": self.stream, **self._base_config()}
+
+    def _dropouts(self):
+        return (self.drop_in, self.drop_out)
+
+    def _tied(self):
+        return ("out.W",) if self.tie_weights else ()
 
     @_locked
     def forward(self, ids, state=None, lengths=None):
         """ids (T, B) (-1 for x = 0) -> logits (T, B, V) and the final state."""
-        x = self.inputs.forward(ids)                           # (T, B, D)
+        x = self.drop_in.forward(self.inputs.forward(ids))    # (T, B, D)
         a, state = self.rnn.forward(x, state, lengths)         # (T, B, H)
-        return self.out.forward(a), state                      # (T, B, V)
+        return self.out.forward(self.drop_out.forward(a)), state   # (T, B, V)
 
     @_locked
     def loss_and_grads(self, batch, state=None, *, backward=True):
         logits, state = self.forward(batch["x"], state, batch["lengths"])
         loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"])
         if backward:
-            da = self.out.backward(dlogits)                    # (T, B, H)
-            dx, _ = self.rnn.backward(da)                      # BPTT; truncated at the chunk start
-            self.inputs.backward(dx)
+            da = self.drop_out.backward(self.out.backward(dlogits))   # (T, B, H)
+            dx, _ = self.rnn.backward(da)                      # BPTT; truncated at the window start
+            self.inputs.backward(self.drop_in.backward(dx))
+            if self.tie_weights:                               # out's share of the one W
+                self.inputs.grads["W"] += self.out.grads["W"]
+                self.out.grads["W"][...] = 0
         return loss, state
 
-    def _batches(self, data, batch_size, rng, *, train, seq_len=64):
-        """Batches of whole sequences, cut into chunks of ``seq_len`` steps (truncated BPTT).
+    # ------------------------------------------------------------------ batches
 
-        A sequence x = [x<1> = 0, tokens...] predicts y = [tokens..., <EOS>]. Chunks of
-        one batch after the first have ``carry=True``: the trainer passes the final
-        state of the previous chunk on as the initial state (stateful training).
-        """
+    def _batches(self, data, batch_size, rng, *, train, seq_len=64, stream=None, start=0):
+        """Batch dicts for ``fit``/``evaluate`` (``seqcore.training``); ``start`` skips
+        that many windows first (to resume a run where it stopped)."""
+        S = V.check_int(seq_len, "seq_len")
+        stream = self.stream if stream is None else V.check_bool(stream, "stream")
+        if stream:
+            return self._stream_batches(self.stream_ids(data), batch_size, S, train=train,
+                                        start=start)
         if isinstance(data, str):
-            raise TypeError("data: expected a list of texts (one sequence each), got one string")
+            raise TypeError("data: expected a list of texts (one sequence each), got one "
+                            "string; pass stream=True to read it as one running text")
         seqs = [self.vocab.encode(text) for text in data]
         if not seqs:
             raise ValueError("data: expected at least one text")
-        S = V.check_int(seq_len, "seq_len")
-        sizes = np.array([len(s) + 1 for s in seqs])
         rng = rng if rng is not None else np.random.default_rng(0)
-        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train):
+        return self._line_batches(seqs, batch_size, S, rng, train=train, start=start)
+
+    def _train_batches(self, data, batch_size, rng, start, **options):
+        if options.get("stream"):
+            self.stream = True                 # it reads running text from now on
+        return self._batches(data, batch_size, rng, train=True, start=start, **options)
+
+    def _line_batches(self, seqs, B, S, rng, *, train, start):
+        """Batches of whole sequences, cut into windows of S steps (truncated BPTT).
+
+        A sequence x = [x<1> = 0, tokens...] predicts y = [tokens..., <EOS>]. Windows
+        of one batch after the first have ``carry=True``: the trainer passes the final
+        state of the previous window on as the initial state.
+        """
+        sizes = np.array([len(s) + 1 for s in seqs])
+        for idx in index_batches(sizes, B, rng, shuffle=train, repeat=train):
+            T = int(sizes[idx].max())
+            windows = math.ceil(T / S)
+            if start >= windows:                               # resuming: skip it whole
+                start -= windows
+                continue
             x, lengths = pad_ids([[NO_TOKEN] + seqs[i] for i in idx])
             y, _ = pad_ids([seqs[i] + [self.vocab.eos_id] for i in idx], fill=0)
-            T = x.shape[0]
-            for k, start in enumerate(range(0, T, S)):
-                left = lengths - start                          # steps still to go
-                mask = step_mask(left, min(S, T - start))
-                yield {"x": x[start:start + S], "y": y[start:start + S],
+            for k in range(start, windows):
+                t0 = k * S
+                left = lengths - t0                             # steps still to go
+                mask = step_mask(left, min(S, T - t0))
+                yield {"x": x[t0:t0 + S], "y": y[t0:t0 + S],
                        "lengths": np.clip(left, 1, S), "mask": mask,
                        "carry": k > 0, "size": len(idx), "tokens": float(mask.sum())}
+            start = 0
 
-    @_locked
+    def stream_ids(self, text):
+        """The token ids of running text: at word level each line closed by ``<EOS>``
+        (the newline's token), at char level the newline a character like any other."""
+        if not isinstance(text, str):
+            raise TypeError(f"data: stream=True reads one string (the whole text), got "
+                            f"{type(text).__name__}")
+        if self.vocab.level == "char":
+            return self.vocab.encode(text)
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()                                         # the final newline's empty rest
+        ids = []
+        for line in lines:
+            ids += self.vocab.encode(line, eos=True)
+        return ids
+
+    def _stream_batches(self, ids, B, S, *, train, start):
+        """The stream cut into B parallel streams of n = (N - 1) // B steps, read in
+        windows of S steps: x = stream[t], y = stream[t + 1]; ``carry`` within a pass.
+
+        Stream b is tokens b*n .. (b+1)*n (its last token only a target); the final
+        N - 1 - B*n tokens are left out (fewer than B). One pass when evaluating.
+        """
+        ids = np.asarray(ids, np.int64)
+        n = (len(ids) - 1) // B
+        if n < 1:
+            raise ValueError(f"data: a text of {len(ids)} tokens cannot be cut into {B} "
+                             "streams of at least one step each; give more text or a "
+                             "smaller batch_size")
+        x_all = ids[:B * n].reshape(B, n).T                     # (n, B): x[t, b] = ids[b*n + t]
+        y_all = ids[1:B * n + 1].reshape(B, n).T                # (n, B): the next token
+        windows = math.ceil(n / S)
+        k = start % windows
+        while True:
+            for k in range(k, windows):
+                t0 = k * S
+                x = np.ascontiguousarray(x_all[t0:t0 + S])
+                yield {"x": x, "y": np.ascontiguousarray(y_all[t0:t0 + S]), "lengths": None,
+                       "mask": None, "carry": k > 0, "size": B, "tokens": float(x.size)}
+            if not train:
+                return
+            k = 0
+
+    @_inference
     def sample(self, n=1, *, max_len=100, temperature=1.0, top_k=None, greedy=False,
                prime="", seed=None, allow_unk=False):
         """n texts drawn from the model, as the notes sample.
@@ -91,23 +205,33 @@ class LanguageModel(_Model):
         (or its argmax when ``greedy``, among the ``top_k`` most likely when given),
         feed it back, until ``<EOS>`` or ``max_len`` new tokens. The same ``seed`` gives
         the same texts. ``<UNK>`` is never drawn unless ``allow_unk``. Each text
-        starts with the prime.
+        starts with the prime. A stream model (``stream``) writes running text of
+        ``max_len`` new tokens: it starts as after a line break when there is no
+        prime, and ``<EOS>`` is a line break (word level) or never drawn (char level,
+        where the newline is a character).
         """
         n = V.check_int(n, "n")
         _check_sampling(temperature, top_k, max_len)
         rng = np.random.default_rng(seed)
         prime_ids = self.vocab.encode(prime)
-        ids = np.array([[NO_TOKEN] + prime_ids] * n, np.int64).T     # (1 + P, n)
+        first = [NO_TOKEN]
+        if self.stream and not prime_ids:                            # as after a line break
+            first = [self.vocab.eos_id if self.vocab.level == "word"
+                     else self.vocab._ids.get("\n", NO_TOKEN)]
+        ids = np.array([first + prime_ids] * n, np.int64).T          # (1 + P, n)
         logits, state = self.forward(ids)
         logits = logits[-1]                                          # (n, V)
         out = [list(prime_ids) for _ in range(n)]
         done = np.zeros(n, bool)
-        banned = () if allow_unk else (self.vocab.unk_id,)
+        banned = [] if allow_unk else [self.vocab.unk_id]
+        ends = not self.stream                                       # <EOS> ends a text
+        if self.stream and self.vocab.level == "char":
+            banned.append(self.vocab.eos_id)
         for _ in range(max_len):
             tok = draw(logits, rng, temperature=temperature, top_k=top_k, greedy=greedy,
                        banned=banned)
             for b in np.flatnonzero(~done):
-                if tok[b] == self.vocab.eos_id:
+                if ends and tok[b] == self.vocab.eos_id:
                     done[b] = True
                 else:
                     out[b].append(int(tok[b]))
@@ -115,4 +239,16 @@ class LanguageModel(_Model):
                 break
             logits, state = self.forward(tok[None, :], state)        # feed the draw back
             logits = logits[0]
-        return [self.vocab.decode(ids) for ids in out]
+        return [self._decode(ids) for ids in out]
+
+    def _decode(self, ids):
+        if not self.stream:
+            return self.vocab.decode(ids)
+        lines, line = [], []                                  # running text: <EOS> is a newline
+        for i in ids:
+            if i == self.vocab.eos_id:
+                lines.append(line)
+                line = []
+            else:
+                line.append(i)
+        return "\n".join(self.vocab.decode(part) for part in lines + [line])

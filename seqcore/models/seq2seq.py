@@ -5,7 +5,7 @@ import numpy as np
 from .. import _validation as V
 from ..dense import Dense, softmax_cross_entropy
 from ..text import NO_TOKEN, Vocab
-from ._base import _Model, _locked, _recurrent, _seeds, _token_inputs
+from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
 from .batching import index_batches, pad_ids, step_mask
 from .decoding import _check_sampling, draw
 
@@ -103,7 +103,7 @@ class Seq2Seq(_Model):
                    "lengths": lengths, "mask": mask, "carry": False, "size": len(idx),
                    "tokens": float(mask.sum())}
 
-    @_locked
+    @_inference
     def translate(self, sources, *, greedy=True, temperature=1.0, top_k=None, seed=None,
                   max_len=100, allow_unk=False):
         """Decode each source text: greedy (default) or sampled (``greedy=False``).

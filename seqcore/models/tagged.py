@@ -5,7 +5,7 @@ import numpy as np
 from .. import _validation as V
 from ..dense import Dense, softmax_cross_entropy
 from ..text import Vocab
-from ._base import _Model, _locked, _recurrent, _seeds, _token_inputs
+from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
 from .batching import index_batches, pad_features, pad_ids, step_mask
 
 
@@ -127,7 +127,7 @@ class SequenceClassifier(_Tagged):
             yield {"x": x, "y": labels[idx], "lengths": lengths, "carry": False,
                    "size": len(idx), "tokens": float(len(idx))}
 
-    @_locked
+    @_inference
     def predict_proba(self, xs):
         """Class probabilities (B, C) for a list of texts (or of (T_b, D) arrays)."""
         x, lengths = self._pad(xs)
@@ -135,7 +135,7 @@ class SequenceClassifier(_Tagged):
         p = np.exp(z - z.max(axis=1, keepdims=True))
         return p / p.sum(axis=1, keepdims=True)
 
-    @_locked
+    @_inference
     def predict(self, xs):
         """The most likely class of each sequence, (B,) ints."""
         return self.predict_proba(xs).argmax(axis=1)
@@ -183,7 +183,7 @@ class SequenceTagger(_Tagged):
             yield {"x": x, "y": y, "lengths": lengths, "mask": mask, "carry": False,
                    "size": len(idx), "tokens": float(mask.sum())}
 
-    @_locked
+    @_inference
     def predict(self, xs):
         """The most likely tag at every step: a list of B int arrays, one per sequence."""
         x, lengths = self._pad(xs)
