@@ -77,7 +77,8 @@ def register(subparsers):
         "it goes, and saves the best and the last model. Ctrl-C saves the last finished "
         "step; --resume continues from it.")
     t.add_argument("corpus", nargs="?", metavar="CORPUS",
-                   help="text file, one sequence per line (default: built-in names)")
+                   help="text file, one sequence per line (default: built-in names; with "
+                   "--stream the standard library's docstrings)")
     t.add_argument("--stream", action="store_true",
                    help="read CORPUS as one running text (newlines are tokens), cut into "
                    "--batch-size parallel streams and trained in --seq-len windows with the "
@@ -288,7 +289,7 @@ def _resumed(args):
 def cmd_train(args):
     from . import LanguageModel, Vocab
     from .__main__ import CommandError
-    from .text import default_corpus
+    from .text import default_corpus, default_text
     from tqdm.auto import tqdm
 
     plt = _require_matplotlib() if args.plot else None
@@ -296,15 +297,18 @@ def cmd_train(args):
     if not os.path.isdir(out_dir):
         raise CommandError(f"--out {args.out}: directory {out_dir} does not exist")
     model, source = _resumed(args) if args.resume else (None, None)
-    if args.stream and args.corpus is None:
-        raise CommandError("--stream reads a CORPUS file as running text; give one")
-    if args.corpus is None:
+    if args.corpus is None and args.level != "char":
+        raise CommandError("the built-in names and text are for --level char; give a "
+                           "CORPUS file for word level")
+    if args.corpus is None and args.stream:
+        data = default_text()
+        digest = hashlib.sha256(data.encode("utf-8")).hexdigest()
+        print(f"corpus: {len(data):,} characters of the Python standard library's "
+              "docstrings (no CORPUS given)")
+    elif args.corpus is None:
         data, digest = default_corpus(), None
         print(f"corpus: {len(data)} names defined in the Python standard library "
               "(no CORPUS given)")
-        if args.level != "char":
-            raise CommandError("the built-in names are for --level char; give a CORPUS "
-                               "file for word level")
     else:
         data, digest = _read(args.corpus, args.stream)
         print(f"corpus: {len(data):,} {'characters' if args.stream else 'lines'} "

@@ -245,3 +245,17 @@ def test_evaluate_refuses_bad_files_in_one_line(content, match, corpus, tmp_path
     assert main(["evaluate", str(out), str(bad)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err
+
+
+def test_stream_training_without_a_corpus_reads_the_standard_library_docstrings(tmp_path,
+                                                                                 capsys):
+    from seqcore.text import default_text
+    text = default_text()
+    assert len(text) > 100_000 and text == default_text()           # the same text each time
+    assert text.count(" the ") > 1000                                # English prose
+    out = tmp_path / "prose.npz"
+    assert main(["train", "--stream", "--steps", "2", "--hidden", "8", "--samples", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "docstrings (no CORPUS given)" in printed and "bits/char" in printed
+    assert seqcore.load(out).stream
