@@ -26,6 +26,7 @@ Arjovsky et al. 2016):
   symbol and accuracy 1/A; solved means accuracy >= 99 %.
 """
 
+import datetime
 import math
 import time
 
@@ -41,7 +42,8 @@ from .training import TrainingDiverged, train
 
 __all__ = ["CELLS", "adding_batch", "copy_batch", "AddingRegressor", "run_adding",
            "run_copy", "run_exploding", "run_table", "plot_gradient_flow",
-           "markdown_table", "gates_table", "ADDING_BASELINE", "SOLVED_MSE"]
+           "markdown_table", "gates_table", "ADDING_BASELINE", "SOLVED_MSE",
+           "MONTHS", "ordinal", "human_date", "date_pairs", "date_split"]
 
 # Command-line cell names -> (cell, cell options) of the models.
 CELLS = {
@@ -525,3 +527,60 @@ def plot_gradient_flow(results, path, *, title=None):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- dates
+
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December"]
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+NOISE_WORDS = ["on", "the", "date:", "due", "around", "by", "from", "until", "approx."]
+DATE_STYLES = 5         # the short forms; with ``noise=True`` two long forms besides
+
+
+def ordinal(d):
+    """1 -> "1st", 2 -> "2nd", 11 -> "11th", 23 -> "23rd"."""
+    return f"{d}{'th' if 10 <= d % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(d % 10, 'th')}"
+
+
+def human_date(date, style):
+    """A datetime.date as people write it; style 0-4 the short forms, 5-6 the long forms."""
+    m = MONTHS[date.month - 1]
+    return [f"{ordinal(date.day)} of {m} {date.year}",           # 25th of November 2026
+            f"{m} {date.day}, {date.year}",                      # November 25, 2026
+            f"{date.day} {m[:3]} {date.year}",                   # 25 Nov 2026
+            f"{date.day:02d}.{date.month:02d}.{date.year}",      # 25.11.2026
+            f"{m[:3].lower()} {ordinal(date.day)} {date.year}",  # nov 25th 2026
+            f"{WEEKDAYS[date.weekday()]}, {m} {ordinal(date.day)}, {date.year}",
+            # Wednesday, November 25th, 2026
+            f"the {ordinal(date.day)} day of {m} in the year {date.year}",
+            ][style]
+
+
+def date_pairs(days, n, rng, *, noise=False):
+    """n (human-readable date, ISO date) pairs of days drawn from ``days`` (ordinals).
+
+    ``noise=False``: the five short forms. ``noise=True``: also the two long forms, and
+    half of the sources get one or two noise words ("on", "due", ...) before them.
+    """
+    if not noise:
+        return [(human_date(datetime.date.fromordinal(int(d)), int(rng.integers(DATE_STYLES))),
+                 datetime.date.fromordinal(int(d)).isoformat()) for d in rng.choice(days, n)]
+    out = []
+    for d in rng.choice(days, n):
+        date = datetime.date.fromordinal(int(d))
+        text = human_date(date, int(rng.integers(DATE_STYLES + 2)))
+        if rng.random() < 0.5:
+            words = rng.choice(NOISE_WORDS, int(rng.integers(1, 3)), replace=False)
+            text = " ".join([*words, text])
+        out.append((text, date.isoformat()))
+    return out
+
+
+def date_split(first=1950, last=2050, held_out=0.1, rng=None):
+    """Day ordinals of [first-01-01, last-01-01): (training days, held-out days), a random
+    ``held_out`` fraction of the days kept out of training."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    days = np.arange(datetime.date(first, 1, 1).toordinal(), datetime.date(last, 1, 1).toordinal())
+    out = rng.random(len(days)) < held_out
+    return days[~out], days[out]

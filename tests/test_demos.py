@@ -14,6 +14,7 @@ import pytest
 
 import seqcore
 from seqcore._threads import limit_threads
+from seqcore.experiments import date_pairs, human_date
 from seqcore.optim import Adam, Cosine
 from seqcore.text import default_corpus
 
@@ -49,27 +50,8 @@ def test_char_language_model_beats_the_uniform_baseline():
     assert held["perplexity"] < 0.35 * len(vocab)
 
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
-          "September", "October", "November", "December"]
-
-
-def _ordinal(d):
-    return f"{d}{'th' if 10 <= d % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(d % 10, 'th')}"
-
-
-def _human(date, style):
-    m = MONTHS[date.month - 1]
-    return [f"{_ordinal(date.day)} of {m} {date.year}",          # 25th of November 2026
-            f"{m} {date.day}, {date.year}",                      # November 25, 2026
-            f"{date.day} {m[:3]} {date.year}",                   # 25 Nov 2026
-            f"{date.day:02d}.{date.month:02d}.{date.year}",      # 25.11.2026
-            f"{m[:3].lower()} {_ordinal(date.day)} {date.year}",  # nov 25th 2026
-            ][style]
-
-
-def _date_pairs(days, n, rng):
-    return [(_human(datetime.date.fromordinal(int(d)), int(rng.integers(5))),
-             datetime.date.fromordinal(int(d)).isoformat()) for d in rng.choice(days, n)]
+# The date generator lives in seqcore.experiments (the translate-demo command uses it).
+_human, _date_pairs = human_date, date_pairs
 
 
 def test_seq2seq_translates_dates_to_iso():
