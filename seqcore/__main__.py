@@ -9,7 +9,8 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ["seqcore.cli_lm", "seqcore.cli_experiment", "seqcore.bench"]
+COMMAND_MODULES = ["seqcore.cli_lm", "seqcore.cli_experiment", "seqcore.bench",
+                   "seqcore.cli_translate"]
 
 
 class CommandError(Exception):
@@ -42,7 +43,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("seqcore: interrupted", file=sys.stderr)
         return 130
-    except (CommandError, ValueError, TypeError, OSError) as exc:
+    except (CommandError, ValueError, TypeError, OSError, ImportError) as exc:
         print(f"seqcore: error: {exc}", file=sys.stderr)
         return 1
 

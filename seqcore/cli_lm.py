@@ -15,6 +15,7 @@ counts the run's total updates).
 """
 
 import argparse
+import contextlib
 import hashlib
 import math
 import os
@@ -141,7 +142,11 @@ def register(subparsers):
                    "pip install 'seqcore[plot]')")
     t.add_argument("--samples", type=_nonnegative_int, default=5, metavar="N",
                    help="samples printed during and after training (default: 5)")
-    t.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+    t.add_argument("--distributed", action="store_true",
+                   help="train data-parallel over MPI: run under mpiexec -n N (or srun); "
+                   "each rank trains on its block of the corpus, --batch-size per rank "
+                   "(needs pip install 'seqcore[mpi]')")
+    t.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="threads for BLAS and the compiled core; small models run "
                    "fastest on one (default: 1)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -166,7 +171,7 @@ def register(subparsers):
                    help="random seed: the same seed prints the same samples")
     s.add_argument("--max-len", type=_positive_int, default=100, metavar="M",
                    help="stop a sample after M new tokens (default: 100)")
-    s.set_defaults(func=_with_threads(cmd_sample), threads=1)
+    s.set_defaults(func=_with_threads(cmd_sample), threads=1, distributed=False)
 
     e = subparsers.add_parser(
         "evaluate", help="held-out loss of a language model on a text file",
@@ -179,15 +184,35 @@ def register(subparsers):
                    help="sequences (or streams) per batch (default: 64)")
     e.add_argument("--seq-len", type=_positive_int, default=None, metavar="N",
                    help="window length (default: the model's training window)")
-    e.set_defaults(func=_with_threads(cmd_evaluate), threads=1)
+    e.set_defaults(func=_with_threads(cmd_evaluate), threads=1, distributed=False)
 
 
 def _with_threads(command):
     def run(args):
         from ._threads import limit_threads
-        with limit_threads(args.threads):
+        threads = args.threads
+        if threads is None:
+            threads = _distributed(args).default_threads() if args.distributed else 1
+        with limit_threads(threads):
             return command(args)
     return run
+
+
+def _distributed(args):
+    """seqcore.distributed, started, for --distributed; and the refusal of an MPI launch
+    without it (every rank would train its own copy and write the same files)."""
+    from . import distributed as dist
+    from .__main__ import CommandError
+    if not getattr(args, "distributed", False):
+        if dist.launched():
+            raise CommandError("seqcore train runs under an MPI launcher with several ranks: "
+                               "add --distributed (else every rank trains alone)")
+        return None
+    dist.init()
+    if dist.size() == 1 and dist.is_root() and not dist.launched():
+        print("seqcore: --distributed without an MPI launcher: training as one process "
+              "(launch with mpiexec -n N)", file=sys.stderr)
+    return dist
 
 
 def _require_matplotlib():
@@ -287,6 +312,14 @@ def _resumed(args):
 
 
 def cmd_train(args):
+    dist = _distributed(args)
+    if dist is None or dist.is_root():
+        return _train(args, dist)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        return _train(args, dist)                      # only rank 0 prints
+
+
+def _train(args, dist):
     from . import LanguageModel, Vocab
     from .__main__ import CommandError
     from .text import default_corpus, default_text
@@ -319,6 +352,8 @@ def cmd_train(args):
 
     if source is None and args.seed is None:
         args.seed = int(np.random.default_rng().integers(2**31 - 1))   # kept: --resume replays it
+        if dist is not None:
+            args.seed = dist.broadcast_object(args.seed)              # rank 0's everywhere
     seed = args.seed if source is None else source["seed"]
     rng = np.random.default_rng(seed)
     train_data, valid = _split(data, args, rng, args.level)
@@ -372,11 +407,14 @@ def cmd_train(args):
             callback=show_samples, seq_len=args.seq_len, stream=args.stream or None,
             resume=bool(done), run_info=None if done else info,
             on_best=(lambda step, m: m.save(args.out)) if valid is not None else None,
-            should_stop=lambda: bool(stop))
+            should_stop=lambda: bool(stop), distributed=dist is not None)
     finally:
         signal.signal(signal.SIGINT, previous)
     path = model.save(last)
+    root = dist is None or dist.is_root()
     if history["stopped"]:
+        if not root:
+            return 130
         print(f"seqcore: interrupted: step {model.optimizer.t} of {args.steps} saved to {path}; "
               f"continue with the same command and --resume {path}", file=sys.stderr)
         return 130
@@ -390,7 +428,11 @@ def cmd_train(args):
         print(f"held-out loss {loss:.3f} nats/token{bpc}, perplexity "
               f"{history['valid_perplexity'][-1]:.2f} (uniform baseline {baseline:.3f}, "
               f"perplexity {len(vocab)})")
-    if args.samples:
+    if dist is not None and dist.size() > 1:
+        n = len(history["step"])
+        print(f"{dist.size()} ranks: {history['allreduce_seconds'] / n * 1e3:.2f} ms of "
+              f"Allreduce per step, {history['allreduce_bytes'] / n / 1e6:.2f} MB of gradients")
+    if args.samples and root:
         print("samples:")
         for text in model.sample(args.samples, seed=args.seed, max_len=2 * sample_len):
             print("  " + text.replace("\n", "\n  "))

@@ -47,23 +47,39 @@ def _config_array(config):
     return np.frombuffer(json.dumps(config, sort_keys=True).encode("utf-8"), np.uint8)
 
 
+def _put_state(arrays, prefix, state):
+    """A recurrent state (None, an array, or a tuple of arrays) into ``arrays`` as
+    prefix/0, prefix/1...; returns how many (the JSON side of it)."""
+    parts = [] if state is None else list(state) if isinstance(state, tuple) else [state]
+    for i, a in enumerate(parts):
+        arrays[f"{prefix}/{i}"] = a
+    return len(parts)
+
+
+def _get_state(arrays, prefix, count):
+    parts = [arrays[f"{prefix}/{i}"] for i in range(int(count))]
+    return None if not parts else parts[0] if len(parts) == 1 else tuple(parts)
+
+
 def save(model, path):
     """Write ``model`` (and its optimizer state, if any) to ``path``; returns the path."""
     path = os.fspath(path)
     optimizer = getattr(model, "optimizer", None)
     run = getattr(model, "run", None)
-    carry = None if run is None else run.get("carry")
-    carry = [] if carry is None else list(carry) if isinstance(carry, tuple) else [carry]
     generator = getattr(model, "generator", None)
+    arrays = {}
+    if run is not None:
+        run = dict(run)
+        run["carry"] = _put_state(arrays, "run/carry", run.get("carry"))
+        if run.get("ranks") is not None:           # a data-parallel run: each rank's own
+            run["ranks"] = [{"carry": _put_state(arrays, f"run/rank{r}/carry", x["carry"]),
+                             "generator": x["generator"]} for r, x in enumerate(run["ranks"])]
     config = {"kind": model.kind, "model": model.config(),
-              "optimizer": None if optimizer is None else optimizer.config(),
-              "run": None if run is None else {**{k: v for k, v in run.items() if k != "carry"},
-                                                "carry": len(carry)},
+              "optimizer": None if optimizer is None else optimizer.config(), "run": run,
               "generator": None if generator is None else generator.bit_generator.state}
-    arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION, np.int64),
-              "config": _config_array(config)}
-    for i, a in enumerate(carry):
-        arrays[f"run/carry/{i}"] = a
+    arrays.update({"format": np.array(FORMAT),
+                   "format_version": np.array(FORMAT_VERSION, np.int64),
+                   "config": _config_array(config)})
     for name, p, _ in model.parameters():
         arrays[f"param/{name}"] = p
     if optimizer is not None:
@@ -194,8 +210,16 @@ def _restore_run(model, config, arrays):
     if run is None:
         return
     run = dict(run)
-    carry = [arrays[f"run/carry/{i}"] for i in range(int(run["carry"]))]
-    run["carry"] = None if not carry else carry[0] if len(carry) == 1 else tuple(carry)
-    if run["carry"] is not None:
-        model.rnn._check_state(run["carry"], carry[0].shape[1], "run/carry")
+    run["carry"] = _check_carry(model, _get_state(arrays, "run/carry", run["carry"]))
+    if run.get("ranks") is not None:
+        run["ranks"] = [{"carry": _check_carry(model, _get_state(arrays, f"run/rank{r}/carry",
+                                                                  x["carry"])),
+                         "generator": dict(x["generator"])} for r, x in enumerate(run["ranks"])]
     model.run = run
+
+
+def _check_carry(model, state):
+    if state is not None:
+        first = state[0] if isinstance(state, tuple) else state
+        model.rnn._check_state(state, first.shape[1], "run/carry")
+    return state

@@ -56,7 +56,7 @@ def new_run(seed, batch_size, batch_options):
 
 def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, valid=None,
           eval_every=None, progress=True, callback=None, valid_batch_size=64,
-          valid_options=None, on_best=None, should_stop=None):
+          valid_options=None, on_best=None, should_stop=None, dist=None):
     """Run ``steps`` optimizer updates of ``model`` on ``batches``; return the history.
 
     history: "step", "loss" (per token, each step), "valid_step", "valid_loss" (per
@@ -72,6 +72,12 @@ def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, 
     steps) and after the last update; a schedule with ``observe`` is told it, and
     ``on_best(step, model)`` runs when it improves. ``should_stop()`` is asked after
     every update: when true, training ends there (no final measurement).
+
+    ``dist`` (``seqcore.distributed``, in a data-parallel run): after each backward
+    pass the ranks' gradients, losses and token counts are all-reduced (one
+    ``Allreduce``), weighted by the ranks' batch sizes, before clipping, so every rank
+    clips, checks and steps alike; stopping and held-out losses are agreed the same
+    way. history then also has "allreduce_seconds" and "allreduce_bytes" (totals).
     """
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
@@ -84,7 +90,8 @@ def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, 
         run["eval_every"] = max(steps // 5, 1)
     eval_every = run["eval_every"]
     history = {"step": [], "loss": [], "valid_step": [], "valid_loss": [],
-               "valid_perplexity": [], "stopped": False}
+               "valid_perplexity": [], "stopped": False, "allreduce_seconds": 0.0,
+               "allreduce_bytes": 0}
     state = run.get("carry")
     tokens = 0.0
     smooth = None
@@ -101,6 +108,12 @@ def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, 
             model.zero_grad()
             loss, state = _loss_and_grads(model, batch, state, step)
             grads = model.grads()
+            size, step_tokens = batch["size"], batch["tokens"]
+            if dist is not None:                               # the union of the ranks' batches
+                red = dist.allreduce_gradients(grads, size, loss=loss, totals=(step_tokens,))
+                loss, size, step_tokens = red.loss, red.weight, red.totals[0]
+                history["allreduce_seconds"] += red.seconds
+                history["allreduce_bytes"] += red.nbytes
             norm = clip_grad_norm(grads, clip_norm) if clip_norm else global_norm(grads)
             if not math.isfinite(loss):
                 raise TrainingDiverged(_diverged_message(step, f"the loss is {loss}"))
@@ -117,19 +130,21 @@ def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, 
             run["batches"] += 1
             run["carry"] = state
 
-            per_token = loss * batch["size"] / batch["tokens"]
+            per_token = loss * size / step_tokens
             history["step"].append(step)
             history["loss"].append(per_token)
-            tokens += batch["tokens"]
+            tokens += step_tokens
             smooth = per_token if smooth is None else 0.98 * smooth + 0.02 * per_token
             bar.update(1)
             if i % 10 == 0 or i == steps - 1:
                 rate = tokens / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix_str(f"loss={smooth:.3f} tok/s={rate:,.0f}", refresh=False)
-            stop = should_stop is not None and should_stop()
+            stop = should_stop is not None and bool(should_stop())
+            if dist is not None and should_stop is not None:
+                stop = dist.allreduce_sum(float(stop)) > 0     # any rank's stop stops all
             if valid is not None and not stop and (step % eval_every == 0 or i == steps - 1):
                 _measure(model, valid, step, history, optimizer, progress, on_best,
-                         valid_batch_size, valid_options or {})
+                         valid_batch_size, valid_options or {}, dist)
             if callback is not None:
                 callback(step, model, history)
             if stop:
@@ -143,19 +158,25 @@ def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, 
     return history
 
 
-def _measure(model, valid, step, history, optimizer, progress, on_best, batch_size, options):
-    """Held-out loss after ``step``: recorded, told to the schedule, the best kept."""
+def _measure(model, valid, step, history, optimizer, progress, on_best, batch_size, options,
+             dist):
+    """Held-out loss after ``step`` (over every rank's block of it): recorded, told to the
+    schedule, the best kept."""
     held = model.evaluate(valid, batch_size=batch_size, **options)
     loss = held["token_loss"]
+    if dist is not None:
+        total, tokens = dist.allreduce_sum([held["total"], held["tokens"]])
+        loss = total / tokens
+    perplexity = float(np.exp(min(loss, 700.0)))
     history["valid_step"].append(step)
     history["valid_loss"].append(loss)
-    history["valid_perplexity"].append(held["perplexity"])
+    history["valid_perplexity"].append(perplexity)
     observe = getattr(optimizer.schedule, "observe", None)
     if observe is not None:
         observe(loss)
     if progress:
         tqdm.write(f"step {step}: held-out loss {loss:.3f}/token, perplexity "
-                   f"{held['perplexity']:.2f}", file=sys.stderr)
+                   f"{perplexity:.2f}", file=sys.stderr)
     run = model.run
     if run["best_valid"] is None or loss < run["best_valid"]:
         run["best_valid"], run["best_step"] = loss, step

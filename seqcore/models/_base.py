@@ -6,6 +6,7 @@ and ``_seeds``, which splits one seed into independent sub-seeds.
 
 import functools
 import itertools
+import os
 import threading
 
 import numpy as np
@@ -81,7 +82,8 @@ class _Model(Switchable):
         self.lock = threading.RLock()   # see the module notes
         self.layers = {}          # name -> layer, in forward order
         self.optimizer = None     # set by fit(); saved with the model, so training resumes
-        self.run = None           # where fit() is in its run (seqcore.training.Run)
+        self.run = None           # where fit() is in its run (seqcore.training.new_run)
+        self._dist = None         # seqcore.distributed during a data-parallel fit
         self.dropout = 0.0
         self.generator = np.random.default_rng()   # dropout masks; seeded by the model
 
@@ -98,11 +100,13 @@ class _Model(Switchable):
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("lock", None)
+        state.pop("_dist", None)      # a copy is not part of the MPI run
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.lock = threading.RLock()
+        self._dist = None
 
     def parameters(self):
         """[(name, param, grad)] over every layer: what the optimizers update.
@@ -131,9 +135,32 @@ class _Model(Switchable):
 
     @_locked
     def save(self, path):
-        """Write the model (config, vocab, weights, optimizer state) to one .npz file, atomically."""
+        """Write the model (config, vocab, weights, optimizer state) to one .npz file, atomically.
+
+        During and after a data-parallel ``fit`` every rank calls it: rank 0 writes,
+        with every rank's carried state and dropout stream (``run["ranks"]``).
+        """
         from ..io import save
-        return save(self, path)
+        dist = getattr(self, "_dist", None)
+        if dist is None or dist.size() == 1:
+            return save(self, path)
+        ranks = dist.gather_object({"carry": self.run["carry"],
+                                    "generator": self.generator.bit_generator.state})
+        written, error = os.fspath(path), None
+        if dist.is_root():
+            self.run["ranks"] = ranks
+            try:
+                written = save(self, path)
+            except Exception as exc:  # noqa: BLE001 - raised below, on every rank
+                error = exc
+            finally:
+                del self.run["ranks"]
+        # Every rank returns once the file is written, or raises if rank 0 could not.
+        if dist.allreduce_sum(0.0 if error is None else 1.0) > 0:
+            if error is not None:
+                raise error
+            raise OSError(f"{written}: rank 0 could not write the model file")
+        return written
 
     @classmethod
     def from_config(cls, config, *, backend="cython"):
@@ -170,7 +197,7 @@ class _Model(Switchable):
     @_inference
     def evaluate(self, data, *, batch_size=64, **batch_options):
         """Held-out cost: {"loss": per sequence, "token_loss": per predicted token,
-        "perplexity", "tokens"}, in evaluation mode (no dropout).
+        "perplexity", "tokens", "total": the summed loss}, in evaluation mode (no dropout).
 
         ``loss`` is the notes' C (summed over a sequence's steps) averaged over the
         sequences (for a stream: over the streams); ``perplexity`` = exp(token_loss).
@@ -188,7 +215,8 @@ class _Model(Switchable):
             tokens += batch["tokens"]
         token_loss = total / tokens
         return {"loss": total / sequences, "token_loss": token_loss,
-                "perplexity": float(np.exp(min(token_loss, 700.0))), "tokens": tokens}
+                "perplexity": float(np.exp(min(token_loss, 700.0))), "tokens": tokens,
+                "total": total}
 
     def _train_batches(self, data, batch_size, rng, start, **batch_options):
         """The training batches of ``fit``, the first ``start`` of them skipped."""
@@ -215,7 +243,7 @@ class _Model(Switchable):
     def fit(self, data, *, steps=1000, batch_size=None, lr=None, optimizer=None,
             schedule=None, clip_norm=5.0, clip_value=None, valid=None, eval_every=None,
             seed=None, progress=True, callback=None, resume=False, on_best=None,
-            should_stop=None, run_info=None, **batch_options):
+            should_stop=None, run_info=None, distributed=False, **batch_options):
         """Train on ``data`` for ``steps`` optimizer updates; returns the history dict.
 
         optimizer: "adam" (default for a new model), "sgd", an optimizer object, or None
@@ -238,9 +266,37 @@ class _Model(Switchable):
         held-out loss improves; ``should_stop()`` is asked after every update and
         ends training early when true (``history["stopped"]``). ``run_info``: a
         JSON-able dict kept in the record as ``run["info"]`` (the command line keeps
-        its corpus and split there). Holds ``self.lock``
+        its corpus and split there).
+
+        ``distributed=True`` trains data-parallel over MPI (``seqcore.distributed``;
+        run under ``mpiexec -n N``): every rank calls ``fit`` with the same data and
+        arguments and trains on its own block of it (``_shard``); rank 0's weights
+        (and optimizer state) are broadcast first, the gradients are averaged over
+        the ranks every step, weighted by each rank's batch, so one step equals one
+        step on the union of the ranks' batches (``batch_size`` is per rank). Only
+        rank 0 shows progress and runs ``callback``; held-out losses are summed over
+        the ranks' blocks of ``valid``. ``save`` then (and after ``fit``) is
+        collective: every rank calls it, rank 0 writes (with every rank's carried state and dropout stream, so a
+        resumed run on as many ranks continues exactly). The core runs at most
+        ``distributed.default_threads()`` threads per rank during the call. Holds ``self.lock``
         throughout: other threads' calls on this model wait until training ends.
         """
+        if not distributed:
+            return self._fit(data, steps, batch_size, lr, optimizer, schedule, clip_norm,
+                             clip_value, valid, eval_every, seed, progress, callback, resume,
+                             on_best, should_stop, run_info, None, batch_options)
+        from .. import distributed as dist
+        from .._threads import get_num_threads, limit_threads
+        dist.init()
+        threads = min(get_num_threads(), dist.default_threads())   # the cores of one rank
+        with dist.abort_on_error(), limit_threads(threads):
+            return self._fit(data, steps, batch_size, lr, optimizer, schedule, clip_norm,
+                             clip_value, valid, eval_every, seed, progress, callback, resume,
+                             on_best, should_stop, run_info, dist, batch_options)
+
+    def _fit(self, data, steps, batch_size, lr, optimizer, schedule, clip_norm, clip_value,
+             valid, eval_every, seed, progress, callback, resume, on_best, should_stop,
+             run_info, dist, batch_options):
         from ..training import new_run, train
         if resume:
             run = self.run
@@ -258,18 +314,57 @@ class _Model(Switchable):
         else:
             if seed is None:
                 seed = int(np.random.default_rng().integers(2**31 - 1))
+            if dist is not None:
+                seed = dist.broadcast_object(seed)             # rank 0's, on every rank
             run = new_run(V.check_int(seed, "seed", minimum=0),
                           V.check_int(batch_size or 32, "batch_size"), batch_options)
             run["info"] = run_info
         self.optimizer = self._make_optimizer(optimizer, lr, schedule)
         self.run = run
-        rng = np.random.default_rng(run["seed"])
+        batch_seed, valid_batch = run["seed"], 64
+        if dist is not None:
+            self._join(dist, resume)
+            batch_seed = dist.rank_seed(run["seed"])
+            valid_batch = -(-valid_batch // dist.size())      # 64 over all the ranks
+            data = self._shard(data, dist, run["batch_size"])
+            valid = None if valid is None else self._shard(valid, dist, valid_batch)
+        rng = np.random.default_rng(batch_seed)
         batches = self._train_batches(data, run["batch_size"], rng, run["batches"],
                                       **run["batch_options"])
         valid_options = {k: v for k, v in run["batch_options"].items()
                          if k in ("seq_len", "stream")}
         self.train()
+        root = dist is None or dist.is_root()
+        self._dist = dist            # save() is collective from now on (until a plain fit)
         return train(self, batches, steps=steps, optimizer=self.optimizer,
                      clip_norm=clip_norm, clip_value=clip_value, valid=valid,
-                     eval_every=eval_every, progress=progress, callback=callback,
-                     valid_options=valid_options, on_best=on_best, should_stop=should_stop)
+                     eval_every=eval_every, progress=progress and root,
+                     callback=callback if root else None, valid_options=valid_options,
+                     on_best=on_best, should_stop=should_stop, dist=dist,
+                     valid_batch_size=valid_batch)
+
+    # ------------------------------------------------------------ data-parallel
+
+    def _join(self, dist, resume):
+        """Make this rank's copy rank 0's: weights, optimizer state; on resume this rank's
+        own carried state and dropout stream (saved by a run on as many ranks), on a new
+        run a dropout stream of its own."""
+        dist.broadcast_parameters(self)
+        dist.broadcast_optimizer_state(self.optimizer)
+        r, ranks = dist.rank(), self.run.pop("ranks", None)
+        if resume and dist.size() > 1:
+            if ranks is None or len(ranks) != dist.size():
+                saved = 1 if ranks is None else len(ranks)
+                raise ValueError(f"resume: the run was saved by {saved} rank(s); resume it on "
+                                 f"as many (this launch has {dist.size()})")
+            self.run["carry"] = ranks[r]["carry"]
+            self.generator.bit_generator.state = ranks[r]["generator"]
+        elif not resume and r > 0:
+            self.generator.bit_generator.state = \
+                np.random.default_rng([self.run["seed"], 3, r]).bit_generator.state
+
+    def _shard(self, data, dist, batch_size):
+        """This rank's contiguous block of ``data`` (a list of examples; a pair of lists)."""
+        if isinstance(data, tuple) and len(data) == 2:
+            return dist.shard(list(data[0])), dist.shard(list(data[1]))
+        return dist.shard(list(data))

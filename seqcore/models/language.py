@@ -111,8 +111,8 @@ class LanguageModel(_Model):
         S = V.check_int(seq_len, "seq_len")
         stream = self.stream if stream is None else V.check_bool(stream, "stream")
         if stream:
-            return self._stream_batches(self.stream_ids(data), batch_size, S, train=train,
-                                        start=start)
+            ids = data if isinstance(data, np.ndarray) else self.stream_ids(data)
+            return self._stream_batches(ids, batch_size, S, train=train, start=start)
         if isinstance(data, str):
             raise TypeError("data: expected a list of texts (one sequence each), got one "
                             "string; pass stream=True to read it as one running text")
@@ -151,6 +151,22 @@ class LanguageModel(_Model):
                        "lengths": np.clip(left, 1, S), "mask": mask,
                        "carry": k > 0, "size": len(idx), "tokens": float(mask.sum())}
             start = 0
+
+    def _shard(self, data, dist, batch_size):
+        """This rank's streams: ranks r*B .. (r+1)*B - 1 of the R*B streams that one process
+        with batch R*B would cut the text into (tokens r*B*n .. (r+1)*B*n, n = (N-1) //
+        (R*B)), so R ranks of B streams train exactly as one process of R*B. Lines: a
+        block of the lines."""
+        stream = self.run["batch_options"].get("stream")
+        if not (self.stream if stream is None else stream):
+            return super()._shard(data, dist, batch_size)
+        ids = np.asarray(self.stream_ids(data) if isinstance(data, str) else data, np.int64)
+        B, R, r = batch_size, dist.size(), dist.rank()
+        n = (len(ids) - 1) // (B * R)
+        if n < 1:
+            raise ValueError(f"data: a text of {len(ids)} tokens cannot be cut into {R} ranks "
+                             f"x {B} streams of at least one step each")
+        return ids[r * B * n:(r + 1) * B * n + 1]
 
     def stream_ids(self, text):
         """The token ids of running text: at word level each line closed by ``<EOS>``
