@@ -51,6 +51,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from .optim import _arrays
+
 __all__ = ["MPIUnavailable", "init", "is_initialized", "launched", "communicator", "rank", "size",
            "local_size", "is_root", "barrier", "default_threads", "shard", "rank_seed",
            "broadcast_parameters", "broadcast_optimizer_state", "broadcast_object",
@@ -354,19 +356,6 @@ sums over the ranks of ``totals`` (a tuple), the seconds spent in Allreduce and 
 bytes each rank contributed."""
 
 
-def _gradient_arrays(grads):
-    """The arrays of a list of grads dicts (``model.grads()``), of arrays, or of (name, p, g) triples."""
-    out = []
-    for g in grads:
-        if isinstance(g, dict):
-            out.extend(g.values())
-        elif isinstance(g, tuple):
-            out.append(g[2])
-        else:
-            out.append(g)
-    return out
-
-
 def _buffer(dtype, n):
     """The reused flat buffer of ``dtype``, at least ``n`` long (grown when needed): its first n."""
     buf = _buffers.get(dtype)
@@ -401,7 +390,7 @@ def allreduce_gradients(grads, weight, *, loss=None, totals=()):
         raise ValueError(f"weight: expected a finite number >= 0, got {weight}")
     totals = [float(t) for t in totals]
     comm = _world()
-    arrays = _gradient_arrays(grads)
+    arrays = _arrays(grads)                  # dicts, arrays or (name, p, g) triples
     if comm.Get_size() == 1:
         if weight == 0:
             raise ValueError("allreduce_gradients: the total weight is 0 (no rank had data)")
