@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from .. import _validation as V
-from ..dropout import Switchable
+from ..dropout import Dropout, Switchable, check_dropout
 from ..embedding import Embedding, OneHot
 from ..layers import GRU, LSTM, RNN
 from ..text import Vocab
@@ -93,7 +93,19 @@ class _Model(Switchable):
                 if isinstance(m, Switchable)]
 
     def _dropouts(self):
-        return ()
+        return tuple(d for d in (getattr(self, "drop_in", None), getattr(self, "drop_out", None))
+                     if d is not None)
+
+    def _setup_dropout(self, dropout, seed, *recurrent):
+        """``dropout`` = p: the model's seeded generator, its input and output dropouts
+        (``drop_in``, ``drop_out``), and the same generator for the recurrent layers'
+        own dropout between stacked layers (made with ``dropout`` = p)."""
+        self.dropout = check_dropout(dropout)
+        self.generator = np.random.default_rng(None if seed is None else [seed, 2])
+        self.drop_in = Dropout(self.dropout, dtype=self.dtype, generator=self.generator)
+        self.drop_out = Dropout(self.dropout, dtype=self.dtype, generator=self.generator)
+        for layer in recurrent:
+            layer.generator = self.generator
 
     # A copy or pickle gets a lock of its own (a lock cannot be pickled); its layers
     # get fresh scratch the same way (seqcore.layers).

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _validation as V
 from ..dense import Dense, softmax_cross_entropy
-from ..dropout import Dropout, check_dropout
+from ..dropout import check_dropout
 from ..text import NO_TOKEN, Vocab
 from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
 from .batching import index_batches, pad_ids, step_mask
@@ -53,7 +53,7 @@ class LanguageModel(_Model):
             raise TypeError(f"vocab: expected a seqcore.Vocab, got {type(vocab).__name__}")
         self.vocab = vocab
         self._setup(cell, hidden_size, num_layers, embedding_dim, dtype, cell_options)
-        self.dropout = check_dropout(dropout)
+        dropout = check_dropout(dropout)
         self.tie_weights = V.check_bool(tie_weights, "tie_weights")
         self.stream = V.check_bool(stream, "stream")
         if self.tie_weights and self.embedding_dim != self.hidden_size:
@@ -61,24 +61,18 @@ class LanguageModel(_Model):
                              f"embedding is out's W), got embedding_dim={self.embedding_dim} "
                              f"and hidden_size={self.hidden_size}")
         s_in, s_rnn, s_out = _seeds(seed, 3)
-        self.generator = np.random.default_rng(None if seed is None else [seed, 2])
         self.inputs = _token_inputs(len(vocab), self.embedding_dim, self.dtype, s_in)
         self.rnn = _recurrent(cell, self.inputs.output_size, self.hidden_size, self.num_layers,
-                              False, self.dtype, backend, s_rnn, cell_options, self.dropout)
+                              False, self.dtype, backend, s_rnn, cell_options, dropout)
         self.out = Dense(self.hidden_size, len(vocab), dtype=self.dtype, seed=s_out)
         if self.tie_weights:
             self.out.params["W"] = self.inputs.params["W"]          # (V, E): one array
-        self.drop_in = Dropout(self.dropout, dtype=self.dtype, generator=self.generator)
-        self.drop_out = Dropout(self.dropout, dtype=self.dtype, generator=self.generator)
-        self.rnn.generator = self.generator
+        self._setup_dropout(dropout, seed, self.rnn)
         self.layers = {"inputs": self.inputs, "rnn": self.rnn, "out": self.out}
 
     def config(self):
         return {"vocab": self.vocab.config(), "dropout": self.dropout,
                 "tie_weights": self.tie_weights, "stream": self.stream, **self._base_config()}
-
-    def _dropouts(self):
-        return (self.drop_in, self.drop_out)
 
     def _tied(self):
         return ("out.W",) if self.tie_weights else ()

@@ -10,6 +10,7 @@ import numpy as np
 from .. import _validation as V
 from ..attention import ATTENTION_KINDS, make_attention
 from ..dense import Dense, softmax_cross_entropy
+from ..dropout import Dropout, check_dropout
 from ..text import NO_TOKEN, Vocab
 from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
 from .batching import index_batches, pad_ids, step_mask
@@ -57,14 +58,18 @@ class Seq2Seq(_Model):
     -> dstate0; encoder.backward(dH_enc, bridged-back dstate0). "dot" needs Hh == H,
     so it cannot be combined with a bidirectional encoder (use "luong" or
     "bahdanau"). ``attention_size``: the width A of "bahdanau" (default H).
+
+    ``dropout`` = p drops, in training mode, the source and target embeddings, the
+    outputs of every encoder and decoder layer but the last, and what ``out`` reads
+    (s<t>, or h~<t> with attention).
     """
 
     kind = "Seq2Seq"
 
     def __init__(self, src_vocab, tgt_vocab, *, cell="lstm", hidden_size=128, num_layers=1,
                  embedding_dim=None, reverse_source=False, attention=None,
-                 bidirectional_encoder=False, attention_size=None, dtype=np.float32,
-                 backend="cython", seed=None, **cell_options):
+                 bidirectional_encoder=False, attention_size=None, dropout=0.0,
+                 dtype=np.float32, backend="cython", seed=None, **cell_options):
         super().__init__()
         for name, v in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
             if not isinstance(v, Vocab):
@@ -90,10 +95,11 @@ class Seq2Seq(_Model):
         self.src_inputs = _token_inputs(len(src_vocab), self.embedding_dim, self.dtype, s[0])
         self.encoder = _recurrent(cell, self.src_inputs.output_size, self.hidden_size,
                                   self.num_layers, self.bidirectional_encoder, self.dtype,
-                                  backend, s[1], cell_options)
+                                  backend, s[1], cell_options, check_dropout(dropout))
         self.tgt_inputs = _token_inputs(len(tgt_vocab), self.embedding_dim, self.dtype, s[2])
         self.decoder = _recurrent(cell, self.tgt_inputs.output_size, self.hidden_size,
-                                  self.num_layers, False, self.dtype, backend, s[3], cell_options)
+                                  self.num_layers, False, self.dtype, backend, s[3], cell_options,
+                                  check_dropout(dropout))
         self.out = Dense(self.hidden_size, len(tgt_vocab), dtype=self.dtype, seed=s[4])
         self.layers = {"src_inputs": self.src_inputs, "encoder": self.encoder,
                        "tgt_inputs": self.tgt_inputs, "decoder": self.decoder}
@@ -108,12 +114,18 @@ class Seq2Seq(_Model):
             self.layers["combine"] = self.combine
         self.layers["out"] = self.out
         self.attention_size = attention_size
+        self._setup_dropout(dropout, seed, self.encoder, self.decoder)
+        self.drop_tgt = Dropout(self.dropout, dtype=self.dtype, generator=self.generator)
+
+    def _dropouts(self):
+        return (self.drop_in, self.drop_tgt, self.drop_out)
 
     def config(self):
         return {"src_vocab": self.src_vocab.config(), "tgt_vocab": self.tgt_vocab.config(),
                 "reverse_source": self.reverse_source, "attention": self.attention_kind,
                 "bidirectional_encoder": self.bidirectional_encoder,
-                "attention_size": self.attention_size, **self._base_config()}
+                "attention_size": self.attention_size, "dropout": self.dropout,
+                **self._base_config()}
 
     # ---------------------------------------------------------------- the source
 
@@ -151,7 +163,7 @@ class Seq2Seq(_Model):
 
     def _encode(self, src, src_lengths):
         """src (Tx, B) -> encoder outputs H_enc (Tx, B, Hh), decoder initial state (L, B, H) [, c]."""
-        xs = self.src_inputs.forward(src)                               # (Tx, B, Ds)
+        xs = self.drop_in.forward(self.src_inputs.forward(src))         # (Tx, B, Ds)
         h_enc, state = self.encoder.forward(xs, None, src_lengths)     # (Tx, B, Hh), (L*dirs, B, H)
         return h_enc, self._bridge(state)
 
@@ -165,17 +177,17 @@ class Seq2Seq(_Model):
     def _head(self, S, h_enc, src_lengths):
         """Decoder states S (Ty, B, H) -> logits (Ty, B, V), and alpha (Ty, B, Tx) or None."""
         if self.attention is None:
-            return self.out.forward(S), None
+            return self.out.forward(self.drop_out.forward(S)), None
         C, alpha = self.attention.forward(S, h_enc, src_lengths)        # (Ty, B, Hh), (Ty, B, Tx)
         self._h_tilde = np.tanh(self.combine.forward(np.concatenate([C, S], axis=-1)))
-        return self.out.forward(self._h_tilde), alpha                    # (Ty, B, V)
+        return self.out.forward(self.drop_out.forward(self._h_tilde)), alpha   # (Ty, B, V)
 
     @_locked
     def forward(self, src, src_lengths, dec_in, dec_lengths=None):
         """Teacher-forced pass: src (Tx, B), dec_in (Ty, B) = [x<1> = 0, y<1..Ty-1>] -> logits (Ty, B, V)."""
         h_enc, state = self._encode(src, src_lengths)                   # hand-off: a<Tx> -> s<0>
         self._h_enc_shape = h_enc.shape
-        xd = self.tgt_inputs.forward(dec_in)                            # (Ty, B, Dt)
+        xd = self.drop_tgt.forward(self.tgt_inputs.forward(dec_in))     # (Ty, B, Dt)
         S, _ = self.decoder.forward(xd, state, dec_lengths)            # (Ty, B, H)
         return self._head(S, h_enc, src_lengths)[0]
 
@@ -184,7 +196,7 @@ class Seq2Seq(_Model):
         logits = self.forward(batch["src"], batch["src_lengths"], batch["x"], batch["lengths"])
         loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"])
         if backward:
-            dh = self.out.backward(dlogits)                             # (Ty, B, H)
+            dh = self.drop_out.backward(self.out.backward(dlogits))     # (Ty, B, H)
             if self.attention is None:
                 dS = dh
                 dh_enc = np.zeros(self._h_enc_shape, self.dtype)        # encoder outputs unused
@@ -195,9 +207,9 @@ class Seq2Seq(_Model):
                 dS2, dh_enc = self.attention.backward(np.ascontiguousarray(dC))
                 dS = dS1 + dS2                                          # s<t> feeds both
             dxd, dstate0 = self.decoder.backward(np.ascontiguousarray(dS))  # dC/ds<0>
-            self.tgt_inputs.backward(dxd)
+            self.tgt_inputs.backward(self.drop_tgt.backward(dxd))
             dxs, _ = self.encoder.backward(dh_enc, self._bridge_backward(dstate0))
-            self.src_inputs.backward(dxs)
+            self.src_inputs.backward(self.drop_in.backward(dxs))
         return loss, None
 
     def _batches(self, data, batch_size, rng, *, train):

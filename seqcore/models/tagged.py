@@ -4,17 +4,24 @@ import numpy as np
 
 from .. import _validation as V
 from ..dense import Dense, softmax_cross_entropy
+from ..dropout import check_dropout
 from ..text import Vocab
 from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
 from .batching import index_batches, pad_features, pad_ids, step_mask
 
 
 class _Tagged(_Model):
-    """Shared by the classifier and the tagger: inputs are token texts (with a vocab) or features."""
+    """Shared by the classifier and the tagger: inputs are token texts (with a vocab) or features.
+
+    ``dropout`` = p drops, in training mode, the layer inputs x, the outputs of every
+    recurrent layer but the last, and what ``out`` reads (the classifier's h, the
+    tagger's a<t>).
+    """
 
     def __init__(self, num_classes, *, vocab=None, input_size=None, cell="lstm",
                  hidden_size=64, num_layers=1, bidirectional=False, embedding_dim=None,
-                 dtype=np.float32, backend="cython", seed=None, **cell_options):
+                 dropout=0.0, dtype=np.float32, backend="cython", seed=None,
+                 **cell_options):
         super().__init__()
         self._setup(cell, hidden_size, num_layers, embedding_dim, dtype, cell_options)
         self.num_classes = V.check_int(num_classes, "num_classes", minimum=2)
@@ -22,13 +29,14 @@ class _Tagged(_Model):
         s_in, s_rnn, s_out = _seeds(seed, 3)
         D = self._setup_inputs(vocab, input_size, s_in)
         self.rnn = _recurrent(cell, D, self.hidden_size, self.num_layers, self.bidirectional,
-                              self.dtype, backend, s_rnn, cell_options)
+                              self.dtype, backend, s_rnn, cell_options, check_dropout(dropout))
+        self._setup_dropout(dropout, seed, self.rnn)
         dirs = self.rnn.num_directions
         self.out = Dense(dirs * self.hidden_size, self.num_classes, dtype=self.dtype, seed=s_out)
         self.layers.update(rnn=self.rnn, out=self.out)
 
     def config(self):
-        return {**self._input_config(), **self._base_config()}
+        return {**self._input_config(), "dropout": self.dropout, **self._base_config()}
 
     def _setup_inputs(self, vocab, input_size, seed):
         if (vocab is None) == (input_size is None):
@@ -46,8 +54,13 @@ class _Tagged(_Model):
         return self.input_size
 
     def _encode(self, x):
-        """x (T, B) ids or (T, B, D) features -> (T, B, D) layer input."""
-        return self.inputs.forward(x) if self.inputs is not None else x
+        """x (T, B) ids or (T, B, D) features -> (T, B, D) layer input (after input dropout)."""
+        return self.drop_in.forward(self.inputs.forward(x) if self.inputs is not None else x)
+
+    def _encode_backward(self, dx):
+        dx = self.drop_in.backward(dx)
+        if self.inputs is not None:
+            self.inputs.backward(dx)
 
     def _pad(self, xs):
         """A list of B texts (or (T_b, D) arrays) -> (padded x, lengths)."""
@@ -82,7 +95,7 @@ class SequenceClassifier(_Tagged):
         a, _ = self.rnn.forward(xin, None, lengths)            # (T, B, dirs*H)
         h = self._gather_last(a, lens)                         # (B, dirs*H)
         self._last = (a.shape, lens)
-        return self.out.forward(h)                             # (B, C)
+        return self.out.forward(self.drop_out.forward(h))      # (B, C)
 
     def _gather_last(self, a, lens):
         """h (B, dirs*H): forward half at step lens-1, reverse half at step 0 (its last)."""
@@ -108,10 +121,9 @@ class SequenceClassifier(_Tagged):
         logits = self.forward(batch["x"], batch["lengths"])    # (B, C)
         loss, dlogits = softmax_cross_entropy(logits[None], batch["y"][None])
         if backward:
-            dh = self.out.backward(dlogits[0])                 # (B, dirs*H)
+            dh = self.drop_out.backward(self.out.backward(dlogits[0]))   # (B, dirs*H)
             dx, _ = self.rnn.backward(self._scatter_last(dh))  # BPTT from the last valid state
-            if self.inputs is not None:
-                self.inputs.backward(dx)
+            self._encode_backward(dx)
         return loss, None
 
     def _batches(self, data, batch_size, rng, *, train):
@@ -155,16 +167,15 @@ class SequenceTagger(_Tagged):
     def forward(self, x, lengths=None):
         """x (T, B) ids or (T, B, D) -> logits (T, B, C) (padding steps: meaningless)."""
         a, _ = self.rnn.forward(self._encode(x), None, lengths)   # (T, B, dirs*H)
-        return self.out.forward(a)                                 # (T, B, C)
+        return self.out.forward(self.drop_out.forward(a))          # (T, B, C)
 
     @_locked
     def loss_and_grads(self, batch, state=None, *, backward=True):
         logits = self.forward(batch["x"], batch["lengths"])
         loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"])
         if backward:
-            dx, _ = self.rnn.backward(self.out.backward(dlogits))
-            if self.inputs is not None:
-                self.inputs.backward(dx)
+            dx, _ = self.rnn.backward(self.drop_out.backward(self.out.backward(dlogits)))
+            self._encode_backward(dx)
         return loss, None
 
     def _batches(self, data, batch_size, rng, *, train):
