@@ -128,7 +128,7 @@ def register(subparsers):
     t.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
                    help="sequences per mini-batch (default: 64)")
     t.add_argument("--lr", type=_number(0, True), default=0.01, metavar="X",
-                   help="Adam learning rate, decayed to a tenth by a cosine schedule "
+                   help="learning rate at the start; --schedule says how it changes "
                    "(default: 0.01)")
     t.add_argument("--clip", type=_number(0, False), default=5.0, metavar="X",
                    help="clip the gradients' global norm to X; 0 turns clipping off "
