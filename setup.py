@@ -88,6 +88,9 @@ def cell_extension(cell, path):
 
 
 extensions = [cell_extension(cell, path) for cell in CELLS for path in PATHS] + [
+    # the rest of a training step (Dense, softmax cross-entropy, Adam, the embedding's
+    # scatter), on the same packed products and threads: seqcore._train_{path}
+    cell_extension("train", path) for path in PATHS] + [
     # the argument checks that are faster compiled (seqcore/_validation.py)
     Extension("seqcore._checks", ["csrc/_checks.pyx"], include_dirs=["csrc"],
               extra_compile_args=base_args, extra_link_args=link_args),

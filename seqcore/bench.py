@@ -1,5 +1,8 @@
 """Benchmark harness (`seqcore bench`, `python -m seqcore.bench`): compiled core vs reference vs PyTorch.
 
+(`seqcore bench --train` times whole training steps of a language model instead:
+seqcore/bench_train.py, which reuses this module's workers and machine checks.)
+
 Three *sides* run the same operations on the same shapes and the same weights:
 ``seqcore`` (the compiled core, ``backend="cython"``), ``reference`` (the NumPy
 reference, ``backend="numpy"``) and ``torch`` (``nn.RNN``/``GRU``/``LSTM`` and their
@@ -433,13 +436,14 @@ class _Worker:
         return {"peak_bytes": max(0, peak - before) * 1024}
 
 
-def worker_main(side):
-    """The worker loop: one JSON command per line on stdin, one JSON answer per line."""
+def worker_main(side, make=None):
+    """The worker loop: one JSON command per line on stdin, one JSON answer per line.
+    ``make(side)`` builds the object whose ``cmd_*`` methods answer (default _Worker)."""
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)                  # stray prints (ours or a library's) go to stderr
     sys.stdout = sys.stderr
     try:
-        w = _Worker(side)
+        w = (make or _Worker)(side)
         reply = {"ok": True}
     except Exception as exc:       # noqa: BLE001 - reported to the parent
         w, reply = None, {"error": f"{type(exc).__name__}: {exc}"}
@@ -469,9 +473,9 @@ class WorkerError(RuntimeError):
 class WorkerProcess:
     """The parent's handle on one worker subprocess."""
 
-    def __init__(self, side, env=None):
+    def __init__(self, side, env=None, module="seqcore.bench"):
         self.side = side
-        cmd = [sys.executable, "-m", "seqcore.bench", "--worker", side]
+        cmd = [sys.executable, "-m", module, "--worker", side]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=env, bufsize=1)
         self._started = False
@@ -997,14 +1001,24 @@ def add_arguments(p):
 
 
 def run_cli(args):
+    if args.train:
+        from . import bench_train
+        return bench_train.TrainBench(args).run()
     return Bench(args).run()
 
 
 def register(subparsers):
     p = subparsers.add_parser(
-        "bench", help="time seqcore's core against its NumPy reference and PyTorch",
+        "bench", help="time seqcore's core against its NumPy reference and PyTorch "
+                      "(--train: whole training steps of a language model)",
         description=__doc__.split("\n\n")[0])
     add_arguments(p)
+    p.add_argument("--train", action="store_true",
+                   help="time training steps of seqcore.LanguageModel against the same model "
+                        "in PyTorch (seqcore/bench_train.py); --only and --cells then name "
+                        "its configurations (char-h256, char-h256-l2, char-h512, "
+                        "char-h512-l2, word; --quick: char-h256 and word) and cells (lstm, "
+                        "gru), --threads one thread count (default: 1 and 2)")
     p.set_defaults(func=run_cli)
 
 

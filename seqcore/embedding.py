@@ -1,17 +1,30 @@
 """Token inputs: Embedding (token ids -> learned vectors) and OneHot (ids -> 1-hot vectors), with backward.
 
-Plain NumPy: a gather forward and a scatter-add backward.
+A NumPy gather forward, into outputs kept between calls (dense._kept); the
+scatter-add backward runs compiled (seqcore._train_{path}: one pass over the rows,
+where NumPy's ``np.add.at`` took 1.8 ms for 4096 rows of 64), with
+``embedding_backward_reference`` beside it as the oracle.
 
 Legend: V vocabulary size, E embedding width, ``...`` any leading shape (T, B).
 The id ``-1`` (``seqcore.text.NO_TOKEN``) is the notes' x<1> = 0: it maps to the
 zero vector in both encodings and receives no gradient.
 """
 
+import threading
+
 import numpy as np
 
 from . import _validation as V
+from .dense import _checked_grad, _kept, kernels
 
 __all__ = ["Embedding", "OneHot"]
+
+
+def embedding_backward_reference(dW, ids, dx):
+    """dW (V, E) += dx (..., E) at the rows ids (...) name; ids of -1 add nothing.
+    A token seen at several positions collects the sum of their gradients."""
+    has_token = ids >= 0
+    np.add.at(dW, ids[has_token], dx[has_token])
 
 
 def _check_ids(ids, num_embeddings):
@@ -44,6 +57,18 @@ class Embedding:
             (self.num_embeddings, self.embedding_dim)).astype(self.dtype)}
         self.zero_grad()
         self._ids = None
+        self._out = None          # the last outputs, reused when let go of (dense._kept)
+        self._lock = threading.Lock()       # guards them
+
+    # A copy or pickle gets outputs and a lock of its own.
+    def __getstate__(self):
+        state = {**self.__dict__, "_out": None}
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     @property
     def output_size(self):
@@ -58,8 +83,11 @@ class Embedding:
         W = V.check_array(self.params.get("W"), "params['W']",
                           (self.num_embeddings, self.embedding_dim), self.dtype, finite=False)
         self._ids = ids
-        x = W[np.maximum(ids, 0)]                              # (..., E) gather
-        x[ids < 0] = 0                                         # x<1> = 0
+        # a pool of two: the recurrent layer keeps the last x until its next forward
+        with self._lock:
+            x = _kept(self, "_out", ids.shape + (self.embedding_dim,), self.dtype, pool=2)
+            np.take(W, np.maximum(ids, 0), axis=0, out=x, mode="clip")   # (..., E) gather
+            x[ids < 0] = 0                                     # x<1> = 0
         return x
 
     def backward(self, dx):
@@ -68,9 +96,12 @@ class Embedding:
             raise ValueError("backward() called before forward(): run forward() first")
         ids = self._ids
         dx = V.check_array(dx, "dx", ids.shape + (self.embedding_dim,), self.dtype)
-        has_token = ids >= 0
-        # A token seen at several positions collects the sum of their gradients.
-        np.add.at(self.grads["W"], ids[has_token], dx[has_token])
+        dW = _checked_grad(self.grads, "W", (self.num_embeddings, self.embedding_dim),
+                           self.dtype)
+        # dW[id] += dx at each position, in order: a token seen at several positions
+        # collects the sum of their gradients (embedding_backward_reference)
+        kernels().embedding_backward(dW, dx.reshape(-1, self.embedding_dim),
+                                     np.ascontiguousarray(ids.reshape(-1)))
         return None
 
     def config(self):

@@ -1,19 +1,28 @@
-"""Optimizers (SGD, Adam), gradient clipping (by value, by global norm) and learning-rate schedules.
+"""Optimizers (SGD, Adam, AdamW), gradient clipping (by value, by global norm) and learning-rate schedules.
 
-Plain NumPy, updating parameters in place. An optimizer's ``step(parameters)``
-takes a list of ``(name, param, grad)`` triples (what a model's ``parameters()``
-returns); its state is keyed by those names, so it can be saved with the model
-(``state_dict()``) and training resumed (``load_state_dict``).
+Optimizers update parameters in place. An optimizer's ``step(parameters)`` takes a
+list of ``(name, param, grad)`` triples (what a model's ``parameters()`` returns);
+its state is keyed by those names, so it can be saved with the model
+(``state_dict()``, which holds the schedule's state too) and training resumed
+(``load_state_dict``). Adam's update and the global norm run compiled
+(seqcore._train_{path}: one pass over each parameter, no temporaries), with
+``adam_update_reference`` beside it as the readable statement of the math.
 
 Clipping works on a list of grads dicts (``[layer.grads, ...]``) or of arrays.
+A schedule is a multiplier of the learning rate, ``schedule(step)``; one that also
+has ``observe(metric)`` (ReduceOnPlateau) is told the held-out loss by the trainer.
 """
 
 import math
 
 import numpy as np
 
-__all__ = ["SGD", "Adam", "clip_grad_value", "clip_grad_norm", "global_norm",
-           "Constant", "StepDecay", "Cosine", "make_schedule", "make_optimizer"]
+from .dense import kernels, threads
+from ._validation import FLOAT_DTYPES
+
+__all__ = ["SGD", "Adam", "AdamW", "clip_grad_value", "clip_grad_norm", "global_norm",
+           "Constant", "StepDecay", "Cosine", "ReduceOnPlateau", "make_schedule",
+           "make_optimizer"]
 
 
 # ------------------------------------------------------------------------ clipping
@@ -31,9 +40,26 @@ def _arrays(grads):
     return out
 
 
+def _sum_squares(g):
+    """sum(g ** 2), accumulated in float64 (compiled for contiguous float arrays), and
+    inf when it exceeds the range of g's dtype: the sum of squares of a float32
+    gradient beyond float32's range is an overflow, as in PyTorch, whose norms are
+    computed in the gradients' dtype (the trainer stops on it: "the gradient norm is
+    inf")."""
+    if (isinstance(g, np.ndarray) and g.dtype in FLOAT_DTYPES and g.flags.c_contiguous
+            and g.size):
+        s = kernels().sum_squares(g.reshape(-1))
+        return math.inf if s > _FLOAT_MAX[g.dtype] else s          # (NaN stays NaN)
+    g = np.asarray(g, dtype=np.float64).ravel()
+    return float(np.dot(g, g))
+
+
+_FLOAT_MAX = {dt: float(np.finfo(dt).max) for dt in FLOAT_DTYPES}
+
+
 def global_norm(grads):
     """sqrt(sum of squares) over every gradient array (computed in float64)."""
-    return math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in _arrays(grads)))
+    return math.sqrt(sum(_sum_squares(g) for g in _arrays(grads)))
 
 
 def clip_grad_value(grads, clip):
@@ -109,19 +135,118 @@ class Cosine:
                 "final": self.final}
 
 
+class ReduceOnPlateau:
+    """Multiply the learning rate by ``factor`` when the held-out loss stops improving.
+
+    PyTorch's ``ReduceLROnPlateau`` in mode "min" with a relative threshold, as a
+    multiplier: ``observe(metric)`` is told the loss after each evaluation. A loss
+    below ``best * (1 - threshold)`` is an improvement (it becomes ``best``); after
+    more than ``patience`` evaluations in a row without one, the multiplier becomes
+    ``max(scale * factor, min_scale)``, and the next ``cooldown`` evaluations count
+    no bad ones. ``schedule(step)`` returns the current multiplier, whatever the step.
+    (PyTorch skips a reduction smaller than ``eps`` in lr units; here in units of
+    the multiplier, the same for lr = 1.) Its state (``state_dict``) is saved with
+    the optimizer's.
+    """
+
+    def __init__(self, factor=0.25, patience=0, threshold=1e-4, min_scale=0.0, cooldown=0,
+                 eps=1e-8):
+        if not 0 < factor < 1:
+            raise ValueError(f"ReduceOnPlateau: expected 0 < factor < 1, got {factor}")
+        if patience < 0 or cooldown < 0 or threshold < 0 or not 0 <= min_scale <= 1:
+            raise ValueError(f"ReduceOnPlateau: expected patience >= 0, cooldown >= 0, "
+                             f"threshold >= 0, 0 <= min_scale <= 1, got patience={patience}, "
+                             f"cooldown={cooldown}, threshold={threshold}, "
+                             f"min_scale={min_scale}")
+        self.factor, self.threshold = float(factor), float(threshold)
+        self.patience, self.cooldown = int(patience), int(cooldown)
+        self.min_scale, self.eps = float(min_scale), float(eps)
+        self.best = math.inf          # lowest loss seen so far
+        self.bad = 0                  # evaluations in a row without an improvement
+        self.cooling = 0              # evaluations of cooldown still to go
+        self.scale = 1.0              # the current multiplier
+
+    def __call__(self, step):
+        return self.scale
+
+    def observe(self, metric):
+        """Take the held-out loss of one evaluation; returns the multiplier after it."""
+        metric = float(metric)
+        if metric < self.best * (1 - self.threshold):
+            self.best, self.bad = metric, 0
+        else:
+            self.bad += 1
+        if self.cooling > 0:
+            self.cooling -= 1
+            self.bad = 0
+        if self.bad > self.patience:
+            scale = max(self.scale * self.factor, self.min_scale)
+            if self.scale - scale > self.eps:
+                self.scale = scale
+            self.cooling, self.bad = self.cooldown, 0
+        return self.scale
+
+    def config(self):
+        return {"name": "plateau", "factor": self.factor, "patience": self.patience,
+                "threshold": self.threshold, "min_scale": self.min_scale,
+                "cooldown": self.cooldown, "eps": self.eps}
+
+    def state_dict(self):
+        return {"best": np.array(self.best), "bad": np.array(self.bad, np.int64),
+                "cooling": np.array(self.cooling, np.int64), "scale": np.array(self.scale)}
+
+    def load_state_dict(self, state):
+        unknown = set(state) - {"best", "bad", "cooling", "scale"}
+        if unknown:
+            raise ValueError(f"schedule state: unknown entries {sorted(unknown)}")
+        self.best = float(state.get("best", math.inf))
+        self.bad = int(state.get("bad", 0))
+        self.cooling = int(state.get("cooling", 0))
+        self.scale = float(state.get("scale", 1.0))
+
+
 def make_schedule(config):
     """A schedule from its ``config()`` dict (or None for constant)."""
     if config is None:
         return Constant()
     config = dict(config)
     name = config.pop("name")
-    kinds = {"constant": Constant, "step": StepDecay, "cosine": Cosine}
+    kinds = {"constant": Constant, "step": StepDecay, "cosine": Cosine,
+             "plateau": ReduceOnPlateau}
     if name not in kinds:
         raise ValueError(f"schedule: unknown name {name!r}")
     return kinds[name](**config)
 
 
 # ---------------------------------------------------------------------- optimizers
+
+def adam_update_reference(p, g, m, v, beta1, beta2, alpha, eps_hat, decay=1.0):
+    """One Adam update of p in place (the oracle of the compiled adam_update).
+
+    decay = 1 - lr * weight_decay is AdamW's decoupled weight decay (1: plain Adam);
+    alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t) and eps_hat = eps * sqrt(1 - beta2^t)
+    fold the bias corrections into the step (Kingma & Ba's "efficient version"):
+    alpha * m / (sqrt(v) + eps_hat) = lr * m_hat / (sqrt(v_hat) + eps).
+    """
+    if decay != 1.0:
+        p *= decay                                  # p <- p - lr * wd * p (AdamW)
+    m *= beta1
+    m += (1 - beta1) * g                            # m = b1 m + (1 - b1) g
+    v *= beta2
+    v += (1 - beta2) * (g * g)                      # v = b2 v + (1 - b2) g^2
+    p -= alpha * m / (np.sqrt(v) + eps_hat)
+
+
+def _compiled_ok(p, g, m, v):
+    """Whether the compiled update takes these arrays: one float dtype, one shape,
+    C-contiguous, the updated ones writeable (else the reference runs)."""
+    return (isinstance(g, np.ndarray) and p.dtype in FLOAT_DTYPES
+            and p.dtype == g.dtype == m.dtype == v.dtype
+            and p.shape == g.shape == m.shape == v.shape
+            and p.flags.c_contiguous and g.flags.c_contiguous and m.flags.c_contiguous
+            and v.flags.c_contiguous and p.flags.writeable and m.flags.writeable
+            and v.flags.writeable and p.size > 0)
+
 
 class _Optimizer:
     def __init__(self, lr, schedule):
@@ -147,48 +272,74 @@ class _Optimizer:
                 **self._hyper()}
 
     def state_dict(self):
-        """{"t": int, "<slot>/<param name>": array}: everything needed to resume."""
+        """{"t": int, "<slot>/<param name>": array, "schedule/<entry>": array}:
+        everything needed to resume (the schedule's entries when it has a state)."""
         state = {"t": np.array(self.t, np.int64)}
         for slot, arrays in self._slots().items():
             for name, arr in arrays.items():
                 state[f"{slot}/{name}"] = arr
+        if hasattr(self.schedule, "state_dict"):
+            for key, value in self.schedule.state_dict().items():
+                state[f"schedule/{key}"] = value
         return state
 
     def load_state_dict(self, state):
         self.t = int(state["t"])
         slots = self._slots()
+        schedule = {}
         for key, arr in state.items():
             if key == "t":
                 continue
             slot, _, name = key.partition("/")
+            if slot == "schedule":
+                schedule[name] = arr
+                continue
             if slot not in slots:
                 raise ValueError(f"optimizer state: unknown entry {key!r}")
             slots[slot][name] = np.array(arr)
+        if schedule:
+            if not hasattr(self.schedule, "load_state_dict"):
+                raise ValueError(f"optimizer state: schedule entries "
+                                 f"{sorted(schedule)} for a schedule without state "
+                                 f"({self.schedule.config()['name']})")
+            self.schedule.load_state_dict(schedule)
 
 
 class SGD(_Optimizer):
-    """p -= lr * v,  v = momentum * v + g  (plain gradient descent when momentum = 0)."""
+    """p -= lr * v,  v = momentum * v + g  (plain gradient descent when momentum = 0).
+
+    ``weight_decay`` adds ``weight_decay * p`` to the gradient first (coupled L2, as
+    torch.optim.SGD); the model's grads themselves are left as they are.
+    """
 
     name = "sgd"
 
-    def __init__(self, lr=0.1, *, momentum=0.0, schedule=None):
+    def __init__(self, lr=0.1, *, momentum=0.0, weight_decay=0.0, schedule=None):
         super().__init__(lr, schedule)
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum: expected 0 <= momentum < 1, got {momentum}")
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay: expected a number >= 0, got {weight_decay}")
         self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
         self.velocity = {}
 
     def _update(self, name, p, g, lr):
+        if self.weight_decay:
+            g = g + self.weight_decay * p               # L2: the gradient of wd/2 |p|^2
         if self.momentum:
             v = self.velocity.get(name)
-            v = g.copy() if v is None else self.momentum * v + g
-            self.velocity[name] = v
+            if v is None:
+                v = self.velocity[name] = np.array(g, copy=True)
+            else:
+                v *= self.momentum
+                v += g                                  # v = momentum v + g
             p -= lr * v
         else:
             p -= lr * g
 
     def _hyper(self):
-        return {"momentum": self.momentum}
+        return {"momentum": self.momentum, "weight_decay": self.weight_decay}
 
     def _slots(self):
         return {"velocity": self.velocity}
@@ -198,6 +349,7 @@ class Adam(_Optimizer):
     """Adam (Kingma & Ba 2015): m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, p -= lr m_hat / (sqrt(v_hat) + eps)."""
 
     name = "adam"
+    weight_decay = 0.0             # decoupled weight decay: AdamW's; none for Adam
 
     def __init__(self, lr=1e-3, *, betas=(0.9, 0.999), eps=1e-8, schedule=None):
         super().__init__(lr, schedule)
@@ -209,9 +361,11 @@ class Adam(_Optimizer):
 
     def step(self, parameters):
         t = self.t + 1
+        lr = self.current_lr
         # Bias corrections folded into the step size (the paper's "efficient version").
-        self._alpha = self.current_lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
+        self._alpha = lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
         self._eps_hat = self.eps * math.sqrt(1 - self.beta2 ** t)
+        self._decay = 1.0 - lr * self.weight_decay      # p *= decay first (AdamW)
         super().step(parameters)
 
     def _update(self, name, p, g, lr):
@@ -220,11 +374,13 @@ class Adam(_Optimizer):
             m = self.m[name] = np.zeros_like(p)
             self.v[name] = np.zeros_like(p)
         v = self.v[name]
-        m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
-        v += (1 - self.beta2) * (g * g)
-        p -= self._alpha * m / (np.sqrt(v) + self._eps_hat)
+        if _compiled_ok(p, g, m, v):
+            kernels().adam_update(p.reshape(-1), m.reshape(-1), v.reshape(-1), g.reshape(-1),
+                                  self.beta1, self.beta2, self._alpha, self._eps_hat,
+                                  self._decay, threads())
+        else:
+            adam_update_reference(p, g, m, v, self.beta1, self.beta2, self._alpha,
+                                  self._eps_hat, self._decay)
 
     def _hyper(self):
         return {"betas": [self.beta1, self.beta2], "eps": self.eps}
@@ -233,12 +389,29 @@ class Adam(_Optimizer):
         return {"m": self.m, "v": self.v}
 
 
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as torch.optim.AdamW:
+    p *= 1 - lr * weight_decay, then the Adam step (lr: the scheduled rate)."""
+
+    name = "adamw"
+
+    def __init__(self, lr=1e-3, *, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+                 schedule=None):
+        super().__init__(lr, betas=betas, eps=eps, schedule=schedule)
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay: expected a number >= 0, got {weight_decay}")
+        self.weight_decay = float(weight_decay)
+
+    def _hyper(self):
+        return {**super()._hyper(), "weight_decay": self.weight_decay}
+
+
 def make_optimizer(config):
     """An optimizer from its ``config()`` dict."""
     config = dict(config)
     name = config.pop("name")
     schedule = make_schedule(config.pop("schedule", None))
-    kinds = {"sgd": SGD, "adam": Adam}
+    kinds = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
     if name not in kinds:
         raise ValueError(f"optimizer: unknown name {name!r}")
     return kinds[name](schedule=schedule, **config)
