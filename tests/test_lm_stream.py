@@ -124,22 +124,37 @@ def test_tied_weights_are_one_array_saved_once(tmp_path):
 
 # ---------------------------------------------------------------------- resuming
 
-@pytest.mark.parametrize("stream", [True, False])
-def test_resuming_a_saved_run_gives_the_uninterrupted_model(stream, tmp_path):
+def _adamw_on_plateau():
+    return seqcore.optim.AdamW(3e-2, weight_decay=0.1,
+                               schedule=seqcore.optim.ReduceOnPlateau(factor=0.5, patience=0,
+                                                                      threshold=0.5))
+
+
+@pytest.mark.parametrize("stream, optimizer", [(True, "adam"), (False, "adam"),
+                                               (True, "adamw+plateau")])
+def test_resuming_a_saved_run_gives_the_uninterrupted_model(stream, optimizer, tmp_path):
     data = TEXT if stream else TEXT.splitlines()
     valid = TEXT[:300] if stream else TEXT.splitlines()[:6]
     kw = dict(batch_size=4, seq_len=9, seed=5, progress=False, valid=valid, eval_every=3,
-              optimizer="adam", lr=1e-2, stream=stream)
+              lr=1e-2, stream=stream)
+    make = (lambda: "adam") if optimizer == "adam" else _adamw_on_plateau
     whole = lm(dropout=0.3, tie_weights=True)
-    whole.fit(data, steps=11, **kw)
+    whole.fit(data, steps=11, optimizer=make(), **kw)
     part = lm(dropout=0.3, tie_weights=True)
-    part.fit(data, steps=5, **kw)
+    # A call ends with a held-out measurement, which a plateau schedule acts on: split
+    # where the whole run measures too (a multiple of eval_every), or stop the call
+    # with should_stop, as Ctrl-C in `seqcore train` does.
+    first = 5 if optimizer == "adam" else 6
+    part.fit(data, steps=first, optimizer=make(), **kw)
     resumed = seqcore.load(part.save(tmp_path / "run.npz"))
-    assert resumed.run["batches"] == 5 and resumed.optimizer.t == 5
-    resumed.fit(data, steps=6, resume=True, progress=False, valid=valid)
+    assert resumed.run["batches"] == first and resumed.optimizer.t == first
+    resumed.fit(data, steps=11 - first, resume=True, progress=False, valid=valid)
     for (name, a, _), (_, b, _) in zip(whole.parameters(), resumed.parameters()):
         assert np.array_equal(a, b), name
     assert whole.run["best_valid"] == resumed.run["best_valid"]
+    if optimizer != "adam":                        # the plateau cut the rate, and resumed
+        assert whole.optimizer.schedule.scale < 1
+        assert resumed.optimizer.schedule.scale == whole.optimizer.schedule.scale
     with pytest.raises(ValueError, match="give seed=5 as saved"):
         resumed.fit(data, steps=1, resume=True, seed=6, progress=False)
 

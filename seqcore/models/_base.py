@@ -274,7 +274,10 @@ class _Model(Switchable):
         (its seed, batch size and options, the batches done, the state carried into
         the next window, the best held-out loss); it is saved with the model, and
         ``resume=True`` continues exactly there: the same batches, masks and updates
-        as a run that never stopped. ``on_best(step, model)`` is called when the
+        as a run that never stopped. (A call's last step is measured on ``valid``
+        even off the ``eval_every`` grid, and a plateau schedule acts on it: for a
+        run split into calls to equal one run, end them on the grid or through
+        ``should_stop``, which skips that measurement, as Ctrl-C does.) ``on_best(step, model)`` is called when the
         held-out loss improves; ``should_stop()`` is asked after every update and
         ends training early when true (``history["stopped"]``). ``run_info``: a
         JSON-able dict kept in the record as ``run["info"]`` (the command line keeps
