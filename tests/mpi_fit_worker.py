@@ -93,6 +93,9 @@ def main(mode, outdir):
     if mode == "lm_stream64":
         model, history = lm_stream(2, True)
         params = {n: p for n, p, _ in model.parameters()}
+    elif mode == "lm_stream64_by4":                 # 4 ranks of 1 stream each
+        model, history = lm_stream(1, True)
+        params = {n: p for n, p, _ in model.parameters()}
     elif mode == "lm_stream32":
         model, history = lm_stream(2, True, np.float32)
         params = {n: p for n, p, _ in model.parameters()}

@@ -47,6 +47,15 @@ def test_two_ranks_of_b_streams_train_as_one_process_of_2b(dtype, rtol, tmp_path
     assert got["allreduce_bytes"] >= 20 * n_params * np.dtype(dtype).itemsize
 
 
+def test_four_oversubscribed_ranks_of_one_stream_train_as_one_process_of_four(tmp_path):
+    launch("lm_stream64_by4", tmp_path, ranks=4)
+    four = ranks_params(tmp_path, ranks=4)
+    model, _ = W.lm_stream(4, False)
+    for name, p, _ in model.parameters():
+        np.testing.assert_allclose(four[name], p, rtol=1e-9, atol=1e-9 * np.abs(p).max(),
+                                   err_msg=name)
+
+
 def test_two_ranks_of_a_classifier_train_as_one_process_on_the_union(tmp_path):
     launch("classifier", tmp_path)
     two = ranks_params(tmp_path)
