@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-CONFIG = dict(hidden=128, layers=2, embedding=64, dropout=0.2, batch=32, seq_len=64,
+CONFIG = dict(hidden=128, layers=2, embedding=64, dropout=0.2, batch=64, seq_len=64,
               lr=1e-2, clip=5.0)
 
 
