@@ -162,6 +162,19 @@ def _trim_heap():
         pass
 
 
+
+def finish(doc, path, what):
+    """Write the run's JSON to ``path`` (if any); list the failed rows; the exit status."""
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(doc, f, indent=1)
+        print(f"\nresults written to {path}")
+    if doc["failures"]:
+        print(f"\n{what} (not timed):\n  " + "\n  ".join(doc["failures"]))
+        return 1
+    return 0
+
 class _Worker:
     """One side: builds the layer of a case, checks it, times it, measures its memory."""
 
@@ -711,16 +724,8 @@ class Bench:
         if noisy:
             print(f"\nWARNING: other processes used the CPUs during {noisy} of {len(results)} "
                   "rows (busy column); rerun on an idle machine for numbers to quote.")
-        doc = {"meta": meta, "results": results, "failures": failures}
-        if a.json:
-            os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-            with open(a.json, "w") as f:
-                json.dump(doc, f, indent=1)
-            print(f"\nresults written to {a.json}")
-        if failures:
-            print("\nOUTPUTS DISAGREE OR A SIDE FAILED (not timed):\n  " + "\n  ".join(failures))
-            return 1
-        return 0
+        return finish({"meta": meta, "results": results, "failures": failures}, a.json,
+                      "OUTPUTS DISAGREE OR A SIDE FAILED")
 
     def _header(self, meta):
         print(f"seqcore bench: {meta['processor']}, {meta['cpus']} CPUs, "

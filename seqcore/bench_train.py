@@ -41,7 +41,6 @@ Legend: V vocabulary, E embedding width, H hidden units, L layers, B batch, S wi
 (time steps per batch).
 """
 
-import json
 import os
 import platform
 import resource
@@ -338,19 +337,11 @@ class TrainBench:
                      + "  ".join(f"{s} {r['tok_s'].get(s, 0):,.0f} tok/s" for s in sides)
                      + (f"  MISMATCH {r['mismatch']}" if r["mismatch"] else ""))
         print(self.table(results, sides))
-        doc = {"meta": meta, "results": results, "failures": failures}
         path = self.args.json
         if path == os.path.join("bench", "results.json"):      # the kernels bench's default
             path = os.path.join("bench", "train_results.json")
-        if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            with open(path, "w") as f:
-                json.dump(doc, f, indent=1)
-            print(f"\nresults written to {path}")
-        if failures:
-            print("\nSIDES DISAGREE OR FAILED (not timed):\n  " + "\n  ".join(failures))
-            return 1
-        return 0
+        return _bench.finish({"meta": meta, "results": results, "failures": failures}, path,
+                             "SIDES DISAGREE OR FAILED")
 
     def _header(self, meta):
         print(f"seqcore bench --train: {meta['processor']}, {meta['cpus']} CPUs, "
