@@ -272,3 +272,21 @@ def test_stream_training_without_a_corpus_reads_the_standard_library_docstrings(
     printed = capsys.readouterr().out
     assert "docstrings (no CORPUS given)" in printed and "bits/char" in printed
     assert seqcore.load(out).stream
+
+
+@pytest.mark.parametrize("option, value, error", [
+    ("resume", "yes", TypeError), ("distributed", "no", TypeError),
+    ("batch_size", 0, ValueError), ("stream", "x", TypeError), ("seq_len", 0, ValueError),
+])
+def test_fit_refuses_bad_options_in_one_clear_error(option, value, error):
+    with pytest.raises(error, match=option):
+        lm().fit(TEXT, steps=1, progress=False, **{"stream": True, option: value})
+
+
+@pytest.mark.parametrize("value, error", [("x", TypeError), (float("nan"), ValueError),
+                                          (-1.0, ValueError), (True, TypeError)])
+def test_translate_checks_the_length_penalty_even_without_a_beam(value, error):
+    vocab = seqcore.Vocab.build(["ab"])
+    model = seqcore.Seq2Seq(vocab, vocab, hidden_size=4, attention="luong", seed=0)
+    with pytest.raises(error, match="length_penalty"):
+        model.translate(["ab"], length_penalty=value)

@@ -296,7 +296,8 @@ class _Model(Switchable):
         ``distributed.default_threads()`` threads per rank during the call. Holds ``self.lock``
         throughout: other threads' calls on this model wait until training ends.
         """
-        if not distributed:
+        resume = V.check_bool(resume, "resume")
+        if not V.check_bool(distributed, "distributed"):
             return self._fit(data, steps, batch_size, lr, optimizer, schedule, clip_norm,
                              clip_value, valid, eval_every, seed, progress, callback, resume,
                              on_best, should_stop, run_info, None, batch_options)
@@ -332,7 +333,8 @@ class _Model(Switchable):
             if dist is not None:
                 seed = dist.broadcast_object(seed)             # rank 0's, on every rank
             run = new_run(V.check_int(seed, "seed", minimum=0),
-                          V.check_int(batch_size or 32, "batch_size"), batch_options)
+                          V.check_int(32 if batch_size is None else batch_size,
+                                      "batch_size"), batch_options)
             run["info"] = run_info
         self.optimizer = self._make_optimizer(optimizer, lr, schedule)
         self.run = run

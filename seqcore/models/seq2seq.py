@@ -14,7 +14,7 @@ from ..dropout import Dropout, check_dropout
 from ..text import NO_TOKEN, Vocab
 from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
 from .batching import index_batches, pad_ids, step_mask
-from .beam import beam_search
+from .beam import _check_length_penalty, beam_search
 from .decoding import _check_sampling, draw
 
 __all__ = ["Seq2Seq", "plot_attention"]
@@ -276,6 +276,7 @@ class Seq2Seq(_Model):
             raise TypeError("sources: expected a list of texts, got one string")
         _check_sampling(temperature, top_k, max_len)
         beam_size = V.check_int(beam_size, "beam_size")
+        length_penalty = _check_length_penalty(length_penalty)    # checked for beam 1 too
         V.check_bool(return_attention, "return_attention")
         if return_attention and self.attention is None:
             raise ValueError("return_attention=True: this model has no attention "
