@@ -330,6 +330,9 @@ def _train(args, dist):
     if not os.path.isdir(out_dir):
         raise CommandError(f"--out {args.out}: directory {out_dir} does not exist")
     model, source = _resumed(args) if args.resume else (None, None)
+    if args.tie_weights and not args.resume and args.embedding != args.hidden:
+        raise CommandError(f"--tie-weights shares the embedding with the output layer: give "
+                           f"--embedding {args.hidden} (equal to --hidden)")
     if args.corpus is None and args.level != "char":
         raise CommandError("the built-in names and text are for --level char; give a "
                            "CORPUS file for word level")

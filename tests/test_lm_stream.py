@@ -290,3 +290,14 @@ def test_translate_checks_the_length_penalty_even_without_a_beam(value, error):
     model = seqcore.Seq2Seq(vocab, vocab, hidden_size=4, attention="luong", seed=0)
     with pytest.raises(error, match="length_penalty"):
         model.translate(["ab"], length_penalty=value)
+
+
+def test_command_line_mistakes_are_one_line_each(corpus, tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "none.npz"), str(corpus)]) == 1
+    assert main(["train", str(corpus), "--tie-weights", "--hidden", "8", "--embedding", "4",
+                 "--out", str(tmp_path / "m.npz")]) == 1
+    assert main(["train", str(corpus), "--weight-decay", "0.1", "--out",
+                 str(tmp_path / "m.npz")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "none.npz: no such file" in err[0]
+    assert "--embedding 8" in err[1] and "--optimizer adamw" in err[2]
