@@ -163,6 +163,19 @@ def _trim_heap():
 
 
 
+def machine_warnings(meta, command):
+    """The header's warnings: a machine already busy before the run, and the OpenBLAS
+    variables that slow NumPy's BLAS (unless the run set them to limit the ISA)."""
+    if meta["busy_before"] is not None and meta["busy_before"] > 0.15:
+        print(f"  WARNING: the machine was {100 * meta['busy_before']:.0f}% busy before the "
+              f"run (load average {meta['loadavg'][0]:.1f}): other processes share the "
+              "cores and these timings are unreliable")
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if meta["env"][k] is not None and k not in meta["isa_limits"]:
+            print(f"  WARNING: {k}={meta['env'][k]} is set (it slows NumPy's BLAS); run as: "
+                  f"env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {command}")
+
+
 def finish(doc, path, what):
     """Write the run's JSON to ``path`` (if any); list the failed rows; the exit status."""
     if path:
@@ -748,15 +761,7 @@ class Bench:
         n = 3 if self.quick else 5
         print(f"  machine:  sgemm {g['sgemm']:.1f} GFLOP/s, dgemm {g['dgemm']:.1f} GFLOP/s "
               f"(best of {n}x n={g['n']}, NumPy's BLAS, at the start)")
-        if meta["busy_before"] is not None and meta["busy_before"] > 0.15:
-            print(f"  WARNING: the machine was {100 * meta['busy_before']:.0f}% busy before the "
-                  f"run (load average {meta['loadavg'][0]:.1f}): other processes share the "
-                  "cores and these timings are unreliable")
-        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-            if meta["env"][k] is not None and k not in meta["isa_limits"]:
-                print(f"  WARNING: {k}={meta['env'][k]} is set; the reference numbers are "
-                      f"taken with it unset: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
-                      "seqcore bench")
+        machine_warnings(meta, "seqcore bench")
         sys.stdout.flush()
 
     def _run_case(self, case, sides, workers, memw, gemm):

@@ -356,15 +356,7 @@ class TrainBench:
         print("  model:    Embedding -> LSTM/GRU -> Linear -> softmax cross-entropy (summed "
               "over the window, averaged over the batch) -> clip global norm 5 -> Adam "
               f"lr {LR:g}; float32; state carried between windows")
-        if meta["busy_before"] is not None and meta["busy_before"] > 0.15:
-            print(f"  WARNING: the machine was {100 * meta['busy_before']:.0f}% busy before the "
-                  f"run (load average {meta['loadavg'][0]:.1f}): other processes share the "
-                  "cores and these timings are unreliable")
-        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-            if meta["env"][k] is not None and k not in meta["isa_limits"]:
-                print(f"  WARNING: {k}={meta['env'][k]} is set (it slows NumPy's BLAS); "
-                      "run as: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE seqcore bench "
-                      "--train")
+        _bench.machine_warnings(meta, "seqcore bench --train")
         sys.stdout.flush()
 
     def _run_one(self, name, cell, threads, sides, env):

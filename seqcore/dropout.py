@@ -86,8 +86,9 @@ class Dropout(Switchable):
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
-        self._mask = dropout_mask(self.generator, x.shape, self.p, self.dtype)  # m / (1 - p)
-        return x * self._mask
+        mask = dropout_mask(self.generator, x.shape, self.p, self.dtype)   # m / (1 - p)
+        self._mask = mask             # for backward (this call's mask, whatever others do)
+        return x * mask
 
     def backward(self, dy):
         """dy (...) -> dx (...): the gradient passes where the element was kept, scaled alike."""

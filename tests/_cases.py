@@ -1,5 +1,7 @@
-"""Layer configurations shared by the tests: every cell variant of SPEC.md."""
+"""Layer configurations shared by the tests (every cell variant of SPEC.md), and the
+finite-difference check of a whole model's gradients."""
 import numpy as np
+import pytest
 
 import seqcore
 
@@ -46,3 +48,41 @@ def state_list(state):
 def copy_params(dst, src):
     for k in src.params:
         dst.params[k] = src.params[k].astype(dst.dtype)
+
+
+def randomize(model, rng, scale=0.5):
+    """Every parameter of a model uniform in +-scale (no zero or equal biases)."""
+    for _, p, _ in model.parameters():
+        p[...] = rng.uniform(-scale, scale, p.shape)
+
+
+def check_model_gradients(model, batch, rng, *, n=6, full=(), before=None, eps=1e-6,
+                          rel=1e-6, abs=1e-8):
+    """Every parameter tensor of ``model``: the gradient of ``loss_and_grads(batch)``
+    against central differences at n random entries (every entry of the parameters
+    whose names start with one of ``full``). ``before()`` runs before every loss (to
+    replay dropout masks). Returns the layer names checked."""
+    before = before or (lambda: None)
+    before()
+    model.zero_grad()
+    model.loss_and_grads(batch)
+    worst, checked = 0.0, set()
+    for name, p, g in model.parameters():
+        flat_p, flat_g = p.reshape(-1), g.reshape(-1)
+        idx = (range(flat_p.size) if full and name.startswith(full)
+               else rng.choice(flat_p.size, size=min(n, flat_p.size), replace=False))
+        for i in idx:
+            old = flat_p[i]
+            flat_p[i] = old + eps
+            before()
+            fp = model.loss_and_grads(batch, backward=False)[0]
+            flat_p[i] = old - eps
+            before()
+            fm = model.loss_and_grads(batch, backward=False)[0]
+            flat_p[i] = old
+            num = (fp - fm) / (2 * eps)
+            worst = max(worst, float(np.abs(flat_g[i] - num) / max(np.abs(num), 1e-6)))
+            assert flat_g[i] == pytest.approx(num, rel=rel, abs=abs), f"{name}[{i}]"
+        checked.add(name.split(".")[0])
+    print(f"{type(model).__name__}: max rel err {worst:.2e} over {sorted(checked)}")
+    return checked

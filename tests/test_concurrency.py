@@ -289,6 +289,41 @@ def test_inference_during_training_neither_corrupts_it_nor_sees_half_a_step():
     assert all(s in (before, after) for outs in results[1:] for s in outs)
 
 
+def test_a_model_with_dropout_samples_and_evaluates_from_threads_while_one_trains():
+    """sample and evaluate switch the model to evaluation mode for their call: from
+    threads, each gives its sequential result and no dropout mask, and training in
+    another thread, in training mode throughout, gives the weights it gives alone."""
+    def make():
+        lm = seqcore.LanguageModel(LETTERS, cell="gru", hidden_size=16, num_layers=2,
+                                   embedding_dim=8, dropout=0.3, seed=0)
+        randomize(lm, 3)
+        return lm
+
+    texts = ["the quick brown fox", "jumps over", "the lazy dog"] * 4
+
+    def fitted(model):
+        model.fit(texts, steps=8, batch_size=4, seed=2, progress=False)
+        return {n: p.copy() for n, p, _ in model.parameters()}
+
+    expected = fitted(make())
+    shared = make()
+    held = (shared.sample(2, seed=1, max_len=20), shared.evaluate(texts)["loss"])
+
+    def work(t):
+        if t == 0:
+            return fitted(shared)
+        return [(shared.sample(2, seed=1, max_len=20), shared.evaluate(texts)["loss"])
+                for _ in range(10)]
+
+    results = run_threads(work)
+    assert all(np.array_equal(results[0][k], expected[k]) for k in expected)
+    after = (shared.sample(2, seed=1, max_len=20), shared.evaluate(texts)["loss"])
+    for outs in results[1:]:                # each call sees the model before or after training
+        assert all(text in (held[0], after[0]) for text, _ in outs)
+        assert all(loss in (held[1], after[1]) for _, loss in outs)
+    assert held != after and shared.training and shared.rnn.training and shared.drop_in.training
+
+
 # ------------------------------------------------------------------ copies, pickles
 
 def test_copies_and_pickles_have_their_own_lock_and_scratch():

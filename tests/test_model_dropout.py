@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import seqcore
-from conftest import assert_close
+from _cases import check_model_gradients
 
 AB = seqcore.Vocab.build(["ab"])
 
@@ -36,36 +36,23 @@ def test_gradients_through_every_dropout_match_finite_differences(kind):
     batch = next(model._batches(data, 3, None, train=False))
     g0 = copy.deepcopy(model.generator.bit_generator.state)
 
-    def cost():
+    def replay():
         model.generator.bit_generator.state = g0                     # the same masks
-        return model.loss_and_grads(batch, backward=False)[0]
 
-    assert cost() != model.eval().loss_and_grads(batch, backward=False)[0]   # masks act
+    replay()
+    dropped = model.loss_and_grads(batch, backward=False)[0]
+    assert dropped != model.eval().loss_and_grads(batch, backward=False)[0]   # masks act
     model.train()
-    model.zero_grad()
-    model.generator.bit_generator.state = g0
-    model.loss_and_grads(batch)
-    rng = np.random.default_rng(0)
-    for name, p, g in model.parameters():
-        flat_p, flat_g = p.reshape(-1), g.reshape(-1)
-        for i in rng.choice(flat_p.size, size=min(4, flat_p.size), replace=False):
-            old = flat_p[i]
-            flat_p[i] = old + 1e-6
-            up = cost()
-            flat_p[i] = old - 1e-6
-            down = cost()
-            flat_p[i] = old
-            assert_close(flat_g[i], (up - down) / 2e-6, np.float64, f"{name}[{i}]",
-                         rtol=1e-5, atol=1e-8)
+    check_model_gradients(model, batch, np.random.default_rng(0), n=4, before=replay,
+                          rel=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["classifier", "tagger", "seq2seq"])
 def test_inference_never_drops(kind):
     model, data = _models()[kind]
     inputs = [d[0] for d in data] if kind == "seq2seq" else data[0]
-    run = {"classifier": model.predict_proba if kind == "classifier" else None,
-           "tagger": model.predict if kind == "tagger" else None,
-           "seq2seq": model.translate if kind == "seq2seq" else None}[kind]
+    run = getattr(model, {"classifier": "predict_proba", "tagger": "predict",
+                          "seq2seq": "translate"}[kind])
     first = run(inputs)
     for _ in range(3):
         again = run(inputs)

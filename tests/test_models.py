@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import seqcore
+from _cases import check_model_gradients, randomize as _randomize
 from seqcore.models import draw
 
 EPS = 1e-6
@@ -10,29 +11,7 @@ VOCAB = seqcore.Vocab.build(["abcdef"])
 
 
 def _check_gradients(model, batch, rng, n=6):
-    """Every parameter tensor: analytic gradient vs central differences at n random entries."""
-    model.zero_grad()
-    model.loss_and_grads(batch)
-    worst = 0.0
-    for name, p, g in model.parameters():
-        flat_p, flat_g = p.reshape(-1), g.reshape(-1)
-        for i in rng.choice(flat_p.size, size=min(n, flat_p.size), replace=False):
-            old = flat_p[i]
-            flat_p[i] = old + EPS
-            fp = model.loss_and_grads(batch, backward=False)[0]
-            flat_p[i] = old - EPS
-            fm = model.loss_and_grads(batch, backward=False)[0]
-            flat_p[i] = old
-            num = (fp - fm) / (2 * EPS)
-            err = abs(flat_g[i] - num) / max(abs(num), 1e-6)
-            worst = max(worst, err)
-            assert flat_g[i] == pytest.approx(num, rel=1e-6, abs=1e-8), f"{name}[{i}]"
-    print(f"{type(model).__name__}: max rel err {worst:.2e}")
-
-
-def _randomize(model, rng, scale=0.5):
-    for _, p, _ in model.parameters():
-        p[...] = rng.uniform(-scale, scale, p.shape)
+    check_model_gradients(model, batch, rng, n=n)
 
 
 @pytest.mark.parametrize("cell,embedding_dim", [("lstm", 3), ("gru", None), ("rnn", 4)])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import seqcore
+from _cases import check_model_gradients, randomize as _randomize
 from seqcore.models.seq2seq import plot_attention
 
 EPS = 1e-6
@@ -22,35 +23,10 @@ def _model(attention, bidirectional=True, cell="lstm", dtype=np.float64, backend
                            dtype=dtype, backend=backend, seed=seed, **kw)
 
 
-def _randomize(model, rng, scale=0.5):
-    for _, p, _ in model.parameters():
-        p[...] = rng.uniform(-scale, scale, p.shape)
-
-
 def _check_gradients(model, batch, rng, n=5, full=("attention.", "combine.")):
     """Every parameter tensor at n random entries (all entries of the attention and combine
     params) against central differences."""
-    model.zero_grad()
-    model.loss_and_grads(batch)
-    worst, checked = 0.0, set()
-    for name, p, g in model.parameters():
-        flat_p, flat_g = p.reshape(-1), g.reshape(-1)
-        every = name.startswith(full)
-        idx = range(flat_p.size) if every else rng.choice(flat_p.size, min(n, flat_p.size),
-                                                          replace=False)
-        for i in idx:
-            old = flat_p[i]
-            flat_p[i] = old + EPS
-            fp = model.loss_and_grads(batch, backward=False)[0]
-            flat_p[i] = old - EPS
-            fm = model.loss_and_grads(batch, backward=False)[0]
-            flat_p[i] = old
-            num = (fp - fm) / (2 * EPS)
-            worst = max(worst, abs(flat_g[i] - num) / max(abs(num), 1e-6))
-            assert flat_g[i] == pytest.approx(num, rel=1e-6, abs=1e-8), f"{name}[{i}]"
-        checked.add(name.split(".")[0])
-    print(f"max rel err {worst:.2e} over {sorted(checked)}")
-    return checked
+    return check_model_gradients(model, batch, rng, n=n, full=full)
 
 
 @pytest.mark.parametrize("attention,bidirectional,cell", [
