@@ -1,14 +1,16 @@
-"""Build script for seqcore's compiled core: each cell's module in csrc/, once per kernel path.
+"""Build script for seqcore's compiled core: each kernel module in csrc/, once per kernel path.
 
-One build runs on every x86-64 CPU. Each cell module (csrc/_rnn.pyx, _gru.pyx,
-_lstm.pyx) is compiled once per kernel path, as seqcore._{cell}_{path}, with that
-path's instruction-set flags and block sizes (csrc/_paths.h); seqcore._cpu, built
-for the baseline, tells at import which paths the CPU can run (seqcore/_dispatch.py).
-Nothing else is compiled for more than the baseline, so the import itself never
-executes an instruction the CPU lacks. Other architectures get the generic path only.
+One build runs on every x86-64 CPU. Each kernel module (csrc/_rnn.pyx, _gru.pyx,
+_lstm.pyx, _train.pyx; the list is seqcore/_kernels/layout.py) is compiled once per
+kernel path, as seqcore._kernels.{path}.{name}, with that path's instruction-set flags
+and block sizes (csrc/_paths.h). seqcore._kernels.cpu, built for the baseline, tells
+at import which paths the CPU can run, and each path's package refuses its import on a
+CPU without it (seqcore/_kernels/__init__.py): nothing a CPU lacks is ever executed.
+Other architectures get the generic path only.
 """
 import os
 import platform
+import runpy
 
 import numpy
 from Cython.Build import cythonize
@@ -23,17 +25,19 @@ SANITIZE = os.environ.get("SEQCORE_SANITIZE", "0") == "1"
 # SEQCORE_MARCH=native (or any -march value) builds for one kind of CPU only: every
 # module, the generic path included, may then use all that CPU has. Off by default.
 MARCH = os.environ.get("SEQCORE_MARCH", "")
+LAYOUT = runpy.run_path(os.path.join("seqcore", "_kernels", "layout.py"))
 # Developers may build a subset while working on one kernel: SEQCORE_CELLS=lstm.
-CELLS = os.environ.get("SEQCORE_CELLS", "rnn,gru,lstm").split(",")
+CELLS = os.environ.get("SEQCORE_CELLS", ",".join(LAYOUT["CELLS"])).split(",")
 
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 # path: (its -m flags, the macro that selects its table in csrc/_paths.h)
-PATHS = {
+PATH_FLAGS = {
     "avx512": (["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"],
                "SC_PATH_AVX512"),
     "avx2": (["-mavx2", "-mfma"], "SC_PATH_AVX2"),
     "generic": ([], None),
 }
+PATHS = {path: PATH_FLAGS[path] for path in LAYOUT["PATHS"]}
 if not X86_64:
     PATHS = {"generic": PATHS["generic"]}
 
@@ -59,14 +63,14 @@ directives = {
     "nonecheck": False,
 }
 
-# Cython names a module after its .pyx file, so each (cell, path) gets a one-line
-# source, build/pyx/_{cell}_{path}.pyx, that includes the cell's real source.
+# Cython names a module after its .pyx file, so each (module, path) gets a one-line
+# source, build/pyx/{path}/{name}.pyx, that includes the module's real source.
 STUBS = os.path.join("build", "pyx")
 
 
 def path_source(cell, path):
-    os.makedirs(STUBS, exist_ok=True)
-    stub = os.path.join(STUBS, f"_{cell}_{path}.pyx")
+    os.makedirs(os.path.join(STUBS, path), exist_ok=True)
+    stub = os.path.join(STUBS, path, f"{cell}.pyx")
     text = f'# csrc/_{cell}.pyx for the {path} kernel path (written by setup.py)\ninclude "_{cell}.pyx"\n'
     if not os.path.exists(stub) or open(stub).read() != text:   # keep its mtime otherwise
         with open(stub, "w") as f:
@@ -77,7 +81,7 @@ def path_source(cell, path):
 def cell_extension(cell, path):
     flags, macro = PATHS[path]
     return Extension(
-        f"seqcore._{cell}_{path}",
+        f"seqcore._kernels.{path}.{cell}",
         [path_source(cell, path)],
         include_dirs=["csrc", numpy.get_include()],   # NumPy's C API: the one-token path
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
@@ -87,15 +91,15 @@ def cell_extension(cell, path):
     )
 
 
-extensions = [cell_extension(cell, path) for cell in CELLS for path in PATHS] + [
-    # the rest of a training step (Dense, softmax cross-entropy, Adam, the embedding's
-    # scatter), on the same packed products and threads: seqcore._train_{path}
-    cell_extension("train", path) for path in PATHS] + [
+# the cells, and the rest of a training step (Dense, softmax cross-entropy, Adam, the
+# embedding's scatter) on the same packed products and threads
+MODULES = CELLS + [name for name in LAYOUT["KERNELS"] if name not in LAYOUT["CELLS"]]
+extensions = [cell_extension(name, path) for name in MODULES for path in PATHS] + [
     # the argument checks that are faster compiled (seqcore/_validation.py)
     Extension("seqcore._checks", ["csrc/_checks.pyx"], include_dirs=["csrc"],
               extra_compile_args=base_args, extra_link_args=link_args),
-    # which kernel paths this CPU can run (seqcore/_dispatch.py)
-    Extension("seqcore._cpu", ["csrc/_cpu.pyx"], include_dirs=["csrc"],
+    # which kernel paths this CPU can run (seqcore/_kernels/__init__.py, _dispatch.py)
+    Extension("seqcore._kernels.cpu", ["csrc/cpu.pyx"], include_dirs=["csrc"],
               extra_compile_args=base_args, extra_link_args=link_args),
 ]
 

@@ -8,7 +8,7 @@ import os as _os
 
 from ._build_check import import_compiled as _import_compiled
 
-_import_compiled("checks")
+_import_compiled("_checks")
 from ._dispatch import cpu_info  # noqa: E402  (chooses the kernel path: SEQCORE_CPU)
 
 from .dense import Dense, softmax_cross_entropy  # noqa: E402

@@ -1,22 +1,23 @@
 """Kernel paths: which compiled kernel set runs, chosen once at import from the CPU.
 
-The build holds every cell's kernels once per path (setup.py): ``seqcore._{cell}_{path}``
-for ``avx512`` (AVX-512 F/BW/DQ/VL, 32 zmm registers), ``avx2`` (AVX2 + FMA, 16 ymm)
+The build holds every cell's kernels once per path (setup.py):
+``seqcore._kernels.{path}.{cell}`` for ``avx512`` (AVX-512 F/BW/DQ/VL, 32 zmm registers), ``avx2`` (AVX2 + FMA, 16 ymm)
 and ``generic`` (the x86-64 baseline, or any other architecture). At import the best
 path the CPU runs is chosen, or the one ``SEQCORE_CPU`` names, as PyTorch's
 ``ATEN_CPU_CAPABILITY`` and oneDNN's ``ONEDNN_MAX_CPU_ISA`` let a user force a lower one.
-A forced path the CPU cannot run is refused at import, before any of its code runs.
+A forced path the CPU cannot run is refused at import, before any of its code runs;
+so is an import of such a path's modules by name (seqcore._kernels).
 """
 
 import contextlib
 import os
 
-from ._build_check import CELLS, import_compiled
+from ._build_check import import_compiled
+from ._kernels import CELLS, PATHS
 
-PATHS = ("avx512", "avx2", "generic")      # best first
 ENV = "SEQCORE_CPU"
 
-_cpu = import_compiled("cpu")
+_cpu = import_compiled("_kernels.cpu")
 _modules = {}           # path -> {cell: module}, the paths imported so far
 _active = None          # the path new layers use
 
@@ -46,7 +47,7 @@ def choose(environ=os.environ):
 def _load(path):
     """The kernel modules of a path, imported on first use with the core's thread count."""
     if path not in _modules:
-        modules = {cell: import_compiled(f"{cell}_{path}") for cell in CELLS}
+        modules = {cell: import_compiled(f"_kernels.{path}.{cell}") for cell in CELLS}
         if _modules:                    # a later path starts with the current count
             threads = get_num_threads()
             for module in modules.values():

@@ -1,7 +1,7 @@
 """The output map and the cost: Dense (y_hat = W_y a + b_y at every step) and softmax cross-entropy.
 
 Fast path and reference side by side. ``Dense`` and ``softmax_cross_entropy`` check
-their arguments here and run the compiled kernels of ``seqcore._train_{path}``
+their arguments here and run the compiled kernels of ``seqcore._kernels.{path}.train``
 (csrc/_train.pyx): the products on the core's packed kernel and its threads, the cost
 in one fused pass per row. The ``*_reference`` functions are the same math in plain
 NumPy, the readable statement and the oracle the tests compare the kernels with.
@@ -21,17 +21,17 @@ from ._build_check import import_compiled
 
 __all__ = ["Dense", "softmax_cross_entropy"]
 
-_train_modules = {}     # kernel path -> seqcore._train_{path}
+_train_modules = {}     # kernel path -> seqcore._kernels.{path}.train
 _scratch = threading.local()    # softmax_cross_entropy's last dlogits, per thread
 
 
 def kernels():
-    """The active kernel path's seqcore._train_{path}: Dense, softmax cross-entropy,
+    """The active kernel path's seqcore._kernels.{path}.train: Dense, softmax cross-entropy,
     Adam, the embedding's scatter (loaded on first use, loudly if not built)."""
     path = _dispatch.active()
     module = _train_modules.get(path)
     if module is None:
-        module = _train_modules[path] = import_compiled(f"train_{path}")
+        module = _train_modules[path] = import_compiled(f"_kernels.{path}.train")
     return module
 
 

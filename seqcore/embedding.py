@@ -1,7 +1,7 @@
 """Token inputs: Embedding (token ids -> learned vectors) and OneHot (ids -> 1-hot vectors), with backward.
 
 A NumPy gather forward, into outputs kept between calls (dense._kept); the
-scatter-add backward runs compiled (seqcore._train_{path}: one pass over the rows,
+scatter-add backward runs compiled (seqcore._kernels.{path}.train: one pass over the rows,
 where NumPy's ``np.add.at`` took 1.8 ms for 4096 rows of 64), with
 ``embedding_backward_reference`` beside it as the oracle.
 

@@ -3,9 +3,9 @@
 This is the thin Python skin over the kernels. It validates every argument, lays the
 data out time-major and C-contiguous, allocates every output, and then calls one
 kernel per layer and direction: ``seqcore.reference`` (``backend="numpy"``) or the
-compiled modules ``seqcore._rnn_{path}``, ``seqcore._gru_{path}``,
-``seqcore._lstm_{path}`` (``backend="cython"``) of the kernel path chosen at import
-(``seqcore._dispatch``), which have the same functions.
+compiled modules ``seqcore._kernels.{path}.rnn``, ``.gru``, ``.lstm``
+(``backend="cython"``) of the kernel path chosen at import (``seqcore._dispatch``),
+which have the same functions.
 
 Legend: T time steps, B batch, D input features, H hidden units per direction,
 G gate blocks (RNN 1, GRU 3, LSTM 4), L layers, dirs directions (1 or 2).

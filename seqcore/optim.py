@@ -5,7 +5,7 @@ list of ``(name, param, grad)`` triples (what a model's ``parameters()`` returns
 its state is keyed by those names, so it can be saved with the model
 (``state_dict()``, which holds the schedule's state too) and training resumed
 (``load_state_dict``). Adam's update and the global norm run compiled
-(seqcore._train_{path}: one pass over each parameter, no temporaries), with
+(seqcore._kernels.{path}.train: one pass over each parameter, no temporaries), with
 ``adam_update_reference`` beside it as the readable statement of the math.
 
 Clipping works on a list of grads dicts (``[layer.grads, ...]``) or of arrays.

@@ -29,7 +29,7 @@ def test_cpu_info_names_the_path_in_use():
     assert info["threads"] == seqcore.get_num_threads()
     if not os.environ.get("SEQCORE_CPU"):
         assert info["kernels"] == info["supported"][0]     # the best by default
-    assert seqcore.LSTM(2, 3)._kernels.__name__ == f"seqcore._lstm_{info['kernels']}"
+    assert seqcore.LSTM(2, 3)._kernels.__name__ == f"seqcore._kernels.{info['kernels']}.lstm"
 
 
 @pytest.mark.parametrize("path", _dispatch.supported())
@@ -41,17 +41,17 @@ def test_forcing_a_supported_path_uses_it(path, tmp_path):
             "print(info['kernels'], info['forced'], layer._kernels.__name__, y.shape)\n")
     proc = run_python(code, tmp_path, SEQCORE_CPU=path.upper())     # any case
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == [path, "True", f"seqcore._gru_{path}", "(4,", "2,", "5)"]
+    assert proc.stdout.split() == [path, "True", f"seqcore._kernels.{path}.gru", "(4,", "2,", "5)"]
 
 
 def test_forcing_a_path_the_cpu_lacks_is_one_clear_error(tmp_path):
-    """A CPU without AVX-512 (faked: seqcore._cpu answers for it) asked for the avx512
+    """A CPU without AVX-512 (faked: seqcore._kernels.cpu answers for it) asked for the avx512
     kernels: an ImportError naming its best path, and no kernel of the path runs."""
     fake_cpu = ("import sys, types\n"
-                "cpu = types.ModuleType('seqcore._cpu')\n"
+                "cpu = types.ModuleType('seqcore._kernels.cpu')\n"
                 "cpu.supported_paths = lambda: ('avx2', 'generic')\n"
                 "cpu.brand = lambda: 'Test CPU without AVX-512'\n"
-                "sys.modules['seqcore._cpu'] = cpu\n")
+                "sys.modules['seqcore._kernels.cpu'] = cpu\n")
     proc = run_python(fake_cpu + "import seqcore\n", tmp_path, SEQCORE_CPU="avx512")
     assert proc.returncode == 1, proc.stderr          # an exception, not a crash (signal)
     last = proc.stderr.strip().splitlines()[-1]

@@ -1,4 +1,4 @@
-"""Compiled LSTM kernels (seqcore._lstm_{path}, fast path) against the NumPy reference,
+"""Compiled LSTM kernels (seqcore._kernels.{path}.lstm, fast path) against the NumPy reference,
 on every kernel path the CPU runs."""
 import numpy as np
 import pytest

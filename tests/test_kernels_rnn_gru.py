@@ -1,4 +1,4 @@
-"""Compiled RNN and GRU kernels (seqcore._rnn_{path}, seqcore._gru_{path}) vs the NumPy
+"""Compiled RNN and GRU kernels (seqcore._kernels.{path}.rnn, .gru) vs the NumPy
 reference, on every kernel path the CPU runs.
 
 Legend: T time steps, B batch, D input features, H hidden units.
