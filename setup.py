@@ -98,6 +98,9 @@ extensions = [cell_extension(name, path) for name in MODULES for path in PATHS] 
     # the argument checks that are faster compiled (seqcore/_validation.py)
     Extension("seqcore._checks", ["csrc/_checks.pyx"], include_dirs=["csrc"],
               extra_compile_args=base_args, extra_link_args=link_args),
+    # the process's one state of the kernels' load notice (csrc/_load.h)
+    Extension("seqcore._kernels.load", ["csrc/load.pyx"], include_dirs=["csrc"],
+              extra_compile_args=base_args, extra_link_args=link_args),
     # which kernel paths this CPU can run (seqcore/_kernels/__init__.py, _dispatch.py)
     Extension("seqcore._kernels.cpu", ["csrc/cpu.pyx"], include_dirs=["csrc"],
               extra_compile_args=base_args, extra_link_args=link_args),

@@ -20,11 +20,13 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (KC, a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
-                      packed_len, product, product_work_len, row_dot, step_product,
+from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len, barrier, barrier_done, barrier_init,
+                      gemm_panels, KC, num_panels, pack, packed_len, product,
+                      product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
                       step_region_threads, step_threads, unit_split)
 
 include "_threads.pxi"
+include "_load.pxi"
 include "_scratch.pxi"
 
 
@@ -91,18 +93,27 @@ cdef void forward_one(floating* c, floating* g, floating* hc, const floating* x,
         step_gates(g, hc, c, x, W, b, b_cc, 0, H, D, H, reset_after)
         step_state(c + H, g, hc, c, x, W, b, 0, H, D, H, reset_after)
     elif reset_after:
+        region_begin(nq)
         for q in prange(nq, num_threads=nq, schedule="static"):
             step_gates(g, hc, c, x, W, b, b_cc, unit_split(c, H, q, nq),
                        unit_split(c, H, q + 1, nq), D, H, reset_after)
             step_state(c + H, g, hc, c, x, W, b, unit_split(c, H, q, nq),
                        unit_split(c, H, q + 1, nq), D, H, reset_after)
+            region_mark(q)
+        region_end()
     else:
+        region_begin(nq)
         for q in prange(nq, num_threads=nq, schedule="static"):
             step_gates(g, hc, c, x, W, b, b_cc, unit_split(c, H, q, nq),
                        unit_split(c, H, q + 1, nq), D, H, reset_after)
+            region_mark(q)
+        region_end()
+        region_begin(nq)
         for q in prange(nq, num_threads=nq, schedule="static"):
             step_state(c + H, g, hc, c, x, W, b, unit_split(c, H, q, nq),
                        unit_split(c, H, q + 1, nq), D, H, reset_after)
+            region_mark(q)
+        region_end()
 
 
 cdef void reset_rows(floating* gates_t, floating* hc_t, const floating* c_t,
@@ -196,7 +207,8 @@ cdef void forward_steps(floating* gates, floating* hc, floating* c, floating* h,
                         const floating* P1, const floating* P2, const floating* b_cc,
                         const int64_t* lengths, floating* abuf, Py_ssize_t T, Py_ssize_t B,
                         Py_ssize_t H, bint reset_after, Py_ssize_t q,
-                        Py_ssize_t nt) noexcept nogil:
+                        Py_ssize_t nt,
+                        sc_barrier_t* bar) noexcept nogil:
     """Thread q's part of all the forward steps, in one parallel region of nt threads:
     its panels of each product, then its rows of each gate pass, with a barrier after
     every phase. gates (T, B, 3H); hc (T, B, H); c (T+1, B, H); h (B, 3H) (reset
@@ -211,21 +223,21 @@ cdef void forward_steps(floating* gates, floating* hc, floating* c, floating* h,
             # gates[t, :, 0:2H] += c<t> @ W_cc[0:2H]^T, then gamma_r, gamma_u, hc[t]
             gemm_panels(g, G3, c + t * B * H, H, 1, P1, B, 2 * H, H, q * np1 // nt,
                         (q + 1) * np1 // nt, True, a_slot(abuf, H, q))
-            barrier()
+            barrier(bar)
             reset_rows(g, hc + t * B * H, c + t * B * H, r0, r1, H)
-            barrier()
+            barrier(bar)
             # gates[t, :, 2H:3H] += hc[t] @ W_cc[2H:3H]^T, then c_tilde, c<t+1>
             gemm_panels(g + 2 * H, G3, hc + t * B * H, H, 1, P2, B, H, H, q * np2 // nt,
                         (q + 1) * np2 // nt, True, a_slot(abuf, H, q))
-            barrier()
+            barrier(bar)
             candidate_rows(g, c + t * B * H, lengths, t, B, r0, r1, H)
         else:
             # h = c<t> @ W_cc^T, then the gates and c<t+1>
             gemm_panels(h, G3, c + t * B * H, H, 1, P1, B, G3, H, q * np1 // nt,
                         (q + 1) * np1 // nt, False, a_slot(abuf, H, q))
-            barrier()
+            barrier(bar)
             after_rows(g, h, hc + t * B * H, c + t * B * H, b_cc, lengths, t, B, r0, r1, H)
-        barrier()
+        barrier(bar)
 
 
 def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] = c0
@@ -247,7 +259,8 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     cdef const floating* cp          # (H,) c<t>, one row
     cdef const floating* bp
 
-    cdef int threads = _threads
+    cdef int threads = sc_threads(_threads)
+    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
         with nogil:
             forward_one(&c[0, 0, 0], &gates[0, 0, 0], &hc[0, 0, 0], &x[0, 0, 0], &c0[0, 0],
@@ -297,10 +310,12 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
         if nt > 1:
             # one parallel region for all steps, a barrier after each phase: thread q
             # computes its panels of each product, then its rows of each gate pass
+            barrier_init(&bar, nt)
             with parallel(num_threads=nt):
                 forward_steps(&gates[0, 0, 0], &hc[0, 0, 0], &c[0, 0, 0], &h[0, 0] if reset_after
                               else NULL, P1, P2, &b_cc[0], &lengths[0], Ab, T, B, H,
-                              reset_after, threadid(), nt)
+                              reset_after, threadid(), nt, &bar)
+            barrier_done(&bar)
         else:
             for t in range(T):
                 if not reset_after:
@@ -432,7 +447,8 @@ cdef void backward_steps(floating* dz, floating* dh, floating* dz_hc, floating* 
                          const floating* c, const floating* hc, const floating* Q1,
                          const floating* Q2, const int64_t* lengths, floating* abuf,
                          Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t B, Py_ssize_t H,
-                         bint reset_after, Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
+                         bint reset_after, Py_ssize_t q, Py_ssize_t nt,
+                         sc_barrier_t* bar) noexcept nogil:
     """Thread q's part of the backward steps t1-1 down to t0, as forward_steps: its
     rows of each gradient pass and its panels of each product, a barrier after every
     phase. dz (C, B, 3H) and, reset after, dz_hc (C, B, H) (see gradient_rows) hold
@@ -447,15 +463,15 @@ cdef void backward_steps(floating* dz, floating* dh, floating* dz_hc, floating* 
         gradient_rows(dz_t, dh, dz_hc + (t - t0) * B * H if reset_after else NULL, dc,
                       da_sq + t * B, dy + t * B * H, gates + t * B * G3, c + t * B * H,
                       hc + t * B * H, lengths, t, r0, r1, H, reset_after)
-        barrier()
+        barrier(bar)
         if not reset_after:
             # drc = dz_c @ W_cc[2H:3H], then dz_r and the path through gamma_r
             gemm_panels(drc, H, dz_t + 2 * H, G3, 1, Q1, B, H, H, q * n_p // nt,
                         (q + 1) * n_p // nt, False, a_slot(abuf, H, q))
-            barrier()
+            barrier(bar)
             reset_gradient_rows(dz_t, dc, drc, gates + t * B * G3, c + t * B * H, lengths, t,
                                 r0, r1, H)
-            barrier()
+            barrier(bar)
             # dc += [dz_r, dz_u] @ W_cc[0:2H]
             gemm_panels(dc, H, dz_t, G3, 1, Q2, B, H, 2 * H, q * n_p // nt,
                         (q + 1) * n_p // nt, True, a_slot(abuf, 2 * H, q))
@@ -463,7 +479,7 @@ cdef void backward_steps(floating* dz, floating* dh, floating* dz_hc, floating* 
             # dc += dh @ W_cc
             gemm_panels(dc, H, dh, G3, 1, Q1, B, H, G3, q * n_p // nt, (q + 1) * n_p // nt,
                         True, a_slot(abuf, G3, q))
-        barrier()
+        barrier(bar)
 
 
 def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
@@ -505,7 +521,8 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef floating[:, ::1] drc = np.empty((nr, H), dtype=dtype)
     # W_cc packed for the per-step products: reset before, Q1 = W[2H:3H, :H] (for
     # d(gamma_r * c)) and Q2 = W[0:2H, :H]; reset after, Q1 = W[:, :H].
-    cdef int threads = _threads
+    cdef int threads = sc_threads(_threads)
+    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     # workspace of the products over a chunk's C*B rows (dW, dx)
     cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),
                             product_work_len(<floating*>NULL, H, C * B, False, threads),
@@ -547,13 +564,15 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             t0 = max(t1 - C, 0)
             rows = (t1 - t0) * B
             if nt > 1:
+                barrier_init(&bar, nt)
                 with parallel(num_threads=nt):
                     backward_steps(&dz[0, 0, 0], &dh[0, 0] if reset_after else NULL,
                                    &dz_hc[0, 0, 0] if reset_after else NULL,
                                    &drc[0, 0] if not reset_after else NULL, &dc0[0, 0],
                                    &da_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
                                    &hc[0, 0, 0], Q1, Q2, &lengths[0], Ab, t0, t1, B, H,
-                                   reset_after, threadid(), nt)
+                                   reset_after, threadid(), nt, &bar)
+                barrier_done(&bar)
             else:
                 for t in range(t1 - 1, t0 - 1, -1):
                     gradient_rows(&dz[t - t0, 0, 0], &dh[0, 0] if reset_after else NULL,

@@ -22,11 +22,13 @@ from cython.parallel cimport parallel, prange, threadid
 import numpy as np
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (KC, a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
-                      packed_len, product, product_work_len, row_dot, step_product,
+from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len, barrier, barrier_done, barrier_init,
+                      gemm_panels, KC, num_panels, pack, packed_len, product,
+                      product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
                       step_region_threads, step_threads, unit_split)
 
 include "_threads.pxi"
+include "_load.pxi"
 include "_scratch.pxi"
 
 # The element-wise passes read and write 6-10 rows at once; without `restrict` gcc
@@ -196,7 +198,8 @@ cdef void backward_rows(floating* dz, floating* da, floating* dc, floating* tot,
 cdef void forward_steps(floating* gates, floating* c, floating* a, const floating* P,
                         floating* b, floating* p, const int64_t* lengths, floating* abuf,
                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t q,
-                        Py_ssize_t nt) noexcept nogil:
+                        Py_ssize_t nt,
+                        sc_barrier_t* bar) noexcept nogil:
     """Thread q's part of all the forward steps, in one parallel region of nt threads:
     per step its panels of gates[t] (B, 4H) += a[t] @ W[:, :H]^T (P packed), a
     barrier, its rows of the gate pass, a barrier. gates (T, B, 4H); c, a (T+1, B, H);
@@ -206,10 +209,10 @@ cdef void forward_steps(floating* gates, floating* c, floating* a, const floatin
     for t in range(T):
         gemm_panels(gates + t * B * G, G, a + t * B * H, H, 1, P, B, G, H, q * n_p // nt,
                     (q + 1) * n_p // nt, True, a_slot(abuf, H, q))
-        barrier()
+        barrier(bar)
         forward_rows(gates + t * B * G, c + t * B * H, a + t * B * H, b, p, lengths, t, B,
                      q * B // nt, (q + 1) * B // nt, H)
-        barrier()
+        barrier(bar)
 
 
 cdef void backward_steps(floating* dz, floating* da, floating* dc, floating* tot,
@@ -217,7 +220,8 @@ cdef void backward_steps(floating* dz, floating* da, floating* dc, floating* tot
                          const floating* gates, const floating* c, floating* p,
                          const floating* P, const int64_t* lengths, floating* abuf,
                          Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t B, Py_ssize_t H,
-                         Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
+                         Py_ssize_t q, Py_ssize_t nt,
+                         sc_barrier_t* bar) noexcept nogil:
     """Thread q's part of the backward steps t1-1 down to t0, as forward_steps: per
     step its rows of the gate pass (tot: (nt, 2, H) scratch), a barrier, its panels of
     da (B, H) += dz[t] (B, 4H) @ W[:, :H] (P packed), a barrier. dz holds the chunk's
@@ -230,10 +234,10 @@ cdef void backward_steps(floating* dz, floating* da, floating* dc, floating* tot
         backward_rows(dz_t, da, dc, tot + q * 2 * H, da_sq + t * B, dc_sq + t * B,
                       dy + t * B * H, gates + t * B * G, c + t * B * H, p, lengths, t, B,
                       q * B // nt, (q + 1) * B // nt, H)
-        barrier()
+        barrier(bar)
         gemm_panels(da, H, dz_t, G, 1, P, B, H, G, q * n_p // nt, (q + 1) * n_p // nt, True,
                     a_slot(abuf, G, q))
-        barrier()
+        barrier(bar)
 
 
 cdef inline void accumulate_prod(real_r out, real_r u, real_r v, Py_ssize_t n) noexcept nogil:
@@ -257,9 +261,12 @@ cdef void forward_one(floating* a, floating* c, floating* g, const floating* x,
     if nq <= 1:
         step_units(g, c + H, a + H, c, a, x, W, b, p, 0, H, D, H)
         return
+    region_begin(nq)
     for q in prange(nq, num_threads=nq, schedule="static"):
         step_units(g, c + H, a + H, c, a, x, W, b, p, unit_split(a, H, q, nq),
                    unit_split(a, H, q + 1, nq), D, H)
+        region_mark(q)
+    region_end()
 
 
 def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
@@ -278,7 +285,8 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     cdef Py_ssize_t G = 4 * H, HD = H + D
     cdef Py_ssize_t t
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else NULL   # NULL: no peepholes
-    cdef int threads = _threads
+    cdef int threads = sc_threads(_threads)
+    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
         with nogil:
             forward_one(&a[0, 0, 0], &c[0, 0, 0], &gates[0, 0, 0], &x[0, 0, 0], &a0[0, 0],
@@ -308,9 +316,11 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
             # one parallel region for all steps, two barriers per step instead of two
             # regions (small forward 2.52 -> 2.43 ms, medium 108 -> 106 ms): thread q
             # computes its panels of gates[t], then its rows' gate pass
+            barrier_init(&bar, nt)
             with parallel(num_threads=nt):
                 forward_steps(&gates[0, 0, 0], &c[0, 0, 0], &a[0, 0, 0], Pp, <floating*>&b[0],
-                              p_used, &lengths[0], Ab, T, B, H, threadid(), nt)
+                              p_used, &lengths[0], Ab, T, B, H, threadid(), nt, &bar)
+            barrier_done(&bar)
         else:
             for t in range(T):
                 # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T, then the gate pass
@@ -354,7 +364,8 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     cdef Py_ssize_t C = dz.shape[0]
     # threads of the steps' one parallel region (or 1: step by step; always for a
     # single step of a single row, whose Pp is NULL)
-    cdef int threads = _threads
+    cdef int threads = sc_threads(_threads)
+    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 4)
     cdef floating[:, :, ::1] tot = np.empty((nt, 2, H), dtype=dtype)  # total da, dc of a row
     cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)     # p without peepholes
@@ -390,10 +401,12 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
             if nt > 1:
                 # one parallel region for the chunk's steps, as in forward: thread q
                 # runs its rows' gate pass, then its panels of the product
+                barrier_init(&bar, nt)
                 with parallel(num_threads=nt):
                     backward_steps(&dz[0, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[0, 0],
                                    &dc_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
-                                   p_used, Pp, &lengths[0], Ab, t0, t1, B, H, threadid(), nt)
+                                   p_used, Pp, &lengths[0], Ab, t0, t1, B, H, threadid(), nt, &bar)
+                barrier_done(&bar)
             else:
                 for t in range(t1 - 1, t0 - 1, -1):
                     backward_rows(&dz[t - t0, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[t, 0],

@@ -14,14 +14,19 @@
 from cython cimport floating
 from cython.parallel cimport prange
 
-cdef extern from *:
-    """
-    /* a barrier of the enclosing OpenMP parallel region */
-    static inline void sc_barrier(void) {
-    #pragma omp barrier
-    }
-    """
-    void barrier "sc_barrier" () noexcept nogil
+# The steps' regions meet at the core's own barrier, which sleeps after a short spin
+# and notices a lost core (csrc/_load.h); sc_threads gives a call its threads.
+cdef extern from "_load.h" nogil:
+    ctypedef struct sc_barrier_t:
+        int n
+    void barrier_init "sc_barrier_init" (sc_barrier_t* b, int n)
+    void barrier "sc_barrier_wait" (sc_barrier_t* b)
+    void barrier_done "sc_barrier_done" (sc_barrier_t* b)
+    int sc_threads(int requested)
+    void sc_load_attach(void* shared)
+    void region_begin "sc_region_begin" (Py_ssize_t nq)
+    void region_mark "sc_region_mark" (Py_ssize_t q)
+    void region_end "sc_region_end" ()
 
 cdef extern from "_packed_gemm.h" nogil:
     const size_t SC_MR
@@ -149,8 +154,11 @@ cdef inline void pack(floating* P, const floating* B, size_t ldb, bint B_T, size
     if nq <= 1:
         pack_panels(P, B, ldb, B_T, n, k, 0, np)
         return
+    region_begin(nq)
     for q in prange(nq, num_threads=nq, schedule="static"):
         pack_panels(P, B, ldb, B_T, n, k, q * np // nq, (q + 1) * np // nq)
+        region_mark(q)
+    region_end()
 
 
 cdef inline void packed_product(floating* C, size_t ldc, const floating* A, size_t rs,
@@ -164,9 +172,12 @@ cdef inline void packed_product(floating* C, size_t ldc, const floating* A, size
     if nq <= 1:
         gemm_panels(C, ldc, A, rs, cs, P, m, n, k, 0, np, accumulate, abuf)
         return
+    region_begin(nq)
     for q in prange(nq, num_threads=nq, schedule="static"):
         gemm_panels(C, ldc, A, rs, cs, P, m, n, k, q * np // nq, (q + 1) * np // nq,
                     accumulate, a_slot(abuf, k, q))
+        region_mark(q)
+    region_end()
 
 
 cdef inline void row_panels(floating* c, const floating* a, const floating* B, size_t ldb,
@@ -195,8 +206,11 @@ cdef inline void row_product(floating* c, const floating* a, const floating* B,
     if nq <= 1:
         row_panels(c, a, B, ldb, B_T, 0, n, k, accumulate)
         return
+    region_begin(nq)
     for q in prange(nq, num_threads=nq, schedule="static"):
         row_panels(c, a, B, ldb, B_T, q * n // nq, (q + 1) * n // nq, k, accumulate)
+        region_mark(q)
+    region_end()
 
 
 cdef inline void row_dot(floating* c, const floating* a1, size_t k1, const floating* a2,
@@ -331,24 +345,33 @@ cdef inline void product(floating* C, size_t ldc, const floating* A, size_t rs, 
             return
         if split_rows(m, n, nq):
             slot = packed_len(work, n, kc)
+            region_begin(nq)
             for q in prange(nq, num_threads=nq, schedule="static"):
                 r0 = row_split(m, q, nq)
                 r1 = row_split(m, q + 1, nq)
                 chunked_panels(C + r0 * ldc, ldc, A + r0 * rs, rs, cs, B, ldb, r1 - r0, n,
                                k, 0, np, accumulate, work + q * slot, a_slot(abuf, kc, q))
+                region_mark(q)
+            region_end()
             return
+        region_begin(nq)
         for q in prange(nq, num_threads=nq, schedule="static"):
             chunked_panels(C, ldc, A, rs, cs, B, ldb, m, n, k, q * np // nq,
                            (q + 1) * np // nq, accumulate, work, a_slot(abuf, kc, q))
+            region_mark(q)
+        region_end()
         return
     if nq <= 1:
         pack_panels(work, B, ldb, B_T, n, k, 0, np)
         gemm_panels(C, ldc, A, rs, cs, work, m, n, k, 0, np, accumulate, abuf)
         return
+    region_begin(nq)
     for q in prange(nq, num_threads=nq, schedule="static"):
         pack_panels(work, B, ldb, B_T, n, k, q * np // nq, (q + 1) * np // nq)
         gemm_panels(C, ldc, A, rs, cs, work, m, n, k, q * np // nq, (q + 1) * np // nq,
                     accumulate, a_slot(abuf, k, q))
+        region_mark(q)
+    region_end()
 
 
 cdef inline void step_product(floating* C, size_t ldc, const floating* A, size_t lda,

@@ -17,11 +17,13 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from _fastmath cimport tanh
-from _packed cimport (KC, a_slot, a_work_len, barrier, gemm_panels, num_panels, pack,
-                      packed_len, product, product_work_len, row_dot, step_product,
+from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len, barrier, barrier_done, barrier_init,
+                      gemm_panels, KC, num_panels, pack, packed_len, product,
+                      product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
                       step_region_threads, step_threads, unit_split)
 
 include "_threads.pxi"
+include "_load.pxi"
 include "_scratch.pxi"
 
 
@@ -55,9 +57,12 @@ cdef void forward_one(floating* a, const floating* x, const floating* a0, const 
     if nq <= 1:
         step_units(a + H, a, x, W, b, 0, H, D, H, relu)
         return
+    region_begin(nq)
     for q in prange(nq, num_threads=nq, schedule="static"):
         step_units(a + H, a, x, W, b, unit_split(a, H, q, nq), unit_split(a, H, q + 1, nq),
                    D, H, relu)
+        region_mark(q)
+    region_end()
 
 
 cdef void activate_rows(floating* a_t, const int64_t* lengths, Py_ssize_t t, Py_ssize_t B,
@@ -84,7 +89,8 @@ cdef void activate_rows(floating* a_t, const int64_t* lengths, Py_ssize_t t, Py_
 
 cdef void forward_steps(floating* a, const floating* P, const int64_t* lengths,
                         floating* abuf, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint relu,
-                        Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
+                        Py_ssize_t q, Py_ssize_t nt,
+                        sc_barrier_t* bar) noexcept nogil:
     """Thread q's part of all the forward steps, in one parallel region of nt threads:
     per step its panels of a[t+1] (B, H) += a[t] @ W_aa^T (P packed), a barrier, its
     rows' activation, a barrier. a (T+1, B, H); abuf: see packed_product."""
@@ -93,9 +99,9 @@ cdef void forward_steps(floating* a, const floating* P, const int64_t* lengths,
     for t in range(T):
         gemm_panels(a + (t + 1) * B * H, H, a + t * B * H, H, 1, P, B, H, H, q * n_p // nt,
                     (q + 1) * n_p // nt, True, a_slot(abuf, H, q))
-        barrier()
+        barrier(bar)
         activate_rows(a + t * B * H, lengths, t, B, q * B // nt, (q + 1) * B // nt, H, relu)
-        barrier()
+        barrier(bar)
 
 
 def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] = a0
@@ -111,7 +117,8 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
     cdef floating* z                 # (H,) pre-activation, then state a<t+1>, one row
     cdef const floating* a_prev      # (H,) a<t>, one row
     cdef const floating* bp
-    cdef int threads = _threads
+    cdef int threads = sc_threads(_threads)
+    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
         with nogil:
             forward_one(&a[0, 0, 0], &x[0, 0, 0], &a0[0, 0], &W[0, 0], &b[0], D, H, relu,
@@ -150,8 +157,10 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
                 z[j] = a_prev[j]
 
         if nt > 1:
+            barrier_init(&bar, nt)
             with parallel(num_threads=nt):
-                forward_steps(&a[0, 0, 0], Pp, &lengths[0], Ab, T, B, H, relu, threadid(), nt)
+                forward_steps(&a[0, 0, 0], Pp, &lengths[0], Ab, T, B, H, relu, threadid(), nt, &bar)
+            barrier_done(&bar)
         else:
             for t in range(T):
                 # a[t+1] (B, H) += a[t] (B, H) @ W_aa^T
@@ -202,7 +211,8 @@ cdef void gradient_rows(floating* dz_t, floating* da, floating* da_sq_t, const f
 cdef void backward_steps(floating* dz, floating* da, floating* da_sq, const floating* dy,
                          const floating* a, const floating* P, const int64_t* lengths,
                          floating* abuf, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t B,
-                         Py_ssize_t H, bint relu, Py_ssize_t q, Py_ssize_t nt) noexcept nogil:
+                         Py_ssize_t H, bint relu, Py_ssize_t q, Py_ssize_t nt,
+                         sc_barrier_t* bar) noexcept nogil:
     """Thread q's part of the backward steps t1-1 down to t0, as forward_steps: per
     step its rows of the gradient pass, a barrier, its panels of da (B, H) += dz[t] @
     W_aa (P packed), a barrier. dz holds the chunk's steps from t0; the other arrays
@@ -214,10 +224,10 @@ cdef void backward_steps(floating* dz, floating* da, floating* da_sq, const floa
         dz_t = dz + (t - t0) * B * H
         gradient_rows(dz_t, da, da_sq + t * B, dy + t * B * H, a + (t + 1) * B * H,
                       lengths, t, q * B // nt, (q + 1) * B // nt, H, relu)
-        barrier()
+        barrier(bar)
         gemm_panels(da, H, dz_t, H, 1, P, B, H, H, q * n_p // nt, (q + 1) * n_p // nt, True,
                     a_slot(abuf, H, q))
-        barrier()
+        barrier(bar)
 
 
 def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
@@ -243,7 +253,8 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     # dz: dC/d(pre-activations) of the steps of one chunk (see _scratch.pxi)
     cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, H, dtype)
     cdef Py_ssize_t C = dz.shape[0]
-    cdef int threads = _threads
+    cdef int threads = sc_threads(_threads)
+    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     # workspace of the products over a chunk's C*B rows (dW, dx)
     cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),
                             product_work_len(<floating*>NULL, H, C * B, False, threads),
@@ -276,10 +287,12 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
             t0 = max(t1 - C, 0)
             rows = (t1 - t0) * B
             if nt > 1:
+                barrier_init(&bar, nt)
                 with parallel(num_threads=nt):
                     backward_steps(&dz[0, 0, 0], &da0[0, 0], &da_sq[0, 0], &dy[0, 0, 0],
                                    &a[0, 0, 0], Pp, &lengths[0], Ab, t0, t1, B, H, relu,
-                                   threadid(), nt)
+                                   threadid(), nt, &bar)
+                barrier_done(&bar)
             else:
                 for t in range(t1 - 1, t0 - 1, -1):
                     gradient_rows(&dz[t - t0, 0, 0], &da0[0, 0], &da_sq[t, 0], &dy[t, 0, 0],

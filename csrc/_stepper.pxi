@@ -123,7 +123,7 @@ cdef class Stepper:
         cdef const char* x_in
         cdef char* y_data
         cdef Py_ssize_t l, i, D_l, H = self.H, nbytes = self.H * self.itemsize
-        cdef int threads = _threads
+        cdef int threads = sc_threads(_threads)
         dims[0], dims[1], dims[2] = 1, 1, self.D
         if not plain_array(x, self.typenum, 3, dims, True):
             return None

@@ -17,7 +17,8 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from cython.parallel cimport prange
 
-from _packed cimport KC, a_work_len, product, product_work_len
+from _packed cimport (KC, a_work_len, product, product_work_len, region_begin,
+                      region_end, region_mark, sc_threads)
 
 cdef extern from "_train.h" nogil:
     double sc_xent_row_f(float* d, const float* z, size_t V, int64_t t, float w)
@@ -34,6 +35,8 @@ cdef extern from "_train.h" nogil:
 cdef enum:
     MIN_VALUES_PER_THREAD = 1 << 16
 
+
+include "_load.pxi"
 
 cdef inline Py_ssize_t pass_threads(int threads, size_t n) noexcept nogil:
     cdef size_t nq = n // MIN_VALUES_PER_THREAD
@@ -71,12 +74,16 @@ def dense_forward(floating[:, ::1] y,             # (N, V) out
     """y = x @ W^T + b; see seqcore.dense.dense_forward_reference."""
     cdef Py_ssize_t N = x.shape[0], K = x.shape[1], V = W.shape[0], q, nq
     cdef floating* Ab = &abuf[0] if abuf is not None and abuf.shape[0] else NULL
+    threads = sc_threads(threads)           # one while the cores are taken (_load.h)
     nq = pass_threads(threads, <size_t>(N * V))
     with nogil:
         # every row of y starts as b, then the product adds into it
         if nq > 1:
+            region_begin(nq)
             for q in prange(nq, num_threads=nq, schedule="static"):
                 fill_rows(&y[0, 0], &b[0], q * N // nq, (q + 1) * N // nq, V)
+                region_mark(q)
+            region_end()
         else:
             fill_rows(&y[0, 0], &b[0], 0, N, V)
         product(&y[0, 0], V, &x[0, 0], K, 1, &W[0, 0], K, True, N, V, K, True, threads,
@@ -108,6 +115,7 @@ def dense_backward(floating[:, ::1] dx,           # (N, K) out, or None
     cdef Py_ssize_t N = dy.shape[0], V = dy.shape[1], K = x.shape[1], q, nq
     cdef floating* Ab = &abuf[0] if abuf is not None and abuf.shape[0] else NULL
     cdef bint want_dx = dx is not None
+    threads = sc_threads(threads)
     nq = pass_threads(threads, <size_t>(N * V))
     with nogil:
         # dW (V, K) += dy^T (V, N) @ x (N, K)   (dy read transposed: rs = 1, cs = V)
@@ -115,8 +123,11 @@ def dense_backward(floating[:, ::1] dx,           # (N, K) out, or None
                 threads, &work[0], Ab)
         # db (V) += the column sums of dy, the columns split between the threads
         if nq > 1:
+            region_begin(nq)
             for q in prange(nq, num_threads=nq, schedule="static"):
                 add_column_sums(&db[0], &dy[0, 0], N, V, q * V // nq, (q + 1) * V // nq)
+                region_mark(q)
+            region_end()
         else:
             add_column_sums(&db[0], &dy[0, 0], N, V, 0, V)
         # dx (N, K) = dy (N, V) @ W (V, K)
@@ -156,7 +167,7 @@ def softmax_cross_entropy(floating[:, ::1] dlogits,       # (N, V) out
     softmax. Returns (loss, bad): bad counts the rows with NaN or infinity (then
     loss and dlogits mean nothing). See seqcore.dense.softmax_cross_entropy_reference."""
     cdef Py_ssize_t N = logits.shape[0], V = logits.shape[1], r
-    cdef Py_ssize_t nq = pass_threads(threads, <size_t>(N * V))
+    cdef Py_ssize_t nq = pass_threads(sc_threads(threads), <size_t>(N * V))
     cdef bint weighted = weight is not None
     cdef double loss = 0, lr
     cdef Py_ssize_t bad = 0
@@ -200,14 +211,17 @@ def adam_update(floating[::1] p,                  # (n,) updated
                 int threads):
     """One Adam(W) update in place; see seqcore.optim.adam_update_reference."""
     cdef size_t n = p.shape[0], i0, i1
-    cdef Py_ssize_t q, nq = pass_threads(threads, n)
+    cdef Py_ssize_t q, nq = pass_threads(sc_threads(threads), n)
     with nogil:
         if nq > 1:
+            region_begin(nq)
             for q in prange(nq, num_threads=nq, schedule="static"):
                 i0 = <size_t>q * n // <size_t>nq
                 i1 = <size_t>(q + 1) * n // <size_t>nq
                 adam_slice(&p[i0], &m[i0], &v[i0], &g[i0], i1 - i0, beta1, beta2, alpha,
                            eps_hat, decay)
+                region_mark(q)
+            region_end()
         else:
             adam_slice(&p[0], &m[0], &v[0], &g[0], n, beta1, beta2, alpha, eps_hat, decay)
 

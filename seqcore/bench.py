@@ -35,6 +35,7 @@ in the same run, in the seqcore worker, with the BLAS seqcore calls.
 """
 
 import argparse
+import contextlib
 import gc
 import importlib.util
 import json
@@ -689,6 +690,7 @@ class Bench:
     def _run(self, sides, cases, workers, memw):
         a = self.args
         meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(),
+                "load": getattr(self.args, "load", 0) or 0,   # busy processes beside the run
                 "processor": _cpu_name(), "cpus": os.cpu_count(), "quick": self.quick,
                 "rounds": self.rounds, "settle_s": self.settle, "sides": sides,
                 "tolerance": TOLERANCE, "step_tokens": STEP_TOKENS,
@@ -1007,14 +1009,47 @@ def add_arguments(p):
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--json", default=os.path.join("bench", "results.json"), metavar="PATH",
                    help="where to write the results as JSON (default bench/results.json; '' for none)")
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="run under load: N busy processes (one busy loop each) beside the "
+                        "benchmark for the whole run, stopped at its end, on Ctrl-C too "
+                        "(default 0)")
     p.add_argument("--perturb", action="append", choices=SIDES, help=argparse.SUPPRESS)
 
 
+# A busy process of --load: spins until stopped, or until its parent is gone (a killed
+# benchmark leaves no busy loop behind).
+_BUSY_LOOP = ("import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
+              "    for _ in range(1000000):\n        pass\n")
+
+
+@contextlib.contextmanager
+def busy_processes(n):
+    """n processes that keep a core busy each while the block runs (the load of
+    `seqcore bench --load N`): stopped when it ends, by an exception or Ctrl-C too."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"load: expected a number of busy processes >= 0, got {n!r}")
+    procs = []
+    try:
+        for _ in range(n):
+            procs.append(subprocess.Popen([sys.executable, "-c", _BUSY_LOOP],
+                                          stdin=subprocess.DEVNULL))
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+
+
 def run_cli(args):
-    if args.train:
-        from . import bench_train
-        return bench_train.TrainBench(args).run()
-    return Bench(args).run()
+    if args.load:
+        print(f"  load:     {args.load} busy process(es) beside the benchmark, one busy "
+              f"loop each", flush=True)
+    with busy_processes(args.load):
+        if args.train:
+            from . import bench_train
+            return bench_train.TrainBench(args).run()
+        return Bench(args).run()
 
 
 def register(subparsers):

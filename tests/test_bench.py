@@ -137,3 +137,42 @@ def test_cli_is_registered():
     from seqcore.__main__ import build_parser
     args = build_parser().parse_args(["bench", "--quick", "--only", "small", "--json", ""])
     assert args.func is bench.run_cli and args.quick and args.only == "small"
+
+
+def _busy_loops():
+    """pids of this machine's busy processes of `seqcore bench --load`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"while os.getppid() == parent" in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_busy_processes_run_inside_and_stop_after_even_on_an_error():
+    with bench.busy_processes(2) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+        assert set(p.pid for p in procs) <= set(_busy_loops())
+    assert all(p.returncode is not None for p in procs)
+    with pytest.raises(KeyboardInterrupt):
+        with bench.busy_processes(1) as procs:
+            raise KeyboardInterrupt          # what Ctrl-C raises in the benchmark
+    assert procs[0].returncode is not None and procs[0].pid not in _busy_loops()
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="load"):
+            with bench.busy_processes(bad):
+                pass
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_load_option_runs_the_benchmark_beside_busy_processes(tmp_path):
+    before = set(_busy_loops())
+    proc, doc = run_bench(tmp_path, "--sides", "seqcore", "--cells", "lstm", "--load", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "load:     1 busy process(es)" in proc.stdout
+    assert doc["meta"]["load"] == 1 and doc["failures"] == []
+    assert set(_busy_loops()) <= before                  # none left behind

@@ -1,0 +1,235 @@
+/* Threads under load: the barrier of the steps' parallel regions, and the notice of
+ * lost cores that sends the kernels to one thread for a while.
+ *
+ * A recurrent layer's call meets at a barrier twice per step (128 times for 64 steps).
+ * GNU OpenMP's barrier spins for 300,000 PAUSEs (its default; 5-40 ms) before it
+ * sleeps, so when another process has taken a core from one thread of the team, the
+ * others keep spinning on theirs until the scheduler gives it back a time slice later:
+ * each barrier then costs milliseconds, and two threads ran 2-170x slower than one.
+ *
+ * sc_barrier_wait spins for SC_SPIN_NS (longer than a step's barrier waits on an idle
+ * machine), then sleeps on a futex, giving its core to whoever needs it. The region
+ * stalled when
+ *   - one wait was longer than SC_STALL_NS and than the work the thread did since its
+ *     last barrier: a thread of the team lost its core; or
+ *   - its threads spent over half their time in the region waiting: n threads that
+ *     wait a fraction w of it do the work of n (1 - w) threads, under one for n = 2
+ *     (cores shared with other processes, each thread running half the time).
+ * The region's caller then reports the stall (sc_load_stall) and every kernel of the
+ * process runs on one thread (sc_threads) for a back-off time, doubling from
+ * SC_BACKOFF_MIN_NS to SC_BACKOFF_MAX_NS while stalls recur; a region on all its
+ * threads without a stall resets it. On an idle machine no barrier waits that long
+ * (a 2-thread region that waited half its time would be slower than one thread), so
+ * the kernels keep all their threads.
+ *
+ * The state (sc_load_t) is one per process: it lives in seqcore._kernels.load, and each
+ * kernel module attaches to it at import (sc_load_attach), so a stall seen by the LSTM's
+ * steps also moves the training kernels (Dense, loss, Adam) to one thread. */
+#ifndef SEQCORE_LOAD_H
+#define SEQCORE_LOAD_H
+
+#include <stdint.h>
+#include <Python.h>          /* Py_ssize_t */
+#include <time.h>
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#else
+#include <sched.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define sc_pause() _mm_pause()
+#else
+#define sc_pause() ((void)0)
+#endif
+
+#define SC_SPIN_NS 100000LL           /* 0.1 ms of spinning before a barrier sleeps */
+#define SC_STALL_NS 1000000LL         /* a barrier wait over 1 ms: a thread lost its core */
+#define SC_BACKOFF_MIN_NS 50000000LL  /* then one thread for 50 ms, */
+#define SC_BACKOFF_MAX_NS 2000000000LL /* doubling up to 2 s while stalls recur */
+
+static inline int64_t sc_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- the process-wide notice of lost cores ---- */
+
+typedef struct {
+    int64_t serial_until;   /* sc_now_ns() before which kernels run on one thread */
+    int64_t backoff;        /* the next back-off time, ns */
+    int64_t stalls;         /* stalls seen so far (seqcore._kernels.load.stats()) */
+    int64_t serial_calls;   /* calls sent to one thread so far */
+    int64_t adaptive;       /* 0: never leave threads out (seqcore._kernels.load.set_adaptive) */
+} sc_load_t;
+
+static sc_load_t sc_load_own = {0, SC_BACKOFF_MIN_NS, 0, 0, 1};
+static sc_load_t* sc_load = &sc_load_own;   /* the shared one once attached */
+
+static inline void sc_load_attach(void* shared)
+{
+    if (shared)
+        sc_load = (sc_load_t*)shared;
+}
+
+/* The threads a kernel call runs on: `requested`, or 1 while the back-off lasts. */
+static inline int sc_threads(int requested)
+{
+    if (requested <= 1)
+        return 1;
+    int64_t until = __atomic_load_n(&sc_load->serial_until, __ATOMIC_RELAXED);
+    if (until != 0 && sc_now_ns() < until) {
+        __atomic_add_fetch(&sc_load->serial_calls, 1, __ATOMIC_RELAXED);
+        return 1;
+    }
+    return requested;
+}
+
+/* A region's barrier waited out a lost core: one thread for the back-off time. */
+static inline void sc_load_stall(void)
+{
+    __atomic_add_fetch(&sc_load->stalls, 1, __ATOMIC_RELAXED);
+    if (!__atomic_load_n(&sc_load->adaptive, __ATOMIC_RELAXED))
+        return;
+    int64_t backoff = __atomic_load_n(&sc_load->backoff, __ATOMIC_RELAXED);
+    __atomic_store_n(&sc_load->serial_until, sc_now_ns() + backoff, __ATOMIC_RELAXED);
+    backoff = 2 * backoff < SC_BACKOFF_MAX_NS ? 2 * backoff : SC_BACKOFF_MAX_NS;
+    __atomic_store_n(&sc_load->backoff, backoff, __ATOMIC_RELAXED);
+}
+
+/* A region ran on all its threads without a stall: the next back-off starts short. */
+static inline void sc_load_clean(void)
+{
+    if (__atomic_load_n(&sc_load->backoff, __ATOMIC_RELAXED) != SC_BACKOFF_MIN_NS)
+        __atomic_store_n(&sc_load->backoff, SC_BACKOFF_MIN_NS, __ATOMIC_RELAXED);
+}
+
+/* ---- OpenMP's own regions (the per-product prange loops) ----
+ * Their end is OpenMP's barrier, so only the calling thread (q = 0 of a static
+ * schedule) can weigh its wait there against its own work: sc_region_begin(nq) before
+ * the loop, sc_region_mark(q) at the end of its body, sc_region_end() after it, all on
+ * thread-local time stamps (nothing to declare in the callers). A wait over
+ * SC_STALL_NS and over the thread's own share is a lost core, as at the barrier. */
+
+static __thread int64_t sc_region_start = 0, sc_region_own = 0;
+
+static inline void sc_region_begin(Py_ssize_t nq)
+{
+    sc_region_start = nq > 1 ? sc_now_ns() : 0;
+}
+
+static inline void sc_region_mark(Py_ssize_t q)
+{
+    if (q == 0 && sc_region_start != 0)
+        sc_region_own = sc_now_ns();
+}
+
+static inline void sc_region_end(void)
+{
+    if (sc_region_start == 0)
+        return;
+    int64_t now = sc_now_ns(), waited = now - sc_region_own;
+    if (waited > SC_STALL_NS && waited > sc_region_own - sc_region_start)
+        sc_load_stall();
+    sc_region_start = 0;
+}
+
+/* ---- the barrier ---- */
+
+typedef struct {
+    int n;                  /* threads that meet at it */
+    int arrived;            /* of this generation */
+    unsigned int gen;       /* bumped by the last to arrive; the futex word */
+    int sleepers;           /* threads asleep on gen */
+    int stalled;            /* a wait looked like a lost core (see above) */
+    int64_t waited;         /* ns all threads waited, summed */
+    int64_t start;          /* sc_now_ns() before the region */
+} sc_barrier_t;
+
+/* Before the region (on the calling thread). */
+static inline void sc_barrier_init(sc_barrier_t* b, int n)
+{
+    b->n = n;
+    b->arrived = 0;
+    b->gen = 0;
+    b->sleepers = 0;
+    b->stalled = 0;
+    b->waited = 0;
+    b->start = sc_now_ns();
+}
+
+/* When this thread last left a barrier (its work since then is what a wait is weighed
+ * against); 0 before its first in this module. */
+static __thread int64_t sc_barrier_left = 0;
+
+static inline void sc_futex_wait(unsigned int* addr, unsigned int val)
+{
+#if defined(__linux__)
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+#else
+    (void)addr; (void)val;
+    sched_yield();
+#endif
+}
+
+static inline void sc_futex_wake(unsigned int* addr)
+{
+#if defined(__linux__)
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
+#else
+    (void)addr;
+#endif
+}
+
+/* Every thread of the region calls it; none returns before all have arrived. The
+ * stores each made before it are visible to all after it (release/acquire on gen). */
+static inline void sc_barrier_wait(sc_barrier_t* b)
+{
+    unsigned int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == b->n) {
+        __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->gen, gen + 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST) != 0)
+            sc_futex_wake(&b->gen);
+        sc_barrier_left = sc_now_ns();
+        return;
+    }
+    int64_t t0 = sc_now_ns(), waited = 0;
+    unsigned int spins = 0;
+    while (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == gen) {
+        sc_pause();
+        if ((++spins & 31u) == 0 && sc_now_ns() - t0 > SC_SPIN_NS)
+            break;
+    }
+    if (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == gen) {
+        /* the releaser stores gen, then reads sleepers; we count ourselves, then the
+         * futex compares gen: one of us sees the other (all seq_cst) */
+        __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&b->gen, __ATOMIC_SEQ_CST) == gen)
+            sc_futex_wait(&b->gen, gen);
+        __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+    }
+    int64_t now = sc_now_ns();
+    waited = now - t0;
+    __atomic_add_fetch(&b->waited, waited, __ATOMIC_RELAXED);
+    if (waited > SC_STALL_NS && sc_barrier_left != 0 && waited > t0 - sc_barrier_left)
+        __atomic_store_n(&b->stalled, 1, __ATOMIC_RELAXED);
+    sc_barrier_left = now;
+}
+
+/* After the region (on the calling thread): report what its barriers saw. */
+static inline void sc_barrier_done(sc_barrier_t* b)
+{
+    int64_t thread_time = (sc_now_ns() - b->start) * b->n;
+    if (__atomic_load_n(&b->stalled, __ATOMIC_RELAXED)
+            || 2 * __atomic_load_n(&b->waited, __ATOMIC_RELAXED) > thread_time)
+        sc_load_stall();
+    else
+        sc_load_clean();
+}
+
+#endif

@@ -1,0 +1,60 @@
+# The process-wide state of the kernels' load notice (csrc/_load.h): one instance,
+# here, which every kernel module attaches to at import through STATE.
+from cpython.pycapsule cimport PyCapsule_New
+from libc.stdint cimport int64_t
+
+cdef extern from "_load.h" nogil:
+    ctypedef struct sc_load_t:
+        int64_t serial_until
+        int64_t backoff
+        int64_t stalls
+        int64_t serial_calls
+        int64_t adaptive
+    sc_load_t sc_load_own
+    int64_t sc_now_ns()
+    const int64_t SC_BACKOFF_MIN_NS
+
+STATE = PyCapsule_New(<void*>&sc_load_own, b"seqcore._kernels.load.STATE", NULL)
+
+
+def stats():
+    """What the load notice has seen in this process: {"stalls": barrier waits that
+    looked like a lost core, "serial_calls": kernel calls sent to one thread since,
+    "serial_for": seconds the kernels stay on one thread from now, "backoff": seconds
+    of the next back-off, "adaptive": whether stalls move the kernels to one thread}."""
+    cdef int64_t left = sc_load_own.serial_until - sc_now_ns()
+    return {"stalls": sc_load_own.stalls, "serial_calls": sc_load_own.serial_calls,
+            "serial_for": max(left, 0) / 1e9, "backoff": sc_load_own.backoff / 1e9,
+            "adaptive": bool(sc_load_own.adaptive)}
+
+
+def set_adaptive(bint on):
+    """Whether a stall sends the kernels to one thread for a while (on by default; off
+    for measuring what the barrier alone does). Returns the old setting."""
+    old = bool(sc_load_own.adaptive)
+    sc_load_own.adaptive = on
+    if not on:
+        sc_load_own.serial_until = 0
+    return old
+
+
+def reset():
+    """Forget what was seen: all threads again, the shortest back-off, counts at 0."""
+    sc_load_own.serial_until = 0
+    sc_load_own.backoff = SC_BACKOFF_MIN_NS
+    sc_load_own.stalls = 0
+    sc_load_own.serial_calls = 0
+
+
+def stall():
+    """Report a stall as a barrier would (for tests: the back-off without a load)."""
+    from seqcore._kernels.load import _stall
+    _stall()
+
+
+cdef extern from "_load.h" nogil:
+    void sc_load_stall()
+
+
+def _stall():
+    sc_load_stall()

@@ -1,0 +1,166 @@
+"""Threads under load (csrc/_load.h): the steps' barrier, the notice of lost cores and
+the back-off to one thread. Not timed: these check that the numbers never change,
+whatever the threads, the stalls and the callers, and that the notice is one per
+process and does what stats() says."""
+import threading
+
+import numpy as np
+import pytest
+
+import seqcore
+from seqcore._kernels import load
+
+from _cases import CELL_IDS, make_layer
+from conftest import DTYPES, assert_close
+
+pytestmark = pytest.mark.usefixtures("kernel_path")    # every kernel path the CPU runs
+
+
+@pytest.fixture(autouse=True)
+def fresh_load_state():
+    """Each test starts with all threads and the shortest back-off, and leaves it so."""
+    load.reset()
+    old = load.set_adaptive(True)
+    yield
+    load.set_adaptive(old)
+    load.reset()
+
+
+@pytest.fixture
+def threads():
+    """set_num_threads for the test, restored after it."""
+    old = seqcore.get_num_threads()
+    yield seqcore.set_num_threads
+    seqcore.set_num_threads(old)
+
+
+def run(layer, x, dy, lengths=None):
+    layer.zero_grad()
+    y, final = layer.forward(x, lengths=lengths)
+    dx, _ = layer.backward(dy)
+    return [y, dx] + [g.copy() for g in layer.grads.values()]
+
+
+# B * H >= 2,048 units per step: the steps run in one parallel region with the barrier
+REGION = dict(T=12, B=16, D=24, H=160)
+
+
+@pytest.mark.parametrize("adaptive", [True, False], ids=["adaptive", "barrier-only"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_many_threads_match_the_reference(cell, dtype, adaptive, rng, threads):
+    """8 threads on this machine's cores: the barrier sleeps and wakes, stalls are
+    likely, and with `adaptive` calls move to one thread part way; every output and
+    gradient still matches the reference, and the 1-thread run bitwise."""
+    load.set_adaptive(adaptive)
+    T, B, D, H = REGION["T"], REGION["B"], REGION["D"], REGION["H"]
+    ref = make_layer(cell, D, H, dtype=dtype, backend="numpy", seed=3)
+    fast = make_layer(cell, D, H, dtype=dtype, backend="cython", seed=3)
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    lengths = rng.integers(1, T + 1, B)
+    want = run(ref, x, dy, lengths)
+    threads(1)
+    one = run(fast, x, dy, lengths)
+    threads(8)
+    for _ in range(5):
+        got = run(fast, x, dy, lengths)
+        for g, w, o in zip(got, want, one):
+            assert_close(g, w, dtype)
+            np.testing.assert_array_equal(g, o)
+    if not adaptive:
+        assert load.stats()["serial_calls"] == 0
+
+
+def test_a_stall_sends_every_kernel_module_to_one_thread_for_a_while(rng, threads):
+    """The notice is one per process: a stall moves the recurrent kernels and the
+    training kernels (another compiled module) to one thread; reset() ends it."""
+    threads(2)
+    layer = seqcore.LSTM(8, 64, seed=0)
+    dense = seqcore.Dense(64, 300, seed=0)
+    x = rng.standard_normal((REGION["T"], 40, 8)).astype(np.float32)
+    y, _ = layer.forward(x)
+    out = dense.forward(y.reshape(-1, 64)).copy()
+    load.reset()                     # (a real stall of this busy machine is forgotten)
+    load.stall()
+    s = load.stats()
+    assert s["stalls"] == 1 and 0 < s["serial_for"] <= 0.05 and s["backoff"] == 0.1
+    y1, _ = layer.forward(x)
+    calls = load.stats()["serial_calls"]
+    assert calls >= 1
+    out1 = dense.forward(y1.reshape(-1, 64))
+    assert load.stats()["serial_calls"] > calls        # the Dense kernels' module too
+    np.testing.assert_array_equal(y1, y)
+    np.testing.assert_array_equal(out1, out)
+    load.reset()
+    assert load.stats() == {"stalls": 0, "serial_calls": 0, "serial_for": 0.0,
+                            "backoff": 0.05, "adaptive": True}
+
+
+def test_the_backoff_doubles_up_to_two_seconds():
+    backoffs = []
+    for _ in range(8):
+        load.stall()
+        backoffs.append(load.stats()["backoff"])
+    assert backoffs == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0]
+    assert 1.0 < load.stats()["serial_for"] <= 2.0
+
+
+def test_without_adaptation_a_stall_keeps_every_thread(rng, threads):
+    threads(2)
+    load.set_adaptive(False)
+    load.stall()
+    assert load.stats()["stalls"] == 1 and load.stats()["serial_for"] == 0
+    seqcore.GRU(8, 64).forward(rng.standard_normal((5, 40, 8)).astype(np.float32))
+    assert load.stats()["serial_calls"] == 0
+
+
+def test_one_thread_never_counts_as_sent_to_one(rng, threads):
+    threads(1)
+    load.stall()
+    seqcore.RNN(8, 64).forward(rng.standard_normal((5, 40, 8)).astype(np.float32))
+    assert load.stats()["serial_calls"] == 0
+
+
+@pytest.mark.parametrize("core_threads", [2, 4])
+def test_many_short_calls_from_python_threads(core_threads, rng, threads):
+    """4 Python threads x 100 short calls each (forward + backward of small layers, one
+    token steps, Dense), every call with the core's threads on, some in the barrier's
+    region: each result equals the same call made alone, bitwise."""
+    threads(core_threads)
+    cases = []
+    for i, cell in enumerate(["lstm", "gru_reset_after", "rnn_tanh", "gru"]):
+        B = 16 if i % 2 else 2                        # 16 x 160: the steps' region
+        layer = make_layer(cell, 12, 160, dtype=np.float32, backend="cython", seed=i)
+        x = rng.standard_normal((6, B, 12)).astype(np.float32)
+        dy = rng.standard_normal((6, B, 160)).astype(np.float32)
+        xs = rng.standard_normal((1, 1, 12)).astype(np.float32)
+        dense = seqcore.Dense(160, 70, seed=i)
+        cases.append((layer, x, dy, xs, dense))
+
+    def call(case):
+        layer, x, dy, xs, dense = case
+        with layer.lock:                          # one call at a time per case
+            out = run(layer, x, dy)
+            out.append(layer.forward(xs)[0])      # one token, one sequence
+            out.append(dense.forward(out[0].reshape(-1, 160)).copy())
+        return out
+
+    expected = [call(case) for case in cases]
+    errors = []
+
+    def worker(k):
+        try:
+            for n in range(100):
+                i = (k + n) % len(cases)
+                for g, w in zip(call(cases[i]), expected[i]):
+                    np.testing.assert_array_equal(g, w)
+        except Exception as exc:                  # reported by the main thread
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors, errors[0]
