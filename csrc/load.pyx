@@ -12,6 +12,7 @@ cdef extern from "_load.h" nogil:
         int64_t adaptive
     sc_load_t sc_load_own
     int64_t sc_now_ns()
+    void sc_load_stall()
     const int64_t SC_BACKOFF_MIN_NS
 
 STATE = PyCapsule_New(<void*>&sc_load_own, b"seqcore._kernels.load.STATE", NULL)
@@ -48,13 +49,4 @@ def reset():
 
 def stall():
     """Report a stall as a barrier would (for tests: the back-off without a load)."""
-    from seqcore._kernels.load import _stall
-    _stall()
-
-
-cdef extern from "_load.h" nogil:
-    void sc_load_stall()
-
-
-def _stall():
     sc_load_stall()
