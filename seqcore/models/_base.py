@@ -11,11 +11,18 @@ import threading
 
 import numpy as np
 
+from .. import _launch
 from .. import _validation as V
 from ..dropout import Dropout, Switchable, check_dropout
 from ..embedding import Embedding, OneHot
 from ..layers import GRU, LSTM, RNN
 from ..text import Vocab
+
+# In an MPI launch of several ranks, an uncaught exception on any rank ends every rank
+# (seqcore._launch): a rank that fails before ``fit(..., distributed=True)`` would
+# otherwise leave the others waiting in its first collective. Every ``import seqcore``
+# comes through here.
+_launch.install_excepthook()
 
 CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 CELL_OPTIONS = {"rnn": ("nonlinearity",), "gru": ("reset_after",), "lstm": ("peephole",)}
