@@ -206,6 +206,11 @@ class _Model(Switchable):
 
     # ---------------------------------------------------------------- training
 
+    def _check_data(self, data, batch_options, name="data"):
+        """``data`` of ``fit``/``evaluate`` checked before any batch is made: TypeError
+        (or ValueError) naming ``name`` and the index of a bad item. Returns it."""
+        return data
+
     def loss_and_grads(self, batch, state=None, *, backward=True):
         """Cost of one batch (summed over time, averaged over the batch), gradients added into grads.
 
@@ -222,6 +227,7 @@ class _Model(Switchable):
         sequences (for a stream: over the streams); ``perplexity`` = exp(token_loss).
         ``batch_options`` as in ``fit``.
         """
+        data = self._check_data(data, batch_options)
         total = tokens = sequences = 0.0
         state = None
         for batch in self._batches(data, V.check_int(batch_size, "batch_size"), None,
@@ -304,6 +310,9 @@ class _Model(Switchable):
         throughout: other threads' calls on this model wait until training ends.
         """
         resume = V.check_bool(resume, "resume")
+        data = self._check_data(data, batch_options)
+        if valid is not None:
+            valid = self._check_data(valid, batch_options, "valid")
         if not V.check_bool(distributed, "distributed"):
             return self._fit(data, steps, batch_size, lr, optimizer, schedule, clip_norm,
                              clip_value, valid, eval_every, seed, progress, callback, resume,

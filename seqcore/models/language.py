@@ -99,6 +99,18 @@ class LanguageModel(_Model):
 
     # ------------------------------------------------------------------ batches
 
+    def _check_data(self, data, batch_options, name="data"):
+        stream = batch_options.get("stream")
+        if self.stream if stream is None else stream:
+            if not isinstance(data, (str, np.ndarray)):
+                raise TypeError(f"{name}: stream=True reads one string (the whole text), got "
+                                f"{type(data).__name__}")
+            return data
+        if isinstance(data, str):
+            raise TypeError(f"{name}: expected a list of texts (one sequence each), got one "
+                            "string; pass stream=True to read it as one running text")
+        return V.check_texts(data, name)
+
     def _batches(self, data, batch_size, rng, *, train, seq_len=64, stream=None, start=0):
         """Batch dicts for ``fit``/``evaluate`` (``seqcore.training``); ``start`` skips
         that many windows first (to resume a run where it stopped)."""

@@ -212,6 +212,9 @@ class Seq2Seq(_Model):
             self.src_inputs.backward(self.drop_in.backward(dxs))
         return loss, None
 
+    def _check_data(self, data, batch_options, name="data"):
+        return V.check_text_pairs(data, name)
+
     def _batches(self, data, batch_size, rng, *, train):
         pairs = list(data)
         if not pairs:
@@ -272,8 +275,7 @@ class Seq2Seq(_Model):
         decoder step *including the step that produced <EOS>*: Ty_i = output tokens + 1,
         or max_len when cut off without <EOS>. Each row sums to 1.
         """
-        if isinstance(sources, str):
-            raise TypeError("sources: expected a list of texts, got one string")
+        sources = V.check_texts(sources, "sources")
         _check_sampling(temperature, top_k, max_len)
         beam_size = V.check_int(beam_size, "beam_size")
         length_penalty = _check_length_penalty(length_penalty)    # checked for beam 1 too
@@ -285,7 +287,6 @@ class Seq2Seq(_Model):
         if beam_size > 1 and not greedy:
             raise ValueError(f"beam_size={beam_size}: beam search is deterministic; "
                              "use greedy=True (or beam_size=1 to sample)")
-        sources = list(sources)
         if not sources:
             return ([], []) if return_attention else []
         banned = () if allow_unk else (self.tgt_vocab.unk_id,)
@@ -352,7 +353,7 @@ class Seq2Seq(_Model):
         beam_size=beam_size, length_penalty=length_penalty, max_len=max_len)`` against
         the targets: "exact_match" (fraction 0-1, ``seqcore.metrics.exact_match``) and
         "bleu" (0-100, corpus BLEU, ``seqcore.metrics.bleu``; needs sacrebleu)."""
-        pairs = list(data)
+        pairs = V.check_text_pairs(data, "data")
         result = super().evaluate(pairs, batch_size=batch_size)
         if V.check_bool(metrics, "metrics"):
             from ..metrics import bleu, exact_match

@@ -62,6 +62,20 @@ class _Tagged(_Model):
         if self.inputs is not None:
             self.inputs.backward(dx)
 
+    def _check_inputs(self, xs, name):
+        """xs: a list of texts (token inputs) or of (T_b, D) arrays, checked item by item."""
+        if self.vocab is not None:
+            return V.check_texts(xs, name)
+        return V.check_feature_sequences(xs, name, self.input_size)
+
+    def _check_data(self, data, batch_options, name="data"):
+        if not (isinstance(data, (tuple, list)) and len(data) == 2):
+            raise TypeError(f"{name}: expected a pair (sequences, {self._targets}), got "
+                            f"{type(data).__name__}"
+                            + (f" of length {len(data)}" if isinstance(data, (tuple, list))
+                               else ""))
+        return self._check_inputs(data[0], f"{name}[0]"), data[1]
+
     def _pad(self, xs):
         """A list of B texts (or (T_b, D) arrays) -> (padded x, lengths)."""
         if self.vocab is not None:
@@ -84,6 +98,7 @@ class SequenceClassifier(_Tagged):
     """
 
     kind = "SequenceClassifier"
+    _targets = "labels"
 
     @_locked
     def forward(self, x, lengths=None):
@@ -142,7 +157,7 @@ class SequenceClassifier(_Tagged):
     @_inference
     def predict_proba(self, xs):
         """Class probabilities (B, C) for a list of texts (or of (T_b, D) arrays)."""
-        x, lengths = self._pad(xs)
+        x, lengths = self._pad(self._check_inputs(xs, "xs"))
         z = self.forward(x, lengths).astype(np.float64)
         p = np.exp(z - z.max(axis=1, keepdims=True))
         return p / p.sum(axis=1, keepdims=True)
@@ -162,6 +177,7 @@ class SequenceTagger(_Tagged):
     """
 
     kind = "SequenceTagger"
+    _targets = "tag sequences"
 
     @_locked
     def forward(self, x, lengths=None):
@@ -197,6 +213,6 @@ class SequenceTagger(_Tagged):
     @_inference
     def predict(self, xs):
         """The most likely tag at every step: a list of B int arrays, one per sequence."""
-        x, lengths = self._pad(xs)
+        x, lengths = self._pad(self._check_inputs(xs, "xs"))
         best = self.forward(x, lengths).argmax(axis=2)           # (T, B)
         return [best[:n, b] for b, n in enumerate(lengths)]
