@@ -41,6 +41,7 @@ CASES = [
     ("lm.fit", lambda: _lm().fit(TEXTS[:10] + [12345], **FIT), "data", 10),
     ("lm.fit valid", lambda: _lm().fit(TEXTS, valid=TEXTS[:3] + [None], **FIT), "valid", 3),
     ("lm.evaluate", lambda: _lm().evaluate(TEXTS[:10] + [12345]), "data", 10),
+    ("lm.score", lambda: _lm().score(TEXTS[:10] + [12345]), "texts", 10),
     ("classifier.fit", lambda: _clf(vocab=VOCAB).fit((TEXTS[:10] + [12345], LABELS), **FIT),
      r"data\[0\]", 10),
     ("classifier.evaluate", lambda: _clf(vocab=VOCAB).evaluate((TEXTS[:10] + [1.5], LABELS)),
@@ -88,6 +89,7 @@ def test_one_string_where_a_list_of_texts_belongs_is_refused():
 def test_good_data_passes_the_checks_unchanged():
     lm = _lm()
     lm.fit(tuple(TEXTS), **FIT)                      # any sequence of texts
+    assert lm.score(iter(TEXTS[:2])).shape == (2,)
     clf = _clf(input_size=2)
     xs = [np.ones((n, 2)) for n in (1, 3)]
     clf.fit((xs, [0, 1]), **FIT)

@@ -15,16 +15,9 @@ from ..text import NO_TOKEN, Vocab
 from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
 from .batching import index_batches, pad_ids, step_mask
 from .beam import _check_length_penalty, beam_search
-from .decoding import _check_sampling, draw
+from .decoding import _check_sampling, draw, log_softmax
 
 __all__ = ["Seq2Seq", "plot_attention"]
-
-
-def _log_softmax(logits):
-    """logits (N, V) -> log-probabilities (N, V) in float64 (so beam_size=1 is greedy exactly)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 class Seq2Seq(_Model):
@@ -330,7 +323,7 @@ class Seq2Seq(_Model):
 
         def step(tokens, st):
             logits, st = self._step_logits(tokens, st)
-            return _log_softmax(logits), st
+            return log_softmax(logits), st            # float64: beam_size=1 is greedy exactly
 
         trace = (lambda st: st[2]) if keep else None
         tokens, _, nbest = beam_search(step, state, len(sources), bos=NO_TOKEN,
