@@ -1,10 +1,11 @@
-"""The models' data checked at the door: a bad item named by argument and index."""
+"""The models' data checked at the door (a bad item named by argument and index), and fit's batching option."""
 import re
 
 import numpy as np
 import pytest
 
 import seqcore
+from seqcore.models import index_batches
 
 TEXTS = ["anna", "bob", "carla", "dave", "eve", "frank", "gina", "hal", "ivy", "jo", "kim"]
 VOCAB = seqcore.Vocab.build(TEXTS)
@@ -96,3 +97,79 @@ def test_good_data_passes_the_checks_unchanged():
     assert clf.predict(xs).shape == (2,)
     assert len(_s2s().translate(TEXTS[:2], max_len=3)) == 2
 
+
+# ---------------------------------------------------------------- batching
+
+def _padding(batches, sizes):
+    """The share of a batch's cells (examples x its longest) that are padding."""
+    cells = sum(len(b) * sizes[b].max() for b in batches)
+    return 1 - sum(sizes[b].sum() for b in batches) / cells
+
+
+def test_random_batching_is_plain_random_batches_and_sorted_groups_similar_lengths():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 500, size=1024)
+    B = 32
+    epoch = len(sizes) // B
+    sorted_ = list(index_batches(sizes, B, np.random.default_rng(1), repeat=False))
+    random_ = list(index_batches(sizes, B, np.random.default_rng(1), repeat=False,
+                                 batching="random"))
+    for batches in (sorted_, random_):       # an epoch: every example once, B to a batch
+        assert len(batches) == epoch and all(len(b) == B for b in batches)
+        assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(sizes)))
+    # Random batches: the examples' lengths within a batch are as spread as the data's;
+    # sorted ones hold examples of similar length.
+    assert _padding(random_, sizes) > 0.4
+    assert _padding(sorted_, sizes) < 0.1
+    spread = np.mean([sizes[b].std() for b in random_])
+    assert spread == pytest.approx(sizes.std(), rel=0.15)
+    # Random batches are those of a shuffled order cut in B's: unsorted within the epoch.
+    firsts = [b.min() for b in random_]
+    assert firsts != sorted(firsts)
+    in_order = list(index_batches(sizes, B, None, shuffle=False, repeat=False,
+                                  batching="random"))
+    assert [sorted(b) for b in in_order[:2]] == [list(range(B)), list(range(B, 2 * B))]
+
+
+def test_fit_takes_the_batching_option_and_records_it_for_resume(tmp_path):
+    lines = [t * k for t in TEXTS for k in (1, 3, 7)]
+    runs = {}
+    for batching in ("sorted", "random"):
+        lm = _lm()
+        lm.fit(lines, steps=3, batch_size=4, seed=1, progress=False, batching=batching)
+        assert lm.run["batch_options"]["batching"] == batching
+        runs[batching] = lm
+    assert not np.array_equal(runs["sorted"].out.params["W"], runs["random"].out.params["W"])
+    # Resuming continues the recorded batching, and refuses another.
+    path = runs["random"].save(tmp_path / "lm.npz")
+    resumed = seqcore.load(path)
+    with pytest.raises(ValueError, match="batching='random'"):
+        resumed.fit(lines, steps=1, resume=True, batching="sorted", progress=False)
+    resumed.fit(lines, steps=2, resume=True, progress=False)
+    whole = _lm()
+    whole.fit(lines, steps=5, batch_size=4, seed=1, progress=False, batching="random")
+    for (name, a, _), (_, b, _) in zip(resumed.parameters(), whole.parameters()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_the_default_batching_is_the_documented_one():
+    from seqcore.models.batching import DEFAULT_BATCHING
+    sizes = np.arange(1, 257)
+    default = list(index_batches(sizes, 8, np.random.default_rng(3), repeat=False))
+    named = list(index_batches(sizes, 8, np.random.default_rng(3), repeat=False,
+                               batching=DEFAULT_BATCHING))
+    assert all(np.array_equal(a, b) for a, b in zip(default, named))
+    assert f'``"{DEFAULT_BATCHING}"`` (the default)' in seqcore.LanguageModel.fit.__doc__
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: _lm().fit(TEXTS, batching="length", **FIT), ValueError,
+     "batching: expected one of 'sorted', 'random', got 'length'"),
+    (lambda: _clf(vocab=VOCAB).fit((TEXTS, LABELS), batching=1, **FIT), ValueError,
+     "batching: expected one of"),
+    (lambda: _lm().fit("anna bob " * 20, stream=True, batching="random", **FIT), ValueError,
+     "batching='random': applies to lines"),
+])
+def test_fit_checks_the_batching_option(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

@@ -17,6 +17,7 @@ from ..dropout import Dropout, Switchable, check_dropout
 from ..embedding import Embedding, OneHot
 from ..layers import GRU, LSTM, RNN
 from ..text import Vocab
+from .batching import check_batching
 
 # In an MPI launch of several ranks, an uncaught exception on any rank ends every rank
 # (seqcore._launch): a rank that fails before ``fit(..., distributed=True)`` would
@@ -278,9 +279,16 @@ class _Model(Switchable):
         by global norm / by value (None for none). valid: held-out data, evaluated
         every ``eval_every`` steps and at the end (a schedule with ``observe``, such
         as ``ReduceOnPlateau``, is told each held-out loss). ``batch_options``:
-        ``seq_len`` (truncated BPTT length) and ``stream`` for the language model.
-        batch_size: 32 by default. seed: the batches' order (and a new run's
-        record); None draws one.
+        ``batching`` (every model; not for a stream), ``seq_len`` (truncated BPTT
+        length) and ``stream`` for the language model. batch_size: 32 by default.
+        seed: the batches' order (and a new run's record); None draws one.
+
+        ``batching``: how examples (lines, sequences, pairs) are grouped into
+        mini-batches. ``"sorted"`` (the default): each epoch's shuffled examples are
+        sorted by length within pools of 16 batches, and the batches shuffled, so a
+        batch holds examples of similar length and little of it is padding;
+        ``"random"``: plain random batches (PyTorch's ``DataLoader(shuffle=True)``),
+        more padding per batch.
 
         The model trains in training mode (dropout on) and is left in it; held-out
         evaluation runs in evaluation mode. ``self.run`` records where the run is
@@ -310,6 +318,8 @@ class _Model(Switchable):
         throughout: other threads' calls on this model wait until training ends.
         """
         resume = V.check_bool(resume, "resume")
+        if batch_options.get("batching") is not None:
+            check_batching(batch_options["batching"])
         data = self._check_data(data, batch_options)
         if valid is not None:
             valid = self._check_data(valid, batch_options, "valid")

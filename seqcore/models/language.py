@@ -23,7 +23,7 @@ from ..dense import Dense, softmax_cross_entropy
 from ..dropout import check_dropout
 from ..text import NO_TOKEN, Vocab
 from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
-from .batching import index_batches, pad_ids, step_mask
+from .batching import check_batching, index_batches, pad_ids, step_mask
 from .decoding import _check_sampling, draw, log_softmax
 
 
@@ -111,12 +111,18 @@ class LanguageModel(_Model):
                             "string; pass stream=True to read it as one running text")
         return V.check_texts(data, name)
 
-    def _batches(self, data, batch_size, rng, *, train, seq_len=64, stream=None, start=0):
+    def _batches(self, data, batch_size, rng, *, train, seq_len=64, stream=None, batching=None,
+                 start=0):
         """Batch dicts for ``fit``/``evaluate`` (``seqcore.training``); ``start`` skips
         that many windows first (to resume a run where it stopped)."""
         S = V.check_int(seq_len, "seq_len")
         stream = self.stream if stream is None else V.check_bool(stream, "stream")
+        if batching is not None:
+            check_batching(batching)
         if stream:
+            if batching is not None:
+                raise ValueError(f"batching={batching!r}: applies to lines (a list of texts); "
+                                 "a stream is read as batch_size parallel streams")
             ids = data if isinstance(data, np.ndarray) else self.stream_ids(data)
             return self._stream_batches(ids, batch_size, S, train=train, start=start)
         if isinstance(data, str):
@@ -126,14 +132,15 @@ class LanguageModel(_Model):
         if not seqs:
             raise ValueError("data: expected at least one text")
         rng = rng if rng is not None else np.random.default_rng(0)
-        return self._line_batches(seqs, batch_size, S, rng, train=train, start=start)
+        return self._line_batches(seqs, batch_size, S, rng, train=train, start=start,
+                                  batching=batching)
 
     def _train_batches(self, data, batch_size, rng, start, **options):
         if options.get("stream"):
             self.stream = True                 # it reads running text from now on
         return self._batches(data, batch_size, rng, train=True, start=start, **options)
 
-    def _line_batches(self, seqs, B, S, rng, *, train, start):
+    def _line_batches(self, seqs, B, S, rng, *, train, start, batching=None):
         """Batches of whole sequences, cut into windows of S steps (truncated BPTT).
 
         A sequence x = [x<1> = 0, tokens...] predicts y = [tokens..., <EOS>]. Windows
@@ -141,7 +148,7 @@ class LanguageModel(_Model):
         state of the previous window on as the initial state.
         """
         sizes = np.array([len(s) + 1 for s in seqs])
-        for idx in index_batches(sizes, B, rng, shuffle=train, repeat=train):
+        for idx in index_batches(sizes, B, rng, shuffle=train, repeat=train, batching=batching):
             T = int(sizes[idx].max())
             windows = math.ceil(T / S)
             if start >= windows:                               # resuming: skip it whole

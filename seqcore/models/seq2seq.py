@@ -208,7 +208,7 @@ class Seq2Seq(_Model):
     def _check_data(self, data, batch_options, name="data"):
         return V.check_text_pairs(data, name)
 
-    def _batches(self, data, batch_size, rng, *, train):
+    def _batches(self, data, batch_size, rng, *, train, batching=None):
         pairs = list(data)
         if not pairs:
             raise ValueError("data: expected at least one (source, target) pair")
@@ -216,7 +216,8 @@ class Seq2Seq(_Model):
         tgts = [self.tgt_vocab.encode(p[1]) for p in pairs]
         sizes = np.array([len(self.src_vocab.tokenize(s)) for s in srcs])
         rng = rng if rng is not None else np.random.default_rng(0)
-        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train):
+        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train,
+                                 batching=batching):
             src, src_lengths = self._source_ids([srcs[i] for i in idx])
             x, lengths = pad_ids([[NO_TOKEN] + tgts[i] for i in idx])
             y, _ = pad_ids([tgts[i] + [self.tgt_vocab.eos_id] for i in idx], fill=0)

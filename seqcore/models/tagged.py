@@ -141,7 +141,7 @@ class SequenceClassifier(_Tagged):
             self._encode_backward(dx)
         return loss, None
 
-    def _batches(self, data, batch_size, rng, *, train):
+    def _batches(self, data, batch_size, rng, *, train, batching=None):
         xs, labels = data
         labels = np.asarray(labels, np.int64)
         if len(xs) != len(labels) or len(xs) == 0:
@@ -149,7 +149,8 @@ class SequenceClassifier(_Tagged):
                              f"got {len(xs)} sequences and {len(labels)} labels")
         sizes = np.array([len(self.vocab.tokenize(t)) if self.vocab else len(t) for t in xs])
         rng = rng if rng is not None else np.random.default_rng(0)
-        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train):
+        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train,
+                                 batching=batching):
             x, lengths = self._pad([xs[i] for i in idx])
             yield {"x": x, "y": labels[idx], "lengths": lengths, "carry": False,
                    "size": len(idx), "tokens": float(len(idx))}
@@ -194,14 +195,15 @@ class SequenceTagger(_Tagged):
             self._encode_backward(dx)
         return loss, None
 
-    def _batches(self, data, batch_size, rng, *, train):
+    def _batches(self, data, batch_size, rng, *, train, batching=None):
         xs, tags = data
         if len(xs) != len(tags) or len(xs) == 0:
             raise ValueError(f"data: expected one tag sequence per sequence (and at least one), "
                              f"got {len(xs)} sequences and {len(tags)} tag sequences")
         sizes = np.array([len(t) for t in tags])
         rng = rng if rng is not None else np.random.default_rng(0)
-        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train):
+        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train,
+                                 batching=batching):
             x, lengths = self._pad([xs[i] for i in idx])
             y, ylen = pad_ids([list(tags[i]) for i in idx], fill=0)
             if not np.array_equal(lengths, ylen):
