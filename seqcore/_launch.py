@@ -16,10 +16,11 @@ leaves the others waiting in that collective until the job is killed.
 import os
 import signal
 import sys
+import time
 import traceback
 
-__all__ = ["SIZE_VARS", "RANK_VARS", "env_int", "launch_size", "launch_rank", "launched",
-           "failure_report", "excepthook", "install_excepthook"]
+__all__ = ["SIZE_VARS", "RANK_VARS", "REPORT_SECONDS", "env_int", "launch_size", "launch_rank",
+           "launched", "failure_report", "write_report", "excepthook", "install_excepthook"]
 
 # The number of ranks as the launchers announce it to each process, before MPI_Init:
 # Open MPI; MPICH's Hydra and Intel MPI; MVAPICH; Slurm's srun (inside a job step).
@@ -27,6 +28,10 @@ SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE",
              "SLURM_STEP_NUM_TASKS")
 # This process's rank, in the same order.
 RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
+# Seconds a failing rank waits after writing its report, before it ends the job: the
+# launcher forwards each rank's stderr through its own processes, and ending the job
+# at once can lose the report on a busy machine.
+REPORT_SECONDS = 0.5
 
 
 def env_int(names):
@@ -63,6 +68,16 @@ def failure_report(rank, size, exc):
     return "\n".join(lines) + "\n"
 
 
+def write_report(rank, size, exc):
+    """Write ``failure_report`` to stderr and give the launcher REPORT_SECONDS to pass it on."""
+    try:
+        sys.stdout.flush()
+    finally:
+        sys.stderr.write(failure_report(rank, size, exc))
+        sys.stderr.flush()
+        time.sleep(REPORT_SECONDS)
+
+
 def _mpi_running():
     """mpi4py's MPI module when MPI is running in this process (initialized, not finalized)."""
     MPI = sys.modules.get("mpi4py.MPI")
@@ -91,9 +106,7 @@ def excepthook(exc_type, exc, tb):
     rank, size = ((MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()) if MPI is not None
                   else (launch_rank(), launch_size()))
     try:
-        sys.stdout.flush()
-        sys.stderr.write(failure_report(rank, size, exc))
-        sys.stderr.flush()
+        write_report(rank, size, exc)
     finally:
         if MPI is not None:
             MPI.COMM_WORLD.Abort(1)

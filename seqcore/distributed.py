@@ -447,9 +447,7 @@ def allreduce_stats(reset=False):
 def _abort(exc):
     comm = _comm
     try:
-        sys.stdout.flush()
-        sys.stderr.write(_launch.failure_report(comm.Get_rank(), comm.Get_size(), exc))
-        sys.stderr.flush()
+        _launch.write_report(comm.Get_rank(), comm.Get_size(), exc)
     finally:
         comm.Abort(1)
         os._exit(1)                      # not reached: Abort ends the process
