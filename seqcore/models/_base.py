@@ -288,7 +288,8 @@ class _Model(Switchable):
         sorted by length within pools of 16 batches, and the batches shuffled, so a
         batch holds examples of similar length and little of it is padding;
         ``"random"``: plain random batches (PyTorch's ``DataLoader(shuffle=True)``),
-        more padding per batch.
+        more padding per batch. On lines of mixed lengths "sorted" gives the lower
+        held-out loss per second of training (docs/performance.md, "Batching lines").
 
         The model trains in training mode (dropout on) and is left in it; held-out
         evaluation runs in evaluation mode. ``self.run`` records where the run is

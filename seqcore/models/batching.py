@@ -8,7 +8,7 @@ from ..text import NO_TOKEN
 BATCHINGS = ("sorted", "random")
 """The values of ``fit(..., batching=...)``: how examples are grouped into mini-batches."""
 DEFAULT_BATCHING = "sorted"
-"""``batching`` when not given."""
+"""``batching`` when not given (docs/performance.md, "Batching lines", has the measurement)."""
 POOL = 16
 """Batches per pool in ``batching="sorted"``: examples are sorted by length within it."""
 
