@@ -114,6 +114,66 @@ def check_lengths(lengths, T, B):
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+# ------------------------------------------------------------------ model data
+
+def _item(value):
+    """A short description of a bad item for a message: its type and a clipped repr."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def check_texts(texts, name):
+    """``texts`` as a list of str. TypeError naming ``name``: for one string (not a list
+    of texts), for something that is not a sequence, and for the first item that is not a
+    str, with its index."""
+    if isinstance(texts, str):
+        raise TypeError(f"{name}: expected a list of texts, got one string")
+    if not hasattr(texts, "__iter__"):
+        raise TypeError(f"{name}: expected a list of texts (str), got {type(texts).__name__}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{name}: expected a list of texts (str), but item {i} is "
+                            f"{_item(text)}")
+    return texts
+
+
+def check_text_pairs(pairs, name):
+    """``pairs`` as a list of (source, target) tuples of two str; TypeError naming ``name``
+    and the index of the first item that is not one."""
+    if isinstance(pairs, str) or not hasattr(pairs, "__iter__"):
+        raise TypeError(f"{name}: expected a list of (source, target) pairs of texts, got "
+                        f"{type(pairs).__name__}")
+    pairs = list(pairs)
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+                and isinstance(pair[0], str) and isinstance(pair[1], str)):
+            raise TypeError(f"{name}: expected a list of (source, target) pairs of texts "
+                            f"(str), but item {i} is {_item(pair)}")
+    return [tuple(pair) for pair in pairs]
+
+
+def check_feature_sequences(seqs, name, D):
+    """``seqs`` as a list of arrays of shape (T_b, D), T_b >= 1, of real numbers.
+    TypeError (not numbers) or ValueError (wrong shape), naming ``name`` and the index."""
+    if isinstance(seqs, (str, np.ndarray)) or not hasattr(seqs, "__iter__"):
+        raise TypeError(f"{name}: expected a list of (T_b, {D}) arrays, got "
+                        f"{type(seqs).__name__}")
+    seqs = list(seqs)
+    for i, x in enumerate(seqs):
+        try:
+            arr = np.asarray(x)
+        except ValueError:                   # ragged nesting
+            arr = None
+        if arr is None or arr.dtype.kind not in "biuf" or isinstance(x, str):
+            raise TypeError(f"{name}: expected a list of (T_b, {D}) arrays of numbers, but "
+                            f"item {i} is {_item(x)}")
+        if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != D:
+            raise ValueError(f"{name}: expected a list of (T_b, {D}) arrays with T_b >= 1, "
+                             f"but item {i} has shape {arr.shape}")
+    return seqs
+
+
 # ------------------------------------------------------------------ sizes
 #
 # A size that cannot be served must fail here, as a ValueError or MemoryError that

@@ -12,11 +12,16 @@ the last-step file (atomically) and says in one line how to continue: the same
 command with ``--resume FILE``, which carries on with the same batches, masks and
 updates, so the final model is the one an uninterrupted run gives (``--steps``
 counts the run's total updates).
+
+``--json`` (train, evaluate) prints the figures as one JSON object on stdout: the loss
+per token in nats, the perplexity and the bits per character (None at word level),
+with what else the command knows; the lines a person reads go to stderr.
 """
 
 import argparse
 import contextlib
 import hashlib
+import json
 import math
 import os
 import signal
@@ -150,6 +155,10 @@ def register(subparsers):
                    help="threads for BLAS and the compiled core; small models run "
                    "fastest on one (default: 1)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.add_argument("--json", action="store_true",
+                   help="print the figures (held-out loss per token, perplexity, bits per "
+                   "character, speed, files) as one JSON object on stdout; the other lines "
+                   "go to stderr")
     t.set_defaults(func=_with_threads(cmd_train))
 
     s = subparsers.add_parser(
@@ -184,6 +193,9 @@ def register(subparsers):
                    help="sequences (or streams) per batch (default: 64)")
     e.add_argument("--seq-len", type=_positive_int, default=None, metavar="N",
                    help="window length (default: the model's training window)")
+    e.add_argument("--json", action="store_true",
+                   help="print the figures as one JSON object (loss_per_token, perplexity, "
+                   "bits_per_char, tokens, ...) instead of text")
     e.set_defaults(func=_with_threads(cmd_evaluate), threads=1, distributed=False)
 
 
@@ -311,12 +323,31 @@ def _resumed(args):
     return model, source
 
 
+def _figures(loss, level):
+    """The figures of a loss per token (nats): the loss, the perplexity and, at char
+    level, the bits per character (None at word level)."""
+    return {"loss_per_token": loss, "perplexity": float(math.exp(min(loss, 700.0))),
+            "bits_per_char": loss / math.log(2) if level == "char" else None}
+
+
+def _print_json(result):
+    json.dump(result, sys.stdout, indent=1, allow_nan=False)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
 def cmd_train(args):
     dist = _distributed(args)
-    if dist is None or dist.is_root():
-        return _train(args, dist)
-    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        return _train(args, dist)                      # only rank 0 prints
+    root = dist is None or dist.is_root()
+    if root and not args.json:
+        return _train(args, dist)[0]
+    # --json: stdout carries the JSON alone; only rank 0 prints
+    with open(os.devnull, "w") as quiet, \
+            contextlib.redirect_stdout(sys.stderr if root else quiet):
+        rc, result = _train(args, dist)
+    if root:
+        _print_json(result)
+    return rc
 
 
 def _train(args, dist):
@@ -415,12 +446,25 @@ def _train(args, dist):
         signal.signal(signal.SIGINT, previous)
     path = model.save(last)
     root = dist is None or dist.is_root()
+    n = len(history["step"])
+    result = {"steps": model.optimizer.t, "steps_this_call": n, "interrupted": history["stopped"],
+              "seconds": history["seconds"], "tokens_per_second": history["tokens_per_second"],
+              "train_loss_per_token": history["loss"][-1] if n else None,
+              "level": vocab.level, "vocabulary": len(vocab),
+              "parameters": model.num_parameters(), "held_out": None, "best": None,
+              "model": args.out if valid is not None else path, "last": path}
+    if valid is not None and history["valid_loss"]:
+        result["held_out"] = {"step": history["valid_step"][-1],
+                              **_figures(history["valid_loss"][-1], vocab.level)}
+    if valid is not None and model.run["best_valid"] is not None:
+        result["best"] = {"step": model.run["best_step"],
+                          **_figures(model.run["best_valid"], vocab.level)}
     if history["stopped"]:
         if not root:
-            return 130
+            return 130, result
         print(f"seqcore: interrupted: step {model.optimizer.t} of {args.steps} saved to {path}; "
               f"continue with the same command and --resume {path}", file=sys.stderr)
-        return 130
+        return 130, result
 
     secs = history["seconds"]
     print(f"trained {len(history['step'])} steps in {secs:.1f} s "
@@ -432,7 +476,6 @@ def _train(args, dist):
               f"{history['valid_perplexity'][-1]:.2f} (uniform baseline {baseline:.3f}, "
               f"perplexity {len(vocab)})")
     if dist is not None and dist.size() > 1:
-        n = len(history["step"])
         print(f"{dist.size()} ranks: {history['allreduce_seconds'] / n * 1e3:.2f} ms of "
               f"Allreduce per step, {history['allreduce_bytes'] / n / 1e6:.2f} MB of gradients")
     if args.samples and root:
@@ -448,7 +491,7 @@ def _train(args, dist):
               f"(try: seqcore sample {args.out})")
     else:
         print(f"model saved to {path}  (try: seqcore sample {path})")
-    return 0
+    return 0, result
 
 
 def cmd_evaluate(args):
@@ -460,19 +503,27 @@ def cmd_evaluate(args):
     if not isinstance(model, LanguageModel):
         raise CommandError(f"{args.model}: holds a {model.kind}, not a language model")
     text = read_text(args.file)
-    ids = model.stream_ids(text)
+    data = text if model.stream else read_corpus(args.file)
+    # the tokens the model reads: a line model never sees the newlines between its lines
+    ids = (model.stream_ids(text) if model.stream
+           else [i for line in data for i in model.vocab.encode(line)])
     unknown = sum(i == model.vocab.unk_id for i in ids) / max(len(ids), 1)
     if unknown > 0.25:
         raise CommandError(f"{args.file}: {unknown:.0%} of its {model.vocab.level} tokens are "
                            f"not in the model's vocabulary of {len(model.vocab)}: not text of "
                            "the kind this model was trained on")
     seq_len = args.seq_len or ((model.run or {}).get("batch_options") or {}).get("seq_len", 64)
-    data = text if model.stream else read_corpus(args.file)
     batch_size = args.batch_size
     if model.stream:
         batch_size = max(1, min(batch_size, (len(ids) - 1) // 2))
     result = model.evaluate(data, batch_size=batch_size, seq_len=seq_len)
     loss = result["token_loss"]
+    if args.json:
+        _print_json({"file": args.file, "model": args.model, "level": model.vocab.level,
+                     "read_as": "running text" if model.stream else "lines",
+                     "tokens": int(result["tokens"]), "unknown": unknown,
+                     **_figures(loss, model.vocab.level)})
+        return 0
     print(f"{args.file}: {result['tokens']:,.0f} {model.vocab.level} tokens "
           f"({'running text' if model.stream else 'one sequence per line'}, "
           f"{unknown:.1%} unknown)")

@@ -37,6 +37,14 @@ rank then sees the same numbers and takes the same decision.
 Without a launcher (or with one rank) everything works as a single process: rank 0
 of 1; broadcasts and all-reduces leave the arrays as they are.
 
+Errors: in a launch of several ranks, ``import seqcore`` makes an uncaught exception
+on any rank end every rank (``seqcore._launch.excepthook``: the traceback on stderr,
+then ``MPI_Abort``, or, on a rank where MPI has not started, SIGTERM, which the
+launcher passes on to every rank), as ``python -m mpi4py`` does; so a rank that fails
+before its first collective does not leave the others waiting in it. An exception
+that the script catches is not uncaught: ``abort_on_error`` ends every rank on an
+error inside its block whatever happens to it later.
+
 Importing this module does not import mpi4py. The first call that needs MPI does;
 without mpi4py (or without an MPI library) it raises ``MPIUnavailable``, which
 names the extra to install.
@@ -46,11 +54,11 @@ import contextlib
 import os
 import sys
 import time
-import traceback
 from collections import namedtuple
 
 import numpy as np
 
+from . import _launch
 from .optim import _arrays
 
 __all__ = ["MPIUnavailable", "init", "is_initialized", "launched", "communicator", "rank", "size",
@@ -61,10 +69,6 @@ __all__ = ["MPIUnavailable", "init", "is_initialized", "launched", "communicator
 
 INSTALL = "pip install 'seqcore[mpi]'"
 
-# The number of ranks as the launchers announce it to each process, before MPI_Init:
-# Open MPI; MPICH's Hydra and Intel MPI; MVAPICH; Slurm's srun (inside a job step).
-_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE",
-              "SLURM_STEP_NUM_TASKS")
 # The ranks on this machine: Open MPI; Hydra and Intel MPI; MVAPICH.
 _LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS",
                     "MV2_COMM_WORLD_LOCAL_SIZE")
@@ -82,21 +86,12 @@ class MPIUnavailable(ImportError):
 
 # ------------------------------------------------------------------ the ranks
 
-def _env_int(names):
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if value.isdigit():
-            return int(value)
-    return None
-
-
 def launched():
     """True when an MPI launcher (mpiexec, mpirun, srun) started this process as one of several ranks.
 
     Reads the launcher's environment variables only: needs neither mpi4py nor MPI_Init.
     """
-    n = _env_int(_SIZE_VARS)
-    return n is not None and n > 1
+    return _launch.launched()
 
 
 def _import_mpi():
@@ -135,7 +130,7 @@ def init(comm=None):
         return
     MPI = _import_mpi()
     world = comm if comm is not None else MPI.COMM_WORLD
-    announced = _env_int(_SIZE_VARS)
+    announced = _launch.env_int(_launch.SIZE_VARS)
     if comm is None and announced is not None and announced > 1 and world.Get_size() == 1:
         library = MPI.Get_library_version().splitlines()[0].strip()
         raise RuntimeError(
@@ -188,7 +183,7 @@ def local_size():
     """Ranks on this machine: measured by init(), else the launcher's variables, else 1."""
     if _local_size is not None:
         return _local_size
-    return max(_env_int(_LOCAL_SIZE_VARS) or 1, 1)
+    return max(_launch.env_int(_LOCAL_SIZE_VARS) or 1, 1)
 
 
 def default_threads():
@@ -451,15 +446,8 @@ def allreduce_stats(reset=False):
 
 def _abort(exc):
     comm = _comm
-    r, n = comm.Get_rank(), comm.Get_size()
-    summary = " ".join(f"{type(exc).__name__}: {exc}".split())
-    lines = [f"seqcore.distributed: rank {r} of {n} failed, stopping every rank: {summary}"]
-    lines += [f"[rank {r}] {line}" for chunk in traceback.format_exception(exc)
-              for line in chunk.rstrip("\n").split("\n")]
     try:
-        sys.stdout.flush()
-        sys.stderr.write("\n".join(lines) + "\n")
-        sys.stderr.flush()
+        _launch.write_report(comm.Get_rank(), comm.Get_size(), exc)
     finally:
         comm.Abort(1)
         os._exit(1)                      # not reached: Abort ends the process

@@ -84,10 +84,38 @@ def failing(dist):
               distributed=True)
 
 
+def fails_before_fit():
+    """Rank 1 raises before fit (MPI not started there); rank 0 waits in fit's first
+    collective. Uncaught: seqcore's excepthook must end both."""
+    from seqcore import _launch
+    if _launch.launch_rank() == 1:
+        raise ValueError("made to fail before fit on rank 1")
+    model = language_model(np.float32)
+    model.fit(TEXT, steps=10, batch_size=2, seq_len=7, stream=True, seed=5, progress=False,
+              distributed=True)
+
+
+def fails_after_fit(dist, outdir):
+    """Both ranks train; then rank 1 raises (MPI running there) while rank 0 waits in the
+    collective save. Uncaught: seqcore's excepthook must end both (MPI_Abort)."""
+    model = language_model(np.float32)
+    model.fit(TEXT, steps=2, batch_size=2, seq_len=7, stream=True, seed=5, progress=False,
+              distributed=True)
+    if dist.rank() == 1:
+        raise ValueError("made to fail after fit on rank 1")
+    model.save(os.path.join(outdir, "never.npz"))
+
+
 def main(mode, outdir):
     from seqcore import distributed as dist
     if mode == "failing":
         failing(dist)
+        return
+    if mode == "fails_before_fit":
+        fails_before_fit()
+        return
+    if mode == "fails_after_fit":
+        fails_after_fit(dist, outdir)
         return
     history = {}
     if mode == "lm_stream64":

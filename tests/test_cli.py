@@ -1,4 +1,6 @@
-"""The `seqcore train` and `seqcore sample` commands, in-process and once through `python -m seqcore`."""
+"""The `seqcore train`, `seqcore sample` and `seqcore evaluate --json` commands, in-process and once through `python -m seqcore`."""
+import json
+import math
 import os
 import struct
 import subprocess
@@ -156,3 +158,70 @@ def test_sample_on_corrupted_model_files_is_one_line_without_traceback(tmp_path)
         assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, (name, r.stderr)
         assert r.stderr.startswith(f"seqcore: error: {name}: "), (name, r.stderr)
         assert "seqcore model file" in r.stderr, (name, r.stderr)
+
+
+# ---------------------------------------------------------------- --json
+
+def _json_stdout(capsys):
+    """stdout, which must be one JSON object and nothing else; and stderr."""
+    printed = capsys.readouterr()
+    return json.loads(printed.out), printed.err
+
+
+def test_train_json_prints_only_the_figures_on_stdout(corpus, tmp_path, capsys):
+    out = tmp_path / "names.npz"
+    assert main(["train", str(corpus), "--out", str(out), "--valid-frac", "0.2",
+                 "--eval-every", "5", "--json", *SMALL]) == 0
+    result, err = _json_stdout(capsys)
+    assert f"model saved to {out}" in err and "samples:" in err     # the prose, on stderr
+    assert result["steps"] == result["steps_this_call"] == 15 and not result["interrupted"]
+    assert result["level"] == "char" and result["parameters"] == seqcore.load(out).num_parameters()
+    assert result["model"] == str(out) and result["last"] == str(tmp_path / "names.last.npz")
+    assert os.path.exists(result["model"]) and os.path.exists(result["last"])
+    assert result["held_out"]["step"] == 15
+    run = seqcore.load(out).run
+    assert result["best"]["step"] == run["best_step"]
+    assert result["best"]["loss_per_token"] == pytest.approx(run["best_valid"], rel=1e-15)
+    for figures in (result["held_out"], result["best"]):
+        loss = figures["loss_per_token"]
+        assert 0 < loss < math.log(result["vocabulary"]) + 1
+        assert figures["perplexity"] == pytest.approx(math.exp(loss), rel=1e-12)
+        assert figures["bits_per_char"] == pytest.approx(loss / math.log(2), rel=1e-12)
+    assert result["tokens_per_second"] > 0 and result["seconds"] > 0
+
+
+def test_train_json_without_held_out_text(corpus, tmp_path, capsys):
+    out = tmp_path / "all.npz"
+    assert main(["train", str(corpus), "--out", str(out), "--valid-frac", "0", "--json",
+                 "--no-progress", *SMALL]) == 0
+    result, _ = _json_stdout(capsys)
+    assert result["held_out"] is None and result["best"] is None
+    assert result["model"] == result["last"] == str(out)
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_evaluate_json_gives_evaluates_figures(level, tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat\nthe dog sat on the log\na cat\n" * 4,
+                    encoding="utf-8")
+    out = tmp_path / "m.npz"
+    assert main(["train", str(text), "--level", level, "--out", str(out), "--no-progress",
+                 "--valid-frac", "0", *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), str(text), "--json"]) == 0
+    result, _ = _json_stdout(capsys)
+    model = seqcore.load(out)
+    lines = seqcore.text.read_corpus(text)
+    want = model.evaluate(lines, batch_size=64, seq_len=64)
+    assert result["loss_per_token"] == pytest.approx(want["token_loss"], rel=1e-12)
+    assert result["perplexity"] == pytest.approx(want["perplexity"], rel=1e-12)
+    assert result["tokens"] == want["tokens"] == sum(len(model.vocab.encode(t)) + 1
+                                                     for t in lines)
+    assert result["unknown"] == 0.0 and result["read_as"] == "lines"
+    if level == "char":
+        assert result["bits_per_char"] == pytest.approx(want["token_loss"] / math.log(2))
+    else:
+        assert result["bits_per_char"] is None
+    # The same figures as the text output prints.
+    assert main(["evaluate", str(out), str(text)]) == 0
+    assert f"loss {result['loss_per_token']:.4f} nats/token" in capsys.readouterr().out

@@ -173,6 +173,42 @@ def test_one_process_without_a_launcher_is_a_plain_run(tmp_path):
     assert got["rank_seed"] == 7
 
 
+@pytest.mark.parametrize("variables, installed", [
+    ({}, False),                                    # no launcher
+    ({"PMI_SIZE": "1", "PMI_RANK": "0"}, False),    # a launch of one rank
+    ({"PMI_SIZE": "2", "PMI_RANK": "1"}, True),     # MPICH's Hydra, two ranks
+    ({"OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_RANK": "3"}, True),   # Open MPI
+])
+def test_import_installs_the_excepthook_only_in_a_launch_of_several_ranks(variables, installed):
+    rc, out, err = python(
+        "import json, sys\n"
+        "before = sys.excepthook is sys.__excepthook__\n"
+        "import seqcore\n"
+        "from seqcore import _launch\n"
+        "print(json.dumps({'before': before, 'hook': sys.excepthook is _launch.excepthook,\n"
+        "                  'mpi': 'mpi4py.MPI' in sys.modules,\n"
+        "                  'rank': _launch.launch_rank(), 'size': _launch.launch_size()}))\n",
+        **variables)
+    assert rc == 0, err
+    got = json.loads(out.splitlines()[-1])
+    assert got["before"] and got["hook"] is installed
+    assert got["mpi"] is False                      # importing seqcore does not start MPI
+    assert (got["rank"], got["size"]) == (int(variables.get("PMI_RANK", variables.get(
+        "OMPI_COMM_WORLD_RANK", 0))), int(variables.get("PMI_SIZE", variables.get(
+            "OMPI_COMM_WORLD_SIZE", 1))))
+
+
+def test_the_excepthook_reports_the_rank_and_ends_the_process_by_sigterm():
+    # Without MPI running (the rank failed before anything started it) the rank ends by
+    # SIGTERM, which the launcher passes on to every rank.
+    rc, out, err = python("import seqcore\nraise KeyError('boom')\n",
+                          PMI_SIZE="3", PMI_RANK="2")
+    assert rc == -signal.SIGTERM, (rc, err)
+    assert err.startswith("seqcore.distributed: rank 2 of 3 failed, stopping every rank: "
+                          "KeyError: 'boom'\n[rank 2] Traceback (most recent call last):"), err
+    assert "[rank 2] KeyError: 'boom'" in err
+
+
 def test_a_launch_that_mpi_does_not_see_is_refused():
     # The launcher's variables say 2 ranks, MPI sees 1: an mpiexec of another MPI library.
     code = ("from seqcore import distributed as d\n"

@@ -85,8 +85,24 @@ def test_a_data_parallel_run_with_dropout_resumes_exactly(tmp_path):
 
 def test_an_error_on_one_rank_ends_every_rank(tmp_path):
     rc, out, err, seconds = launch("failing", tmp_path, check=False)
-    assert rc != 0 and seconds < TIMEOUT / 2
-    assert "ZeroDivisionError" in err and "[rank 1]" in err
+    assert rc != 0 and seconds < TIMEOUT / 2, (rc, seconds, out, err)
+    assert "ZeroDivisionError" in err and "[rank 1]" in err, (rc, out, err)
+
+
+@pytest.mark.parametrize("mode, where", [("fails_before_fit", "before fit"),
+                                         ("failing", "inside fit"),
+                                         ("fails_after_fit", "after fit")])
+def test_an_uncaught_error_on_one_rank_ends_the_job(mode, where, tmp_path):
+    # Rank 0 waits in a collective (fit's first one, an Allreduce, the collective save)
+    # that rank 1 never reaches: the job ends only if rank 1's failure ends rank 0.
+    rc, out, err, seconds = launch(mode, tmp_path, check=False)
+    assert rc != 0, err
+    assert seconds < TIMEOUT / 2, f"{where}: took {seconds:.1f} s to end"
+    assert "seqcore.distributed: rank 1 of 2 failed, stopping every rank: " in err, (rc, out, err)
+    assert "[rank 1] Traceback (most recent call last):" in err
+    if where != "inside fit":
+        assert f"ValueError: made to fail {where} on rank 1" in err
+    assert not (tmp_path / "never.npz").exists()
 
 
 def _train_cmd(corpus, out, batch_size, *extra):

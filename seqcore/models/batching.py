@@ -1,8 +1,21 @@
-"""Batching helpers shared by the models: padding, step masks, length-sorted mini-batches."""
+"""Batching helpers shared by the models: padding, step masks, mini-batches (length-sorted or random)."""
 
 import numpy as np
 
+from .. import _validation as V
 from ..text import NO_TOKEN
+
+BATCHINGS = ("sorted", "random")
+"""The values of ``fit(..., batching=...)``: how examples are grouped into mini-batches."""
+DEFAULT_BATCHING = "sorted"
+"""``batching`` when not given (docs/performance.md, "Batching lines", has the measurement)."""
+POOL = 16
+"""Batches per pool in ``batching="sorted"``: examples are sorted by length within it."""
+
+
+def check_batching(batching):
+    """``batching`` checked: one of BATCHINGS (ValueError naming the argument otherwise)."""
+    return V.check_choice(batching, "batching", BATCHINGS)
 
 
 def pad_ids(seqs, fill=NO_TOKEN):
@@ -33,12 +46,18 @@ def step_mask(lengths, T):
     return (np.arange(T)[:, None] < np.asarray(lengths)[None, :]).astype(np.float64)
 
 
-def index_batches(sizes, batch_size, rng, *, shuffle=True, repeat=True, pool=16):
+def index_batches(sizes, batch_size, rng, *, shuffle=True, repeat=True, batching=None):
     """Index arrays of mini-batches over examples of ``sizes`` (their lengths).
 
-    Examples of similar length go together (sorted within pools of ``pool`` batches)
-    to waste little on padding; ``shuffle`` mixes examples and batch order each epoch.
+    ``batching="sorted"``: examples of similar length go together (sorted by length
+    within pools of ``POOL`` batches of a shuffled order) to waste little on padding.
+    ``batching="random"``: plain random batches (pools of one batch), as a PyTorch
+    ``DataLoader(shuffle=True)``. ``shuffle`` mixes examples and batch order each
+    epoch (without it, the examples' own order, sorted within pools when "sorted").
+    None is ``DEFAULT_BATCHING``.
     """
+    batching = DEFAULT_BATCHING if batching is None else check_batching(batching)
+    pool = POOL if batching == "sorted" else 1
     sizes = np.asarray(sizes)
     n = len(sizes)
     while True:

@@ -1,8 +1,15 @@
-"""Decoding helpers shared by the generating models: drawing a token from logits, checking sampling options."""
+"""Decoding helpers shared by the generating models: log-probabilities, drawing a token from logits, checking sampling options."""
 
 import numpy as np
 
 from .. import _validation as V
+
+
+def log_softmax(logits):
+    """logits (..., V) -> log-probabilities (..., V) in float64 (log softmax over the last axis)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 def draw(logits, rng, *, temperature=1.0, top_k=None, greedy=False, banned=()):

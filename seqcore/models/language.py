@@ -23,8 +23,8 @@ from ..dense import Dense, softmax_cross_entropy
 from ..dropout import check_dropout
 from ..text import NO_TOKEN, Vocab
 from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
-from .batching import index_batches, pad_ids, step_mask
-from .decoding import _check_sampling, draw
+from .batching import check_batching, index_batches, pad_ids, step_mask
+from .decoding import _check_sampling, draw, log_softmax
 
 
 class LanguageModel(_Model):
@@ -99,12 +99,30 @@ class LanguageModel(_Model):
 
     # ------------------------------------------------------------------ batches
 
-    def _batches(self, data, batch_size, rng, *, train, seq_len=64, stream=None, start=0):
+    def _check_data(self, data, batch_options, name="data"):
+        stream = batch_options.get("stream")
+        if self.stream if stream is None else stream:
+            if not isinstance(data, (str, np.ndarray)):
+                raise TypeError(f"{name}: stream=True reads one string (the whole text), got "
+                                f"{type(data).__name__}")
+            return data
+        if isinstance(data, str):
+            raise TypeError(f"{name}: expected a list of texts (one sequence each), got one "
+                            "string; pass stream=True to read it as one running text")
+        return V.check_texts(data, name)
+
+    def _batches(self, data, batch_size, rng, *, train, seq_len=64, stream=None, batching=None,
+                 start=0):
         """Batch dicts for ``fit``/``evaluate`` (``seqcore.training``); ``start`` skips
         that many windows first (to resume a run where it stopped)."""
         S = V.check_int(seq_len, "seq_len")
         stream = self.stream if stream is None else V.check_bool(stream, "stream")
+        if batching is not None:
+            check_batching(batching)
         if stream:
+            if batching is not None:
+                raise ValueError(f"batching={batching!r}: applies to lines (a list of texts); "
+                                 "a stream is read as batch_size parallel streams")
             ids = data if isinstance(data, np.ndarray) else self.stream_ids(data)
             return self._stream_batches(ids, batch_size, S, train=train, start=start)
         if isinstance(data, str):
@@ -114,14 +132,15 @@ class LanguageModel(_Model):
         if not seqs:
             raise ValueError("data: expected at least one text")
         rng = rng if rng is not None else np.random.default_rng(0)
-        return self._line_batches(seqs, batch_size, S, rng, train=train, start=start)
+        return self._line_batches(seqs, batch_size, S, rng, train=train, start=start,
+                                  batching=batching)
 
     def _train_batches(self, data, batch_size, rng, start, **options):
         if options.get("stream"):
             self.stream = True                 # it reads running text from now on
         return self._batches(data, batch_size, rng, train=True, start=start, **options)
 
-    def _line_batches(self, seqs, B, S, rng, *, train, start):
+    def _line_batches(self, seqs, B, S, rng, *, train, start, batching=None):
         """Batches of whole sequences, cut into windows of S steps (truncated BPTT).
 
         A sequence x = [x<1> = 0, tokens...] predicts y = [tokens..., <EOS>]. Windows
@@ -129,7 +148,7 @@ class LanguageModel(_Model):
         state of the previous window on as the initial state.
         """
         sizes = np.array([len(s) + 1 for s in seqs])
-        for idx in index_batches(sizes, B, rng, shuffle=train, repeat=train):
+        for idx in index_batches(sizes, B, rng, shuffle=train, repeat=train, batching=batching):
             T = int(sizes[idx].max())
             windows = math.ceil(T / S)
             if start >= windows:                               # resuming: skip it whole
@@ -204,6 +223,62 @@ class LanguageModel(_Model):
             if not train:
                 return
             k = 0
+
+    @_inference
+    def score(self, texts, *, per_token=False, batch_size=64, seq_len=256):
+        """The natural-log probability of each text under the model, ``<EOS>`` included.
+
+        Each text is read as ``fit`` reads a line: from x<1> = 0 and a<0> = 0, its
+        tokens (symbols outside the vocabulary as ``<UNK>``), then ``<EOS>``::
+
+            score(text) = sum_t log P(y<t> | x<1..t>),  y = (tokens..., <EOS>)
+
+        so ``-score(text)`` is the text's cross-entropy C in nats and, over a list of
+        texts, ``evaluate(texts)["token_loss"] == -sum(scores) / sum(len(tokens) + 1)``.
+        Runs in evaluation mode (no dropout), in batches of ``batch_size`` texts and
+        windows of ``seq_len`` steps with the state carried (the result does not
+        depend on either). For a language model of lines (not ``stream``).
+
+        Parameters
+        ----------
+        texts : list of str
+            The texts to score (one string each; an empty string scores ``<EOS>``).
+        per_token : bool, default False
+            Also return each token's log-probability.
+        batch_size, seq_len : int
+            Texts per batch and steps per window.
+
+        Returns
+        -------
+        scores : numpy.ndarray, shape (n,), float64
+            log P(text) of each text (natural log, <= 0).
+        token_scores : list of numpy.ndarray, float64
+            Only with ``per_token=True``: for text i an array of ``len(tokens) + 1``
+            log-probabilities, the last one that of ``<EOS>``; it sums to ``scores[i]``.
+        """
+        texts = V.check_texts(texts, "texts")
+        per_token = V.check_bool(per_token, "per_token")
+        B, S = V.check_int(batch_size, "batch_size"), V.check_int(seq_len, "seq_len")
+        if self.stream:
+            raise ValueError("score: this model reads running text (trained with "
+                             "stream=True), where a text has no start or end of its own; "
+                             "score scores the lines of a model trained on lines")
+        seqs = [self.vocab.encode(text) for text in texts]
+        tokens = [np.empty(len(s) + 1) for s in seqs]              # log P of y<t>, per text
+        sizes = np.array([len(s) + 1 for s in seqs])
+        for idx in index_batches(sizes, B, None, shuffle=False, repeat=False):
+            x, lengths = pad_ids([[NO_TOKEN] + seqs[i] for i in idx])        # (T, b)
+            y, _ = pad_ids([seqs[i] + [self.vocab.eos_id] for i in idx], fill=0)
+            logp, state = np.empty(y.shape), None                    # (T, b)
+            for t0 in range(0, x.shape[0], S):
+                left = np.clip(lengths - t0, 1, S)                   # steps of each in the window
+                logits, state = self.forward(x[t0:t0 + S], state, left)   # (S', b, V)
+                lp = log_softmax(logits)                             # (S', b, V) float64
+                logp[t0:t0 + S] = np.take_along_axis(lp, y[t0:t0 + S, :, None], axis=2)[..., 0]
+            for b, i in enumerate(idx):
+                tokens[i][:] = logp[:sizes[i], b]
+        scores = np.array([t.sum() for t in tokens], np.float64)
+        return (scores, tokens) if per_token else scores
 
     @_inference
     def sample(self, n=1, *, max_len=100, temperature=1.0, top_k=None, greedy=False,

@@ -15,16 +15,9 @@ from ..text import NO_TOKEN, Vocab
 from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
 from .batching import index_batches, pad_ids, step_mask
 from .beam import _check_length_penalty, beam_search
-from .decoding import _check_sampling, draw
+from .decoding import _check_sampling, draw, log_softmax
 
 __all__ = ["Seq2Seq", "plot_attention"]
-
-
-def _log_softmax(logits):
-    """logits (N, V) -> log-probabilities (N, V) in float64 (so beam_size=1 is greedy exactly)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 class Seq2Seq(_Model):
@@ -212,7 +205,10 @@ class Seq2Seq(_Model):
             self.src_inputs.backward(self.drop_in.backward(dxs))
         return loss, None
 
-    def _batches(self, data, batch_size, rng, *, train):
+    def _check_data(self, data, batch_options, name="data"):
+        return V.check_text_pairs(data, name)
+
+    def _batches(self, data, batch_size, rng, *, train, batching=None):
         pairs = list(data)
         if not pairs:
             raise ValueError("data: expected at least one (source, target) pair")
@@ -220,7 +216,8 @@ class Seq2Seq(_Model):
         tgts = [self.tgt_vocab.encode(p[1]) for p in pairs]
         sizes = np.array([len(self.src_vocab.tokenize(s)) for s in srcs])
         rng = rng if rng is not None else np.random.default_rng(0)
-        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train):
+        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train,
+                                 batching=batching):
             src, src_lengths = self._source_ids([srcs[i] for i in idx])
             x, lengths = pad_ids([[NO_TOKEN] + tgts[i] for i in idx])
             y, _ = pad_ids([tgts[i] + [self.tgt_vocab.eos_id] for i in idx], fill=0)
@@ -272,8 +269,7 @@ class Seq2Seq(_Model):
         decoder step *including the step that produced <EOS>*: Ty_i = output tokens + 1,
         or max_len when cut off without <EOS>. Each row sums to 1.
         """
-        if isinstance(sources, str):
-            raise TypeError("sources: expected a list of texts, got one string")
+        sources = V.check_texts(sources, "sources")
         _check_sampling(temperature, top_k, max_len)
         beam_size = V.check_int(beam_size, "beam_size")
         length_penalty = _check_length_penalty(length_penalty)    # checked for beam 1 too
@@ -285,7 +281,6 @@ class Seq2Seq(_Model):
         if beam_size > 1 and not greedy:
             raise ValueError(f"beam_size={beam_size}: beam search is deterministic; "
                              "use greedy=True (or beam_size=1 to sample)")
-        sources = list(sources)
         if not sources:
             return ([], []) if return_attention else []
         banned = () if allow_unk else (self.tgt_vocab.unk_id,)
@@ -329,7 +324,7 @@ class Seq2Seq(_Model):
 
         def step(tokens, st):
             logits, st = self._step_logits(tokens, st)
-            return _log_softmax(logits), st
+            return log_softmax(logits), st            # float64: beam_size=1 is greedy exactly
 
         trace = (lambda st: st[2]) if keep else None
         tokens, _, nbest = beam_search(step, state, len(sources), bos=NO_TOKEN,
@@ -352,7 +347,7 @@ class Seq2Seq(_Model):
         beam_size=beam_size, length_penalty=length_penalty, max_len=max_len)`` against
         the targets: "exact_match" (fraction 0-1, ``seqcore.metrics.exact_match``) and
         "bleu" (0-100, corpus BLEU, ``seqcore.metrics.bleu``; needs sacrebleu)."""
-        pairs = list(data)
+        pairs = V.check_text_pairs(data, "data")
         result = super().evaluate(pairs, batch_size=batch_size)
         if V.check_bool(metrics, "metrics"):
             from ..metrics import bleu, exact_match

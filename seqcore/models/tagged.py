@@ -62,6 +62,20 @@ class _Tagged(_Model):
         if self.inputs is not None:
             self.inputs.backward(dx)
 
+    def _check_inputs(self, xs, name):
+        """xs: a list of texts (token inputs) or of (T_b, D) arrays, checked item by item."""
+        if self.vocab is not None:
+            return V.check_texts(xs, name)
+        return V.check_feature_sequences(xs, name, self.input_size)
+
+    def _check_data(self, data, batch_options, name="data"):
+        if not (isinstance(data, (tuple, list)) and len(data) == 2):
+            raise TypeError(f"{name}: expected a pair (sequences, {self._targets}), got "
+                            f"{type(data).__name__}"
+                            + (f" of length {len(data)}" if isinstance(data, (tuple, list))
+                               else ""))
+        return self._check_inputs(data[0], f"{name}[0]"), data[1]
+
     def _pad(self, xs):
         """A list of B texts (or (T_b, D) arrays) -> (padded x, lengths)."""
         if self.vocab is not None:
@@ -84,6 +98,7 @@ class SequenceClassifier(_Tagged):
     """
 
     kind = "SequenceClassifier"
+    _targets = "labels"
 
     @_locked
     def forward(self, x, lengths=None):
@@ -126,7 +141,7 @@ class SequenceClassifier(_Tagged):
             self._encode_backward(dx)
         return loss, None
 
-    def _batches(self, data, batch_size, rng, *, train):
+    def _batches(self, data, batch_size, rng, *, train, batching=None):
         xs, labels = data
         labels = np.asarray(labels, np.int64)
         if len(xs) != len(labels) or len(xs) == 0:
@@ -134,7 +149,8 @@ class SequenceClassifier(_Tagged):
                              f"got {len(xs)} sequences and {len(labels)} labels")
         sizes = np.array([len(self.vocab.tokenize(t)) if self.vocab else len(t) for t in xs])
         rng = rng if rng is not None else np.random.default_rng(0)
-        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train):
+        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train,
+                                 batching=batching):
             x, lengths = self._pad([xs[i] for i in idx])
             yield {"x": x, "y": labels[idx], "lengths": lengths, "carry": False,
                    "size": len(idx), "tokens": float(len(idx))}
@@ -142,7 +158,7 @@ class SequenceClassifier(_Tagged):
     @_inference
     def predict_proba(self, xs):
         """Class probabilities (B, C) for a list of texts (or of (T_b, D) arrays)."""
-        x, lengths = self._pad(xs)
+        x, lengths = self._pad(self._check_inputs(xs, "xs"))
         z = self.forward(x, lengths).astype(np.float64)
         p = np.exp(z - z.max(axis=1, keepdims=True))
         return p / p.sum(axis=1, keepdims=True)
@@ -162,6 +178,7 @@ class SequenceTagger(_Tagged):
     """
 
     kind = "SequenceTagger"
+    _targets = "tag sequences"
 
     @_locked
     def forward(self, x, lengths=None):
@@ -178,14 +195,15 @@ class SequenceTagger(_Tagged):
             self._encode_backward(dx)
         return loss, None
 
-    def _batches(self, data, batch_size, rng, *, train):
+    def _batches(self, data, batch_size, rng, *, train, batching=None):
         xs, tags = data
         if len(xs) != len(tags) or len(xs) == 0:
             raise ValueError(f"data: expected one tag sequence per sequence (and at least one), "
                              f"got {len(xs)} sequences and {len(tags)} tag sequences")
         sizes = np.array([len(t) for t in tags])
         rng = rng if rng is not None else np.random.default_rng(0)
-        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train):
+        for idx in index_batches(sizes, batch_size, rng, shuffle=train, repeat=train,
+                                 batching=batching):
             x, lengths = self._pad([xs[i] for i in idx])
             y, ylen = pad_ids([list(tags[i]) for i in idx], fill=0)
             if not np.array_equal(lengths, ylen):
@@ -197,6 +215,6 @@ class SequenceTagger(_Tagged):
     @_inference
     def predict(self, xs):
         """The most likely tag at every step: a list of B int arrays, one per sequence."""
-        x, lengths = self._pad(xs)
+        x, lengths = self._pad(self._check_inputs(xs, "xs"))
         best = self.forward(x, lengths).argmax(axis=2)           # (T, B)
         return [best[:n, b] for b, n in enumerate(lengths)]
