@@ -88,6 +88,9 @@ def main(argv=None):
     p.add_argument("--backward", action="store_true", help="time forward + backward")
     p.add_argument("--also", metavar="PATH", help="another seqcore to time beside this one")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument("--load-kind", choices=("bursty", "spin"), default="bursty",
+                   help="the busy processes of seqcore bench --load (default bursty: "
+                        "compute 5 ms, pause 1 ms)")
     args = p.parse_args(argv)
     from seqcore.bench import busy_processes
     all_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
@@ -100,13 +103,14 @@ def main(argv=None):
     threads = sorted({1, all_threads})
     op = "forward + backward" if args.backward else "forward"
     print(f"{args.cell.upper()} {op}, B,T,D,H = {args.shape}, float32, median per call; "
-          f"{cpu_name()}, {os.cpu_count()} CPUs; each cell in its own process")
+          f"{cpu_name()}, {os.cpu_count()} CPUs; each cell in its own process; "
+          f"{args.load_kind} busy processes")
     header = ["busy processes"] + [f"{s}, {t} thread{'s' if t > 1 else ''}"
                                    for s, _ in sides for t in threads]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for load in (int(v) for v in args.loads.split(",")):
-        with busy_processes(load):
+        with busy_processes(load, args.load_kind):
             time.sleep(0.5)                    # the scheduler spreads the busy loops
             row = [str(load)]
             for side, path in sides:

@@ -691,6 +691,7 @@ class Bench:
         a = self.args
         meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(),
                 "load": getattr(self.args, "load", 0) or 0,   # busy processes beside the run
+                "load_kind": getattr(self.args, "load_kind", None),
                 "processor": _cpu_name(), "cpus": os.cpu_count(), "quick": self.quick,
                 "rounds": self.rounds, "settle_s": self.settle, "sides": sides,
                 "tolerance": TOLERANCE, "step_tokens": STEP_TOKENS,
@@ -1010,28 +1011,41 @@ def add_arguments(p):
     p.add_argument("--json", default=os.path.join("bench", "results.json"), metavar="PATH",
                    help="where to write the results as JSON (default bench/results.json; '' for none)")
     p.add_argument("--load", type=int, default=0, metavar="N",
-                   help="run under load: N busy processes (one busy loop each) beside the "
-                        "benchmark for the whole run, stopped at its end, on Ctrl-C too "
-                        "(default 0)")
+                   help="run under load: N busy processes beside the benchmark for the "
+                        "whole run, stopped at its end, on Ctrl-C too (default 0)")
+    p.add_argument("--load-kind", choices=("bursty", "spin"), default="bursty",
+                   help="what each busy process of --load does: bursty, compute 5 ms and "
+                        "pause 1 ms (default); spin, never pause")
     p.add_argument("--perturb", action="append", choices=SIDES, help=argparse.SUPPRESS)
 
 
-# A busy process of --load: spins until stopped, or until its parent is gone (a killed
-# benchmark leaves no busy loop behind).
-_BUSY_LOOP = ("import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
-              "    for _ in range(1000000):\n        pass\n")
+# A busy process of --load: computes for 5 ms, pauses for 1 ms, as real work does when
+# it waits for a disk, a network or a lock (a loop that never pauses is the gentler
+# load for a team of threads: the scheduler then leaves them long slices). It stops
+# when stopped, or when its parent is gone (a killed benchmark leaves none behind).
+LOAD_KINDS = {
+    "bursty": ("import os, time\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
+               "    end = time.perf_counter() + 0.005\n"
+               "    while time.perf_counter() < end:\n        pass\n"
+               "    time.sleep(0.001)\n"),
+    "spin": ("import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
+             "    for _ in range(1000000):\n        pass\n"),
+}
 
 
 @contextlib.contextmanager
-def busy_processes(n):
+def busy_processes(n, kind="bursty"):
     """n processes that keep a core busy each while the block runs (the load of
-    `seqcore bench --load N`): stopped when it ends, by an exception or Ctrl-C too."""
+    `seqcore bench --load N`): "bursty" ones compute 5 ms and pause 1 ms, "spin" ones
+    never pause. They are stopped when the block ends, by an exception or Ctrl-C too."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"load: expected a number of busy processes >= 0, got {n!r}")
+    if kind not in LOAD_KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(LOAD_KINDS)}, got {kind!r}")
     procs = []
     try:
         for _ in range(n):
-            procs.append(subprocess.Popen([sys.executable, "-c", _BUSY_LOOP],
+            procs.append(subprocess.Popen([sys.executable, "-c", LOAD_KINDS[kind]],
                                           stdin=subprocess.DEVNULL))
         yield procs
     finally:
@@ -1041,11 +1055,14 @@ def busy_processes(n):
             proc.wait()
 
 
+LOAD_HELP = {"bursty": "computing 5 ms, pausing 1 ms", "spin": "a loop that never pauses"}
+
+
 def run_cli(args):
     if args.load:
-        print(f"  load:     {args.load} busy process(es) beside the benchmark, one busy "
-              f"loop each", flush=True)
-    with busy_processes(args.load):
+        print(f"  load:     {args.load} busy process(es) beside the benchmark "
+              f"({args.load_kind}: {LOAD_HELP[args.load_kind]})", flush=True)
+    with busy_processes(args.load, args.load_kind):
         if args.train:
             from . import bench_train
             return bench_train.TrainBench(args).run()

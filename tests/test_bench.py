@@ -145,7 +145,7 @@ def _busy_loops():
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"while os.getppid() == parent" in f.read():
+                if b"while os.getppid() == parent:" in f.read():
                     pids.append(int(entry))
         except OSError:
             continue
@@ -162,10 +162,15 @@ def test_busy_processes_run_inside_and_stop_after_even_on_an_error():
         with bench.busy_processes(1) as procs:
             raise KeyboardInterrupt          # what Ctrl-C raises in the benchmark
     assert procs[0].returncode is not None and procs[0].pid not in _busy_loops()
+    with bench.busy_processes(1, "spin") as procs:
+        assert procs[0].poll() is None
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="load"):
             with bench.busy_processes(bad):
                 pass
+    with pytest.raises(ValueError, match="kind"):
+        with bench.busy_processes(1, "idle"):
+            pass
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
@@ -173,6 +178,7 @@ def test_load_option_runs_the_benchmark_beside_busy_processes(tmp_path):
     before = set(_busy_loops())
     proc, doc = run_bench(tmp_path, "--sides", "seqcore", "--cells", "lstm", "--load", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "load:     1 busy process(es)" in proc.stdout
-    assert doc["meta"]["load"] == 1 and doc["failures"] == []
+    assert "load:     1 busy process(es) beside the benchmark (bursty" in proc.stdout
+    assert doc["meta"]["load"] == 1 and doc["meta"]["load_kind"] == "bursty"
+    assert doc["failures"] == []
     assert set(_busy_loops()) <= before                  # none left behind
