@@ -17,8 +17,10 @@
  *     (cores shared with other processes, each thread running half the time).
  * The region's caller then reports the stall (sc_load_stall) and every kernel of the
  * process runs on one thread (sc_threads) for a back-off time, doubling from
- * SC_BACKOFF_MIN_NS to SC_BACKOFF_MAX_NS while stalls recur; a region on all its
- * threads without a stall resets it. On an idle machine no barrier waits that long
+ * SC_BACKOFF_MIN_NS to SC_BACKOFF_MAX_NS while stalls recur, and never shorter than
+ * SC_BACKOFF_REGIONS times the stalled region (so that a long call, which finds out
+ * only part way through, does not try all its threads again on every call); a region
+ * on all its threads without a stall resets it. On an idle machine no barrier waits that long
  * (a 2-thread region that waited half its time would be slower than one thread), so
  * the kernels keep all their threads.
  *
@@ -48,7 +50,8 @@
 #define SC_SPIN_NS 100000LL           /* 0.1 ms of spinning before a barrier sleeps */
 #define SC_STALL_NS 1000000LL         /* a barrier wait over 1 ms: a thread lost its core */
 #define SC_BACKOFF_MIN_NS 50000000LL  /* then one thread for 50 ms, */
-#define SC_BACKOFF_MAX_NS 2000000000LL /* doubling up to 2 s while stalls recur */
+#define SC_BACKOFF_MAX_NS 2000000000LL /* doubling up to 2 s while stalls recur, */
+#define SC_BACKOFF_REGIONS 20         /* and at least 20 times the stalled region */
 
 static inline int64_t sc_now_ns(void)
 {
@@ -89,14 +92,16 @@ static inline int sc_threads(int requested)
     return requested;
 }
 
-/* A region's barrier waited out a lost core: one thread for the back-off time. */
-static inline void sc_load_stall(void)
+/* A region of region_ns waited out a lost core: one thread for the back-off time. */
+static inline void sc_load_stall(int64_t region_ns)
 {
     __atomic_add_fetch(&sc_load->stalls, 1, __ATOMIC_RELAXED);
     if (!__atomic_load_n(&sc_load->adaptive, __ATOMIC_RELAXED))
         return;
     int64_t backoff = __atomic_load_n(&sc_load->backoff, __ATOMIC_RELAXED);
-    __atomic_store_n(&sc_load->serial_until, sc_now_ns() + backoff, __ATOMIC_RELAXED);
+    int64_t serial = backoff > SC_BACKOFF_REGIONS * region_ns ? backoff
+                                                              : SC_BACKOFF_REGIONS * region_ns;
+    __atomic_store_n(&sc_load->serial_until, sc_now_ns() + serial, __ATOMIC_RELAXED);
     backoff = 2 * backoff < SC_BACKOFF_MAX_NS ? 2 * backoff : SC_BACKOFF_MAX_NS;
     __atomic_store_n(&sc_load->backoff, backoff, __ATOMIC_RELAXED);
 }
@@ -134,7 +139,7 @@ static inline void sc_region_end(void)
         return;
     int64_t now = sc_now_ns(), waited = now - sc_region_own;
     if (waited > SC_STALL_NS && waited > sc_region_own - sc_region_start)
-        sc_load_stall();
+        sc_load_stall(now - sc_region_start);
     sc_region_start = 0;
 }
 
@@ -224,10 +229,10 @@ static inline void sc_barrier_wait(sc_barrier_t* b)
 /* After the region (on the calling thread): report what its barriers saw. */
 static inline void sc_barrier_done(sc_barrier_t* b)
 {
-    int64_t thread_time = (sc_now_ns() - b->start) * b->n;
+    int64_t region = sc_now_ns() - b->start;
     if (__atomic_load_n(&b->stalled, __ATOMIC_RELAXED)
-            || 2 * __atomic_load_n(&b->waited, __ATOMIC_RELAXED) > thread_time)
-        sc_load_stall();
+            || 2 * __atomic_load_n(&b->waited, __ATOMIC_RELAXED) > region * b->n)
+        sc_load_stall(region);
     else
         sc_load_clean();
 }

@@ -12,7 +12,7 @@ cdef extern from "_load.h" nogil:
         int64_t adaptive
     sc_load_t sc_load_own
     int64_t sc_now_ns()
-    void sc_load_stall()
+    void sc_load_stall(int64_t region_ns)
     const int64_t SC_BACKOFF_MIN_NS
 
 STATE = PyCapsule_New(<void*>&sc_load_own, b"seqcore._kernels.load.STATE", NULL)
@@ -48,5 +48,6 @@ def reset():
 
 
 def stall():
-    """Report a stall as a barrier would (for tests: the back-off without a load)."""
-    sc_load_stall()
+    """Report a stall of a short region as a barrier would (for tests: the back-off
+    without a load)."""
+    sc_load_stall(0)

@@ -66,18 +66,21 @@ def _core_limit(n):
         set_num_threads(old)
 
 
-def limit_threads(n):
-    """Context manager: at most ``n`` BLAS threads and core threads inside (no-op for None)."""
-    if n is None:
-        return contextlib.nullcontext()
+def limit_threads(n, blas=None):
+    """Context manager: at most ``n`` core threads and ``blas`` BLAS threads inside
+    (``blas`` defaults to ``n``; None for either leaves it as it is)."""
+    blas = n if blas is None else blas
     stack = contextlib.ExitStack()
-    stack.enter_context(_core_limit(int(n)))
+    if n is not None:
+        stack.enter_context(_core_limit(int(n)))
+    if blas is None:
+        return stack
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        stack.enter_context(_openblas_limit(int(n)))
+        stack.enter_context(_openblas_limit(int(blas)))
     else:
-        stack.enter_context(threadpool_limits(limits=int(n), user_api="blas"))
+        stack.enter_context(threadpool_limits(limits=int(blas), user_api="blas"))
     return stack
 
 

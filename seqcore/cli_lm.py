@@ -152,8 +152,9 @@ def register(subparsers):
                    "each rank trains on its block of the corpus, --batch-size per rank "
                    "(needs pip install 'seqcore[mpi]')")
     t.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                   help="threads for BLAS and the compiled core; small models run "
-                   "fastest on one (default: 1)")
+                   help="threads for BLAS and the compiled core (default: the compiled "
+                   "core on every core, which steps down to one while other processes "
+                   "take them; BLAS on one)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.add_argument("--json", action="store_true",
                    help="print the figures (held-out loss per token, perplexity, bits per "
@@ -202,10 +203,14 @@ def register(subparsers):
 def _with_threads(command):
     def run(args):
         from ._threads import limit_threads
-        threads = args.threads
-        if threads is None:
-            threads = _distributed(args).default_threads() if args.distributed else 1
-        with limit_threads(threads):
+        threads, blas = args.threads, None
+        if threads is None and args.distributed:
+            threads = _distributed(args).default_threads()      # the cores of one rank
+        elif threads is None:
+            # the core on every core: it moves to one thread by itself while other
+            # processes hold them (docs/performance.md, "Under load"); BLAS on one
+            blas = 1
+        with limit_threads(threads, blas):
             return command(args)
     return run
 
