@@ -7,11 +7,11 @@
  * others keep spinning on theirs until the scheduler gives it back a time slice later:
  * each barrier then costs milliseconds, and two threads ran 2-170x slower than one.
  *
- * sc_barrier_wait spins for SC_SPIN_NS (longer than a step's barrier waits on an idle
- * machine), then sleeps on a futex, giving its core to whoever needs it. The region
- * stalled when
- *   - one wait was longer than SC_STALL_NS and than the work the thread did since its
- *     last barrier: a thread of the team lost its core; or
+ * sc_barrier_wait spins as long as the thread's own work since its last barrier took,
+ * within [SC_SPIN_NS, SC_STALL_NS] (longer than a barrier waits on an idle machine),
+ * then sleeps on a futex, giving its core to whoever needs it. The region stalled when
+ *   - a thread waited for the last one longer than SC_STALL_NS and than its own work
+ *     since its last barrier: a thread of the team lost its core; or
  *   - its threads spent over half their time in the region waiting: n threads that
  *     wait a fraction w of it do the work of n (1 - w) threads, under one for n = 2
  *     (cores shared with other processes, each thread running half the time).
@@ -47,7 +47,7 @@
 #define sc_pause() ((void)0)
 #endif
 
-#define SC_SPIN_NS 100000LL           /* 0.1 ms of spinning before a barrier sleeps */
+#define SC_SPIN_NS 100000LL           /* at least 0.1 ms of spinning before a barrier sleeps */
 #define SC_STALL_NS 1000000LL         /* a barrier wait over 1 ms: a thread lost its core */
 #define SC_BACKOFF_MIN_NS 50000000LL  /* then one thread for 50 ms, */
 #define SC_BACKOFF_MAX_NS 2000000000LL /* doubling up to 2 s while stalls recur, */
@@ -68,9 +68,10 @@ typedef struct {
     int64_t stalls;         /* stalls seen so far (seqcore._kernels.load.stats()) */
     int64_t serial_calls;   /* calls sent to one thread so far */
     int64_t adaptive;       /* 0: never leave threads out (seqcore._kernels.load.set_adaptive) */
+    int64_t by_wait, by_share, by_loop;   /* stalls seen by each test (see above) */
 } sc_load_t;
 
-static sc_load_t sc_load_own = {0, SC_BACKOFF_MIN_NS, 0, 0, 1};
+static sc_load_t sc_load_own = {0, SC_BACKOFF_MIN_NS, 0, 0, 1, 0, 0, 0};
 static sc_load_t* sc_load = &sc_load_own;   /* the shared one once attached */
 
 static inline void sc_load_attach(void* shared)
@@ -138,8 +139,10 @@ static inline void sc_region_end(void)
     if (sc_region_start == 0)
         return;
     int64_t now = sc_now_ns(), waited = now - sc_region_own;
-    if (waited > SC_STALL_NS && waited > sc_region_own - sc_region_start)
+    if (waited > SC_STALL_NS && waited > sc_region_own - sc_region_start) {
+        __atomic_add_fetch(&sc_load->by_loop, 1, __ATOMIC_RELAXED);
         sc_load_stall(now - sc_region_start);
+    }
     sc_region_start = 0;
 }
 
@@ -151,7 +154,8 @@ typedef struct {
     unsigned int gen;       /* bumped by the last to arrive; the futex word */
     int sleepers;           /* threads asleep on gen */
     int stalled;            /* a wait looked like a lost core (see above) */
-    int64_t waited;         /* ns all threads waited, summed */
+    int64_t waited;         /* ns all threads waited for the last arrival, summed */
+    int64_t released;       /* sc_now_ns() at the last release */
     int64_t start;          /* sc_now_ns() before the region */
 } sc_barrier_t;
 
@@ -164,6 +168,7 @@ static inline void sc_barrier_init(sc_barrier_t* b, int n)
     b->sleepers = 0;
     b->stalled = 0;
     b->waited = 0;
+    b->released = 0;
     b->start = sc_now_ns();
 }
 
@@ -196,18 +201,23 @@ static inline void sc_barrier_wait(sc_barrier_t* b)
 {
     unsigned int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
     if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == b->n) {
+        int64_t now = sc_now_ns();
         __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->released, now, __ATOMIC_RELAXED);
         __atomic_store_n(&b->gen, gen + 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST) != 0)
             sc_futex_wake(&b->gen);
-        sc_barrier_left = sc_now_ns();
+        sc_barrier_left = now;
         return;
     }
-    int64_t t0 = sc_now_ns(), waited = 0;
+    /* spin as long as this thread's own work since its last barrier took (a wait of an
+     * idle machine is shorter), within [SC_SPIN_NS, SC_STALL_NS]; then sleep */
+    int64_t t0 = sc_now_ns(), work = sc_barrier_left ? t0 - sc_barrier_left : SC_STALL_NS;
+    int64_t spin = work < SC_SPIN_NS ? SC_SPIN_NS : work > SC_STALL_NS ? SC_STALL_NS : work;
     unsigned int spins = 0;
     while (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == gen) {
         sc_pause();
-        if ((++spins & 31u) == 0 && sc_now_ns() - t0 > SC_SPIN_NS)
+        if ((++spins & 31u) == 0 && sc_now_ns() - t0 > spin)
             break;
     }
     if (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == gen) {
@@ -218,20 +228,28 @@ static inline void sc_barrier_wait(sc_barrier_t* b)
             sc_futex_wait(&b->gen, gen);
         __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
     }
-    int64_t now = sc_now_ns();
-    waited = now - t0;
-    __atomic_add_fetch(&b->waited, waited, __ATOMIC_RELAXED);
-    if (waited > SC_STALL_NS && sc_barrier_left != 0 && waited > t0 - sc_barrier_left)
+    /* how long the team was incomplete: to the last arrival, not to this thread's
+     * wake-up (a virtual machine may take a millisecond to wake an idle core) */
+    int64_t late = __atomic_load_n(&b->released, __ATOMIC_RELAXED) - t0;
+    if (late < 0)
+        late = 0;
+    __atomic_add_fetch(&b->waited, late, __ATOMIC_RELAXED);
+    if (late > SC_STALL_NS && late > work)
         __atomic_store_n(&b->stalled, 1, __ATOMIC_RELAXED);
-    sc_barrier_left = now;
+    sc_barrier_left = sc_now_ns();
 }
 
 /* After the region (on the calling thread): report what its barriers saw. */
 static inline void sc_barrier_done(sc_barrier_t* b)
 {
     int64_t region = sc_now_ns() - b->start;
-    if (__atomic_load_n(&b->stalled, __ATOMIC_RELAXED)
-            || 2 * __atomic_load_n(&b->waited, __ATOMIC_RELAXED) > region * b->n)
+    int by_wait = __atomic_load_n(&b->stalled, __ATOMIC_RELAXED);
+    int by_share = 2 * __atomic_load_n(&b->waited, __ATOMIC_RELAXED) > region * b->n;
+    if (by_wait)
+        __atomic_add_fetch(&sc_load->by_wait, 1, __ATOMIC_RELAXED);
+    if (by_share)
+        __atomic_add_fetch(&sc_load->by_share, 1, __ATOMIC_RELAXED);
+    if (by_wait || by_share)
         sc_load_stall(region);
     else
         sc_load_clean();

@@ -10,6 +10,9 @@ cdef extern from "_load.h" nogil:
         int64_t stalls
         int64_t serial_calls
         int64_t adaptive
+        int64_t by_wait
+        int64_t by_share
+        int64_t by_loop
     sc_load_t sc_load_own
     int64_t sc_now_ns()
     void sc_load_stall(int64_t region_ns)
@@ -22,11 +25,15 @@ def stats():
     """What the load notice has seen in this process: {"stalls": barrier waits that
     looked like a lost core, "serial_calls": kernel calls sent to one thread since,
     "serial_for": seconds the kernels stay on one thread from now, "backoff": seconds
-    of the next back-off, "adaptive": whether stalls move the kernels to one thread}."""
+    of the next back-off, "adaptive": whether stalls move the kernels to one thread,
+    "by": the stalls each test found: "wait" (a thread waited for a late one), "share"
+    (the threads waited over half their time), "loop" (at the end of a product loop)}."""
     cdef int64_t left = sc_load_own.serial_until - sc_now_ns()
     return {"stalls": sc_load_own.stalls, "serial_calls": sc_load_own.serial_calls,
             "serial_for": max(left, 0) / 1e9, "backoff": sc_load_own.backoff / 1e9,
-            "adaptive": bool(sc_load_own.adaptive)}
+            "adaptive": bool(sc_load_own.adaptive),
+            "by": {"wait": sc_load_own.by_wait, "share": sc_load_own.by_share,
+                   "loop": sc_load_own.by_loop}}
 
 
 def set_adaptive(bint on):
@@ -45,6 +52,7 @@ def reset():
     sc_load_own.backoff = SC_BACKOFF_MIN_NS
     sc_load_own.stalls = 0
     sc_load_own.serial_calls = 0
+    sc_load_own.by_wait = sc_load_own.by_share = sc_load_own.by_loop = 0
 
 
 def stall():

@@ -94,7 +94,8 @@ def test_a_stall_sends_every_kernel_module_to_one_thread_for_a_while(rng, thread
     np.testing.assert_array_equal(out1, out)
     load.reset()
     assert load.stats() == {"stalls": 0, "serial_calls": 0, "serial_for": 0.0,
-                            "backoff": 0.05, "adaptive": True}
+                            "backoff": 0.05, "adaptive": True,
+                            "by": {"wait": 0, "share": 0, "loop": 0}}
 
 
 def test_the_backoff_doubles_up_to_two_seconds():
