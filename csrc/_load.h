@@ -15,8 +15,10 @@
  *   - its threads spent over half their time in the region waiting: n threads that
  *     wait a fraction w of it do the work of n (1 - w) threads, under one for n = 2
  *     (cores shared with other processes, each thread running half the time).
- * The region's caller then reports the stall (sc_load_stall) and every kernel of the
- * process runs on one thread (sc_threads) for a back-off time, doubling from
+ * The region's caller then reports the stall (sc_load_stall). SC_STALL_STREAK stalled
+ * regions in a row (an idle virtual machine loses a core for a millisecond now and
+ * then, a shared one all the time) send every kernel of the process to one thread
+ * (sc_threads) for a back-off time, doubling from
  * SC_BACKOFF_MIN_NS to SC_BACKOFF_MAX_NS while stalls recur, and never shorter than
  * SC_BACKOFF_REGIONS times the stalled region (so that a long call, which finds out
  * only part way through, does not try all its threads again on every call); a region
@@ -52,6 +54,7 @@
 #define SC_BACKOFF_MIN_NS 50000000LL  /* then one thread for 50 ms, */
 #define SC_BACKOFF_MAX_NS 2000000000LL /* doubling up to 2 s while stalls recur, */
 #define SC_BACKOFF_REGIONS 20         /* and at least 20 times the stalled region */
+#define SC_STALL_STREAK 3             /* stalled regions in a row that show a load */
 
 static inline int64_t sc_now_ns(void)
 {
@@ -69,9 +72,10 @@ typedef struct {
     int64_t serial_calls;   /* calls sent to one thread so far */
     int64_t adaptive;       /* 0: never leave threads out (seqcore._kernels.load.set_adaptive) */
     int64_t by_wait, by_share, by_loop;   /* stalls seen by each test (see above) */
+    int64_t streak;         /* stalled regions since the last clean one */
 } sc_load_t;
 
-static sc_load_t sc_load_own = {0, SC_BACKOFF_MIN_NS, 0, 0, 1, 0, 0, 0};
+static sc_load_t sc_load_own = {0, SC_BACKOFF_MIN_NS, 0, 0, 1, 0, 0, 0, 0};
 static sc_load_t* sc_load = &sc_load_own;   /* the shared one once attached */
 
 static inline void sc_load_attach(void* shared)
@@ -97,7 +101,8 @@ static inline int sc_threads(int requested)
 static inline void sc_load_stall(int64_t region_ns)
 {
     __atomic_add_fetch(&sc_load->stalls, 1, __ATOMIC_RELAXED);
-    if (!__atomic_load_n(&sc_load->adaptive, __ATOMIC_RELAXED))
+    if (__atomic_add_fetch(&sc_load->streak, 1, __ATOMIC_RELAXED) < SC_STALL_STREAK
+            || !__atomic_load_n(&sc_load->adaptive, __ATOMIC_RELAXED))
         return;
     int64_t backoff = __atomic_load_n(&sc_load->backoff, __ATOMIC_RELAXED);
     int64_t serial = backoff > SC_BACKOFF_REGIONS * region_ns ? backoff
@@ -110,6 +115,8 @@ static inline void sc_load_stall(int64_t region_ns)
 /* A region ran on all its threads without a stall: the next back-off starts short. */
 static inline void sc_load_clean(void)
 {
+    if (__atomic_load_n(&sc_load->streak, __ATOMIC_RELAXED) != 0)
+        __atomic_store_n(&sc_load->streak, 0, __ATOMIC_RELAXED);
     if (__atomic_load_n(&sc_load->backoff, __ATOMIC_RELAXED) != SC_BACKOFF_MIN_NS)
         __atomic_store_n(&sc_load->backoff, SC_BACKOFF_MIN_NS, __ATOMIC_RELAXED);
 }

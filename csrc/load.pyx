@@ -13,10 +13,14 @@ cdef extern from "_load.h" nogil:
         int64_t by_wait
         int64_t by_share
         int64_t by_loop
+        int64_t streak
     sc_load_t sc_load_own
     int64_t sc_now_ns()
     void sc_load_stall(int64_t region_ns)
     const int64_t SC_BACKOFF_MIN_NS
+    const int SC_STALL_STREAK
+
+STREAK = SC_STALL_STREAK      # stalled regions in a row that send the kernels to one thread
 
 STATE = PyCapsule_New(<void*>&sc_load_own, b"seqcore._kernels.load.STATE", NULL)
 
@@ -53,9 +57,10 @@ def reset():
     sc_load_own.stalls = 0
     sc_load_own.serial_calls = 0
     sc_load_own.by_wait = sc_load_own.by_share = sc_load_own.by_loop = 0
+    sc_load_own.streak = 0
 
 
 def stall():
-    """Report a stall of a short region as a barrier would (for tests: the back-off
-    without a load)."""
+    """Report a stalled short region as a barrier would (for tests: STREAK of them in a
+    row start the back-off without a load)."""
     sc_load_stall(0)
