@@ -55,17 +55,6 @@ print(statistics.median(times))
 """
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "this CPU"
-
-
 def measure(side, threads, args, pythonpath=None):
     env = dict(os.environ)
     if pythonpath:
@@ -92,7 +81,7 @@ def main(argv=None):
                    help="the busy processes of seqcore bench --load (default bursty: "
                         "compute 5 ms, pause 1 ms)")
     args = p.parse_args(argv)
-    from seqcore.bench import busy_processes
+    from seqcore.bench import busy_processes, cpu_name
     all_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
     sides = [("seqcore", None)]

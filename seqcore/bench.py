@@ -692,7 +692,7 @@ class Bench:
         meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(),
                 "load": getattr(self.args, "load", 0) or 0,   # busy processes beside the run
                 "load_kind": getattr(self.args, "load_kind", None),
-                "processor": _cpu_name(), "cpus": os.cpu_count(), "quick": self.quick,
+                "processor": cpu_name(), "cpus": os.cpu_count(), "quick": self.quick,
                 "rounds": self.rounds, "settle_s": self.settle, "sides": sides,
                 "tolerance": TOLERANCE, "step_tokens": STEP_TOKENS,
                 "env": {k: os.environ.get(k) for k in
@@ -966,7 +966,8 @@ def _busy_fraction(seconds=0.5):
     return 1 - (i1 - i0) / max(t1 - t0, 1)
 
 
-def _cpu_name():
+def cpu_name():
+    """The processor's model name (/proc/cpuinfo), else what platform knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -322,7 +322,7 @@ class TrainBench:
         meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(),
                 "load": getattr(self.args, "load", 0) or 0,   # busy processes beside the run
                 "load_kind": getattr(self.args, "load_kind", None),
-                "processor": _bench._cpu_name(), "cpus": os.cpu_count(),
+                "processor": _bench.cpu_name(), "cpus": os.cpu_count(),
                 "kernels": self.kernels, "cpu_best": self.best, "isa_limits": self.limits,
                 "rounds": self.rounds, "busy_before": busy, "loadavg": os.getloadavg(),
                 "lr": LR, "clip": CLIP, "configs": {n: CONFIGS[n] for n, _, _ in plan},
