@@ -149,6 +149,8 @@ static inline void sc_region_end(void)
     if (waited > SC_STALL_NS && waited > sc_region_own - sc_region_start) {
         __atomic_add_fetch(&sc_load->by_loop, 1, __ATOMIC_RELAXED);
         sc_load_stall(now - sc_region_start);
+    } else {
+        sc_load_clean();   /* else rare stalls of loops would add up to a streak */
     }
     sc_region_start = 0;
 }
