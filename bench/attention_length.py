@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 import seqcore
-from seqcore._threads import limit_threads
+from seqcore import limit_threads
 from seqcore.metrics import exact_match
 from seqcore.optim import Adam, Cosine
 

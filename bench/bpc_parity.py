@@ -107,7 +107,7 @@ def run_torch(seed, steps):
     opt = torch.optim.Adam(net.parameters(), lr=CONFIG["lr"])
     cosine = seqcore.optim.Cosine(steps, final=0.1)              # the same multiplier
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
-    batches = ref._batches(train, CONFIG["batch"], None, train=True, seq_len=CONFIG["seq_len"],
+    batches = ref.batches(train, CONFIG["batch"], None, train=True, seq_len=CONFIG["seq_len"],
                            stream=True)
     B = CONFIG["batch"]
     state = None
@@ -134,7 +134,7 @@ def run_torch(seed, steps):
     total = tokens = 0.0
     state = None
     with torch.no_grad():
-        for batch in ref._batches(valid, B, None, train=False, seq_len=CONFIG["seq_len"],
+        for batch in ref.batches(valid, B, None, train=False, seq_len=CONFIG["seq_len"],
                                   stream=True):
             if not batch["carry"]:
                 state = None
@@ -172,7 +172,7 @@ def _line_model(vocab, seed):
 def run_lines_seqcore(seed, steps, every, batching):
     """seqcore's fit (``batching`` None: its default); the held-out loss every ``every`` steps."""
     import seqcore
-    from seqcore.models.batching import DEFAULT_BATCHING
+    from seqcore.data.batching import DEFAULT_BATCHING
     seqcore.set_num_threads(1)
     vocab, train, valid = line_corpus()
     model = _line_model(vocab, seed)
@@ -236,7 +236,7 @@ def run_lines_torch(seed, steps, every):
         total = tokens = 0.0
         state = None
         with torch.no_grad():
-            for batch in ref._batches(valid, LINES["batch"], None, train=False,
+            for batch in ref.batches(valid, LINES["batch"], None, train=False,
                                       seq_len=LINES["seq_len"]):
                 state = state if batch["carry"] else None
                 loss, state = loss_of(batch, state)
@@ -244,7 +244,7 @@ def run_lines_torch(seed, steps, every):
                 tokens += batch["tokens"]
         return total / tokens
 
-    batches = ref._batches(train, LINES["batch"], np.random.default_rng(seed), train=True,
+    batches = ref.batches(train, LINES["batch"], np.random.default_rng(seed), train=True,
                            seq_len=LINES["seq_len"], batching="random")
     curve, paused, tokens, state = [], 0.0, 0.0, None
     t0 = time.process_time()
@@ -276,7 +276,7 @@ def _at(curve, key, value):
 
 def main_lines(args):
     import seqcore
-    from seqcore.models.batching import BATCHINGS, DEFAULT_BATCHING
+    from seqcore.data.batching import BATCHINGS, DEFAULT_BATCHING
     other = next(b for b in BATCHINGS if b != DEFAULT_BATCHING)
     sides = {"seqcore": ["--side", "seqcore"], f"seqcore-{other}": ["--side", "seqcore",
                                                                    "--batching", other],
@@ -304,7 +304,7 @@ def main_lines(args):
 def report_lines(rows, steps, default, json_path=None):
     """The summary of a line-mode run: parity ratios, speeds, the batchings at equal time."""
     import seqcore
-    from seqcore.models.batching import BATCHINGS
+    from seqcore.data.batching import BATCHINGS
     other = next(b for b in BATCHINGS if b != default)
 
     def stats(values):

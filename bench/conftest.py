@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from seqcore import bench
+from seqcore.bench import layers as bench
 
 ALL = os.environ.get("SEQCORE_BENCH_ALL") == "1"
 DEFAULT_CONFIGS = ("small", "medium", "stream", "step")
@@ -26,7 +26,7 @@ def cases(configs=None):
 
 def run_case(benchmark, side, case):
     """Build `case` for `side` exactly as `seqcore bench`'s worker does, and benchmark one call."""
-    w = bench._Worker(side)
+    w = bench.Worker(side)
     w.cmd_setup({"case": case})
     w.cmd_check({})                            # one call on the fixed input, one warm-up
     benchmark.extra_info.update(

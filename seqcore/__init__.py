@@ -5,40 +5,39 @@ reference that states the math (``seqcore.reference``) runs with ``backend="nump
 """
 
 import os as _os
+import sys as _sys
 
 from ._build_check import import_compiled as _import_compiled
 
 _import_compiled("_checks")
 from ._dispatch import cpu_info  # noqa: E402  (chooses the kernel path: SEQCORE_CPU)
 
-from .dense import Dense, softmax_cross_entropy  # noqa: E402
-from .dropout import Dropout  # noqa: E402
-from .layers import GRU, LSTM, RNN  # noqa: E402
-from . import optim  # noqa: E402
-from .embedding import Embedding  # noqa: E402
-from .io import load  # noqa: E402
-from .models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger  # noqa: E402
-from .text import Vocab  # noqa: E402
-from .training import TrainingDiverged  # noqa: E402
-from ._threads import (get_num_threads, set_num_threads,  # noqa: E402
-                       _default_core_threads, _one_thread_after_fork)
+from .nn import GRU, LSTM, RNN, Dense, Dropout, Embedding, softmax_cross_entropy  # noqa: E402
+from .train.loop import TrainingDiverged  # noqa: E402
+from .data import Vocab  # noqa: E402
+from .models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger, load  # noqa: E402
+from ._threads import get_num_threads, limit_threads, set_num_threads  # noqa: E402
+from . import _threads  # noqa: E402
 
-set_num_threads(_default_core_threads())
+from .train import optim  # noqa: E402
+from . import _aliases  # noqa: E402  (seqcore.optim, .distributed, .text, ...: docs/spec.md)
+
+set_num_threads(_threads.default_core_threads())
 if hasattr(_os, "register_at_fork"):       # a forked child runs the core on one thread
-    _os.register_at_fork(after_in_child=_one_thread_after_fork)
-del _default_core_threads, _one_thread_after_fork
+    _os.register_at_fork(after_in_child=_threads.one_thread_after_fork)
 
 __version__ = "0.1.0"
 
-# Submodules reachable as attributes after a plain `import seqcore` (SPEC), each
-# imported on first use (PEP 562): `seqcore.interop` imports torch only when a
-# conversion runs. A name here whose module this version does not ship is not an
-# attribute (AttributeError, as for any other missing name).
+# Submodules reachable as attributes after a plain `import seqcore` (docs/spec.md),
+# each imported on first use (PEP 562): `seqcore.interop` imports torch only when a
+# conversion runs, `seqcore.distributed` loads no MPI until it is used. A name here
+# whose module this version does not ship is not an attribute (AttributeError, as
+# for any other missing name).
 _LAZY_SUBMODULES = ("interop", "diagnostics", "experiments", "metrics", "distributed")
 
 
 def __getattr__(name):
-    if name in _LAZY_SUBMODULES:
+    if name in _LAZY_SUBMODULES or f"{__name__}.{name}" in _aliases.ALIASES:
         import importlib
         try:
             return importlib.import_module(f"{__name__}.{name}")
@@ -58,4 +57,4 @@ def __dir__():
 __all__ = ["RNN", "GRU", "LSTM", "Dense", "Dropout", "softmax_cross_entropy",
            "Vocab", "Embedding", "LanguageModel", "SequenceClassifier", "SequenceTagger",
            "Seq2Seq", "load", "optim", "TrainingDiverged", "set_num_threads", "get_num_threads",
-           "cpu_info"]
+           "limit_threads", "cpu_info"]

@@ -87,6 +87,19 @@ def kernels(cell):
     return _modules[_active][cell]
 
 
+_train_modules = {}     # kernel path -> seqcore._kernels.{path}.train
+
+
+def train_kernels():
+    """The active path's seqcore._kernels.{path}.train: Dense, softmax cross-entropy,
+    Adam, the global norm and the embedding's scatter (loaded on first use, loudly if
+    not built)."""
+    module = _train_modules.get(_active)
+    if module is None:
+        module = _train_modules[_active] = import_compiled(f"_kernels.{_active}.train")
+    return module
+
+
 def set_num_threads(n):
     """Sets the thread count of every imported kernel module (each keeps its own)."""
     for modules in _modules.values():

@@ -84,7 +84,7 @@ def limit_threads(n, blas=None):
     return stack
 
 
-def _default_core_threads():
+def default_core_threads():
     """SEQCORE_NUM_THREADS if set, else the cores this process may run on."""
     env = os.environ.get("SEQCORE_NUM_THREADS")
     if env:
@@ -114,7 +114,7 @@ def get_num_threads():
     return _dispatch.get_num_threads()
 
 
-def _one_thread_after_fork():
+def one_thread_after_fork():
     """In a child made by fork(): the core on one thread. GNU OpenMP's worker threads do
     not survive fork(), and a child entering a parallel region after its parent had
     started them waits for them forever (measured: a forked LSTM forward hung). On one

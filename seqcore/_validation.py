@@ -41,6 +41,13 @@ def check_bool(value, name):
     return bool(value)
 
 
+BACKENDS = ("cython", "numpy")   # the compiled core, or its NumPy twin (seqcore.reference)
+
+
+def check_backend(backend):
+    return check_choice(backend, "backend", BACKENDS)
+
+
 def check_choice(value, name, choices):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")

@@ -11,6 +11,8 @@ the gate activations for backward.
 
 import numpy as np
 
+from .nn.recurrent import reverse_padded
+
 __all__ = ["gradient_norms", "gate_stats", "GATE_NAMES"]
 
 # Gate blocks of each cell's cached activations, in SPEC.md's row order; the
@@ -56,13 +58,12 @@ def gate_stats(layer, low=0.05, high=0.95):
     count = active.sum(axis=1) * H                                     # (T,)
     out = {n: {"mean": np.full((T, K), np.nan), "saturated": np.full((T, K), np.nan)}
            for n in names if n}
-    from .layers import _reverse
     if not names:
         return out
     for k, layer_cache in enumerate(cache["caches"]):
         gates = layer._gate_activations(layer_cache)                   # (T, B, G*H)
         if k % dirs == 1:
-            gates = _reverse(gates, cache["rev"])                      # back to time order
+            gates = reverse_padded(gates, cache["rev"])                      # back to time order
         for g, name in enumerate(names):
             if not name:
                 continue

@@ -34,11 +34,12 @@ import numpy as np
 
 from . import _validation as V
 from ._threads import limit_threads
-from .dense import Dense
+from .nn import Dense
 from .diagnostics import gate_stats, gradient_norms
-from .models import SequenceTagger, _Model, _recurrent, _seeds
-from .optim import global_norm
-from .training import TrainingDiverged, train
+from .models import Model, SequenceTagger, recurrent_stack, split_seeds
+from .train import optim
+from .train.loop import TrainingDiverged, train
+from .train.optim import global_norm
 
 __all__ = ["CELLS", "adding_batch", "copy_batch", "AddingRegressor", "run_adding",
            "run_copy", "run_exploding", "run_table", "plot_gradient_flow",
@@ -110,7 +111,7 @@ def copy_batch(lag, batch_size, rng, *, symbols=8, length=5, dtype=np.float32):
 
 # -------------------------------------------------------------------------- model
 
-class AddingRegressor(_Model):
+class AddingRegressor(Model):
     """Many-to-one regression: y_hat = W_y a<T> + b_y from the last state; MSE cost.
 
     Layers: rnn (RNN/GRU/LSTM over D inputs) -> out (Dense H -> 1). The cost is
@@ -125,10 +126,11 @@ class AddingRegressor(_Model):
         super().__init__()
         self._setup(cell, hidden_size, 1, None, dtype, cell_options)
         self.input_size = V.check_int(input_size, "input_size")
-        s_rnn, s_out = _seeds(seed, 2)
-        self.rnn = _recurrent(cell, self.input_size, self.hidden_size, 1, False, self.dtype,
+        self.backend = V.check_backend(backend)
+        s_rnn, s_out = split_seeds(seed, 2)
+        self.rnn = recurrent_stack(cell, self.input_size, self.hidden_size, 1, False, self.dtype,
                               backend, s_rnn, cell_options)
-        self.out = Dense(self.hidden_size, 1, dtype=self.dtype, seed=s_out)
+        self.out = Dense(self.hidden_size, 1, dtype=self.dtype, backend=backend, seed=s_out)
         self.layers = {"rnn": self.rnn, "out": self.out}
 
     def forward(self, x):
@@ -158,7 +160,7 @@ class AddingRegressor(_Model):
             total += float(np.sum(err.astype(np.float64) ** 2))
         return total / len(y)
 
-    def _batches(self, data, batch_size, rng, *, train):
+    def batches(self, data, batch_size, rng, *, train):
         if isinstance(data, (int, np.integer)):                  # a lag: endless fresh data
             rng = rng if rng is not None else np.random.default_rng(0)
             while True:
@@ -194,7 +196,7 @@ def _flow(model, batch):
     """Gradient norms ||dC/da<t>||, t = 1..T, of one batch (and the parameters' global norm); gradients cleared after."""
     model.zero_grad()
     model.loss_and_grads(batch)
-    norms = {"a": gradient_norms(model.rnn)[:, 0].tolist(), "params": global_norm(model.grads())}
+    norms = {"a": gradient_norms(model.rnn)[:, 0].tolist(), "params": global_norm(model.grads(), backend=model.backend)}
     if model.rnn._cell == "lstm":
         norms["c"] = gradient_norms(model.rnn, of="c")[:, 0].tolist()
     model.zero_grad()
@@ -232,7 +234,6 @@ def _train_until(model, batches, *, steps, optimizer, clip, eval_every, evaluate
 
 
 def _optimizer(name, lr):
-    from . import optim
     V.check_choice(name, "optimizer", ("adam", "sgd"))
     return optim.Adam(lr) if name == "adam" else optim.SGD(lr)
 
@@ -264,7 +265,7 @@ def run_adding(cell="lstm", lag=50, *, steps=2000, hidden=32, batch_size=32, lr=
         opts["nonlinearity"] = V.check_choice(nonlinearity, "nonlinearity", ("tanh", "relu"))
     lag = _check_lag(lag, 2)
     steps = V.check_int(steps, "steps")
-    s_model, s_train, s_valid = _seeds(seed, 3)
+    s_model, s_train, s_valid = split_seeds(seed, 3)
     with limit_threads(threads):
         t0 = time.perf_counter()
         model = AddingRegressor(cell=kind, hidden_size=hidden, dtype=dtype, seed=s_model, **opts)
@@ -275,7 +276,7 @@ def run_adding(cell="lstm", lag=50, *, steps=2000, hidden=32, batch_size=32, lr=
         probe = _batch(xv[:, :256], yv[:256], None)
         flow_init = _flow(model, probe)
         opt = _optimizer(optimizer, lr)
-        batches = model._batches(lag, batch_size, np.random.default_rng(s_train), train=True)
+        batches = model.batches(lag, batch_size, np.random.default_rng(s_train), train=True)
 
         def evaluate():
             value = model.mse(xv, yv)
@@ -312,7 +313,7 @@ def run_copy(cell="lstm", lag=20, *, steps=6000, hidden=64, batch_size=32, lr=3e
     kind, opts = _options(cell)
     lag = _check_lag(lag, 0)
     steps = V.check_int(steps, "steps")
-    s_model, s_train, s_valid = _seeds(seed, 3)
+    s_model, s_train, s_valid = split_seeds(seed, 3)
     A = V.check_int(symbols, "symbols", minimum=2)
     with limit_threads(threads):
         t0 = time.perf_counter()

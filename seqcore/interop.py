@@ -13,6 +13,8 @@ PyTorch is optional: it is imported only when these functions run.
 
 import numpy as np
 
+from .nn import GRU, LSTM, RNN
+
 __all__ = ["from_torch", "to_torch"]
 
 
@@ -31,17 +33,16 @@ def _numpy(t):
 def from_torch(module, backend="cython"):
     """A seqcore layer holding exactly the weights of a ``torch.nn.RNN``, ``GRU`` or ``LSTM``."""
     torch = _torch()
-    from . import layers
 
     nn = torch.nn
     if isinstance(module, nn.LSTM):
-        cls, kwargs = layers.LSTM, {}
+        cls, kwargs = LSTM, {}
         if module.proj_size:
             raise ValueError("module: LSTM with proj_size > 0 has no seqcore equivalent")
     elif isinstance(module, nn.GRU):
-        cls, kwargs = layers.GRU, {"reset_after": True}
+        cls, kwargs = GRU, {"reset_after": True}
     elif isinstance(module, nn.RNN):
-        cls, kwargs = layers.RNN, {"nonlinearity": module.nonlinearity}
+        cls, kwargs = RNN, {"nonlinearity": module.nonlinearity}
     else:
         raise TypeError(f"module: expected torch.nn.RNN, GRU or LSTM, got {type(module).__name__}")
     dtype = module.weight_ih_l0.dtype
@@ -63,7 +64,7 @@ def from_torch(module, backend="cython"):
                 b_ih = np.zeros(w_ih.shape[0], np_dtype)
                 b_hh = np.zeros(w_ih.shape[0], np_dtype)
             W = np.concatenate([w_hh, w_ih], axis=1)
-            if cls is layers.GRU:
+            if cls is GRU:
                 b = b_ih.copy()
                 b[:2 * H] += b_hh[:2 * H]
                 W[H:2 * H] *= -1                     # z = 1 - gamma_u
@@ -80,20 +81,19 @@ def from_torch(module, backend="cython"):
 def to_torch(layer):
     """A ``torch.nn.RNN``, ``GRU`` or ``LSTM`` holding exactly the weights of a seqcore layer."""
     torch = _torch()
-    from . import layers
 
     common = dict(num_layers=layer.num_layers, bidirectional=layer.bidirectional,
                   batch_first=layer.batch_first)
-    if isinstance(layer, layers.LSTM):
+    if isinstance(layer, LSTM):
         if layer.peephole:
             raise ValueError("layer: PyTorch's LSTM has no peephole connections")
         module = torch.nn.LSTM(layer.input_size, layer.hidden_size, **common)
-    elif isinstance(layer, layers.GRU):
+    elif isinstance(layer, GRU):
         if not layer.reset_after:
             raise ValueError("layer: PyTorch's GRU is the reset_after=True form; "
                              "this GRU has reset_after=False")
         module = torch.nn.GRU(layer.input_size, layer.hidden_size, **common)
-    elif isinstance(layer, layers.RNN):
+    elif isinstance(layer, RNN):
         module = torch.nn.RNN(layer.input_size, layer.hidden_size,
                               nonlinearity=layer.nonlinearity, **common)
     else:
@@ -107,7 +107,7 @@ def to_torch(layer):
                 W = np.array(layer.params[f"W_l{l}{sfx}"], dtype=layer.dtype)
                 b = np.array(layer.params[f"b_l{l}{sfx}"], dtype=layer.dtype)
                 b_hh = np.zeros_like(b)
-                if isinstance(layer, layers.GRU):
+                if isinstance(layer, GRU):
                     W[H:2 * H] *= -1
                     b[H:2 * H] *= -1
                     b_hh[2 * H:] = layer.params[f"b_cc_l{l}{sfx}"]

@@ -8,11 +8,14 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 
 import seqcore
-from seqcore import _dispatch, bench
+from seqcore import _dispatch
+from seqcore.bench import layers as bench
+from seqcore.cli import bench as bench_cli
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -134,9 +137,9 @@ def test_agreement_check_catches_a_mismatched_side(tmp_path):
 
 
 def test_cli_is_registered():
-    from seqcore.__main__ import build_parser
+    from seqcore.cli import build_parser
     args = build_parser().parse_args(["bench", "--quick", "--only", "small", "--json", ""])
-    assert args.func is bench.run_cli and args.quick and args.only == "small"
+    assert args.func is bench_cli.run and args.quick and args.only == "small"
 
 
 def _busy_loops():
@@ -156,6 +159,9 @@ def _busy_loops():
 def test_busy_processes_run_inside_and_stop_after_even_on_an_error():
     with bench.busy_processes(2) as procs:
         assert len(procs) == 2 and all(p.poll() is None for p in procs)
+        deadline = time.monotonic() + 10      # a child shows its command once it has exec'd
+        while not set(p.pid for p in procs) <= set(_busy_loops()) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert set(p.pid for p in procs) <= set(_busy_loops())
     assert all(p.returncode is not None for p in procs)
     with pytest.raises(KeyboardInterrupt):

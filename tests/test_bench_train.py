@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import seqcore
-from seqcore import bench_train
+from seqcore.bench import training as bench_train
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 

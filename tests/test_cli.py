@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import seqcore
-from seqcore.__main__ import main
+from seqcore.cli import main
 
 SMALL = ["--steps", "15", "--hidden", "8", "--batch-size", "8", "--seed", "0"]
 

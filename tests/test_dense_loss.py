@@ -72,7 +72,7 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
 
 from conftest import DTYPES, assert_close  # noqa: E402
 
-from seqcore import dense, embedding  # noqa: E402
+from seqcore import _dispatch, reference  # noqa: E402
 
 # (T, B, K, V): tiny, the char-level and word-level LM's output layers (cut down),
 # and one row (sampling one token)
@@ -88,14 +88,14 @@ def test_compiled_dense_matches_reference(shape, dtype, kernel_path, rng):
     x = rng.standard_normal((T, B, K)).astype(dtype)
     dy = rng.standard_normal((T, B, V)).astype(dtype)
     y = layer.forward(x)
-    assert_close(y, dense.dense_forward_reference(x, W, b), dtype, "y")
+    assert_close(y, reference.dense_forward(x, W, b), dtype, "y")
     g0W = rng.standard_normal(W.shape).astype(dtype)       # backward adds into grads
     g0b = rng.standard_normal(b.shape).astype(dtype)
     layer.grads["W"][...] = g0W
     layer.grads["b"][...] = g0b
     dx = layer.backward(dy)
     dW, db = g0W.copy(), g0b.copy()
-    dx_ref = dense.dense_backward_reference(dy.reshape(-1, V), x.reshape(-1, K), W, dW, db)
+    dx_ref = reference.dense_backward(dy.reshape(-1, V), x.reshape(-1, K), W, dW, db)
     assert_close(dx, dx_ref.reshape(dx.shape), dtype, "dx")
     assert_close(layer.grads["W"], dW, dtype, "dW")
     assert_close(layer.grads["b"], db, dtype, "db")
@@ -134,7 +134,7 @@ def test_compiled_softmax_cross_entropy_matches_reference(shape, dtype, use_mask
     mask = (rng.random((T, B)) < 0.6) if use_mask else None
     loss, dlogits = seqcore.softmax_cross_entropy(logits, targets, mask)
     w = (np.ones((T, B)) if mask is None else mask).astype(dtype) / B
-    loss_ref, dlogits_ref = dense.softmax_cross_entropy_reference(logits, targets, w)
+    loss_ref, dlogits_ref = reference.softmax_cross_entropy(logits, targets, w)
     assert loss == pytest.approx(loss_ref, rel=TOL_LOSS[np.dtype(dtype)], abs=1e-12)
     assert_close(dlogits, dlogits_ref, dtype, "dlogits")
 
@@ -189,7 +189,7 @@ def test_compiled_embedding_backward_matches_reference(dtype, kernel_path, rng):
     layer.grads["W"][...] = g0
     layer.backward(dx)
     ref = g0.copy()
-    embedding.embedding_backward_reference(ref, ids, dx)
+    reference.embedding_backward(ref, ids, dx)
     assert_close(layer.grads["W"], ref, dtype, "dW")
     layer.zero_grad()
     layer.forward(np.asfortranarray(ids))               # ids in any layout

@@ -149,7 +149,7 @@ def test_one_rank_is_a_plain_run_bit_for_bit(corpus, tmp_path):
 
 def test_distributed_without_mpi4py_is_one_line_naming_the_extra(corpus, tmp_path):
     code = ("import sys; sys.modules['mpi4py'] = None\n"
-            "from seqcore.__main__ import main\n"
+            "from seqcore.cli import main\n"
             f"sys.exit(main({['train', str(corpus), '--distributed', '--steps', '1']!r}))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=_env(), cwd=SITE, timeout=TIMEOUT)

@@ -16,7 +16,7 @@ import pytest
 from _cases import CELL_IDS, copy_params, make_layer, random_lengths, random_state, state_list
 from conftest import DTYPES, assert_close, numeric_grad
 from seqcore import Dense, Dropout
-from seqcore.dropout import dropout_mask
+from seqcore.nn.dropout import dropout_mask
 
 
 # ---------------------------------------------------------------- the Dropout layer

@@ -11,7 +11,7 @@ import pytest
 from conftest import numeric_grad
 import seqcore
 from seqcore import experiments as E
-from seqcore.__main__ import main
+from seqcore.cli import main
 from seqcore.diagnostics import gradient_norms
 
 EPS = 1e-6

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import seqcore
-from seqcore import io as sio
+from seqcore.models import io as sio
 
 VOCAB = seqcore.Vocab.build(["hello world"])
 TEXTS = ["hello", "world", "low", "dew", "held"]

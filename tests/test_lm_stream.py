@@ -11,7 +11,7 @@ import pytest
 
 import seqcore
 from conftest import assert_close, numeric_grad
-from seqcore.__main__ import main
+from seqcore.cli import main
 
 TEXT = ("It was the best of times, it was the worst of times,\n"
         "it was the age of wisdom, it was the age of foolishness,\n"
@@ -32,7 +32,7 @@ def test_stream_batches_cut_the_text_into_parallel_streams_of_next_tokens():
     ids = np.array(model.stream_ids(TEXT))
     B, S = 4, 7
     n = (len(ids) - 1) // B
-    batches = list(model._batches(TEXT, B, None, train=False, seq_len=S, stream=True))
+    batches = list(model.batches(TEXT, B, None, train=False, seq_len=S, stream=True))
     x = np.concatenate([b["x"] for b in batches])              # (n, B)
     y = np.concatenate([b["y"] for b in batches])
     assert x.shape == (n, B)
@@ -92,7 +92,7 @@ def test_inference_never_drops_and_training_mode_is_restored():
 def test_model_gradients_with_dropout_and_tied_weights_match_finite_differences(tie):
     """dC/dparam through input, inter-layer and output dropout (masks replayed), float64."""
     model = lm(dropout=0.3, tie_weights=tie, dtype=np.float64, hidden_size=6, embedding_dim=6)
-    batch = next(model._batches(TEXT[:200], 3, None, train=False, seq_len=5, stream=True))
+    batch = next(model.batches(TEXT[:200], 3, None, train=False, seq_len=5, stream=True))
     g0 = copy.deepcopy(model.generator)
 
     def cost():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import seqcore
-from seqcore.models import index_batches
+from seqcore.data import index_batches
 
 TEXTS = ["anna", "bob", "carla", "dave", "eve", "frank", "gina", "hal", "ivy", "jo", "kim"]
 VOCAB = seqcore.Vocab.build(TEXTS)
@@ -153,7 +153,7 @@ def test_fit_takes_the_batching_option_and_records_it_for_resume(tmp_path):
 
 
 def test_the_default_batching_is_the_documented_one():
-    from seqcore.models.batching import DEFAULT_BATCHING
+    from seqcore.data import DEFAULT_BATCHING
     sizes = np.arange(1, 257)
     default = list(index_batches(sizes, 8, np.random.default_rng(3), repeat=False))
     named = list(index_batches(sizes, 8, np.random.default_rng(3), repeat=False,

@@ -33,7 +33,7 @@ def _models():
 @pytest.mark.parametrize("kind", ["classifier", "tagger", "seq2seq"])
 def test_gradients_through_every_dropout_match_finite_differences(kind):
     model, data = _models()[kind]
-    batch = next(model._batches(data, 3, None, train=False))
+    batch = next(model.batches(data, 3, None, train=False))
     g0 = copy.deepcopy(model.generator.bit_generator.state)
 
     def replay():

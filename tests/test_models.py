@@ -20,7 +20,7 @@ def test_language_model_gradients(cell, embedding_dim, rng):
                                embedding_dim=embedding_dim, dtype=np.float64,
                                backend="numpy", seed=1)
     _randomize(lm, rng)
-    batch = next(lm._batches(["abc", "f", "deadbeef"], 3, None, train=False))
+    batch = next(lm.batches(["abc", "f", "deadbeef"], 3, None, train=False))
     _check_gradients(lm, batch, rng)
 
 
@@ -31,7 +31,7 @@ def test_classifier_gradients_through_the_last_valid_state(bidirectional, rng):
                                      dtype=np.float64, backend="numpy", seed=2)
     _randomize(clf, rng)
     xs = [rng.standard_normal((n, 2)) for n in (5, 1, 3)]
-    batch = next(clf._batches((xs, [0, 2, 1]), 3, None, train=False))
+    batch = next(clf.batches((xs, [0, 2, 1]), 3, None, train=False))
     _check_gradients(clf, batch, rng)
 
 
@@ -51,7 +51,7 @@ def test_tagger_gradients_with_variable_lengths(rng):
                                     seed=3, reset_after=True)
     _randomize(tagger, rng)
     data = (["abc", "d", "fed"], [[0, 1, 2], [1], [2, 2, 0]])
-    batch = next(tagger._batches(data, 3, None, train=False))
+    batch = next(tagger.batches(data, 3, None, train=False))
     assert batch["mask"].sum() == 7
     _check_gradients(tagger, batch, rng)
 
@@ -62,7 +62,7 @@ def test_seq2seq_gradients_through_the_state_handoff(cell, rng):
     s2s = seqcore.Seq2Seq(src, VOCAB, cell=cell, hidden_size=4, num_layers=2, embedding_dim=3,
                           dtype=np.float64, backend="numpy", seed=4)
     _randomize(s2s, rng)
-    batch = next(s2s._batches([("12", "abcd"), ("9876", "e"), ("5", "ff")], 3, None,
+    batch = next(s2s.batches([("12", "abcd"), ("9876", "e"), ("5", "ff")], 3, None,
                               train=False))
     _check_gradients(s2s, batch, rng)
     # The encoder is trained only through the hand-off: its gradient must not be zero.
@@ -81,7 +81,7 @@ def test_truncated_bptt_carries_the_state_between_chunks():
     """Chunks of 2 steps with the state carried give the same cost as whole sequences."""
     lm = seqcore.LanguageModel(VOCAB, hidden_size=6, dtype=np.float64, backend="numpy", seed=0)
     texts = ["abcdefabc", "fed", "a"]
-    chunks = list(lm._batches(texts, 3, None, train=False, seq_len=2))
+    chunks = list(lm.batches(texts, 3, None, train=False, seq_len=2))
     assert len(chunks) == 5 and [c["carry"] for c in chunks] == [False] + [True] * 4
     whole = lm.evaluate(texts, seq_len=100)
     cut = lm.evaluate(texts, seq_len=2)

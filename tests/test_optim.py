@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from seqcore import optim
+from seqcore import optim, reference
 
 
 def _params(rng):
@@ -293,15 +293,15 @@ def test_old_state_without_schedule_entries_still_loads(rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_compiled_adam_update_matches_reference(dtype, kernel_path, rng):
-    from seqcore import dense
+    from seqcore import _dispatch
     n = 70001                                           # odd, and above a thread's share
     p, g, m, v = (rng.standard_normal(n).astype(dtype) for _ in range(4))
     v = np.abs(v)
     ref = [a.copy() for a in (p, m, v)]
     p0, m0, v0 = (a.copy() for a in (p, m, v))
     args = (0.9, 0.999, 0.003, 1e-8, 1 - 0.003 * 0.01)
-    dense.kernels().adam_update(p, m, v, g, *args, 2)
-    optim.adam_update_reference(ref[0], g, ref[1], ref[2], *args)
+    _dispatch.train_kernels().adam_update(p, m, v, g, *args, 2)
+    reference.adam_update(ref[0], g, ref[1], ref[2], *args)
     # errors relative to the size of each array's change (some steps are large: v ~ 0)
     tol = {np.float32: 2e-6, np.float64: 1e-14}[dtype]
     before = (p0, m0, v0)
@@ -311,8 +311,8 @@ def test_compiled_adam_update_matches_reference(dtype, kernel_path, rng):
     # one thread and two split the same values: the same numbers
     p1, m1, v1 = (a.copy() for a in ref)
     p2, m2, v2 = (a.copy() for a in ref)
-    dense.kernels().adam_update(p1, m1, v1, g, *args, 1)
-    dense.kernels().adam_update(p2, m2, v2, g, *args, 2)
+    _dispatch.train_kernels().adam_update(p1, m1, v1, g, *args, 1)
+    _dispatch.train_kernels().adam_update(p2, m2, v2, g, *args, 2)
     np.testing.assert_array_equal(p1, p2)
 
 

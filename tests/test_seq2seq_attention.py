@@ -35,7 +35,7 @@ def _check_gradients(model, batch, rng, n=5, full=("attention.", "combine.")):
 def test_gradients_match_finite_differences(attention, bidirectional, cell, rng):
     model = _model(attention, bidirectional, cell)
     _randomize(model, rng)
-    batch = next(model._batches(PAIRS, 4, None, train=False))
+    batch = next(model.batches(PAIRS, 4, None, train=False))
     assert len(set(batch["src_lengths"])) > 1 and len(set(batch["lengths"])) > 1
     checked = _check_gradients(model, batch, rng)
     want = {"src_inputs", "encoder", "tgt_inputs", "decoder", "out"}
@@ -69,7 +69,7 @@ def test_float32_agrees_with_float64(attention, rng):
     for (_, p64, _), (_, p32, _) in zip(m64.parameters(), m32.parameters()):
         p64[...] = rng.uniform(-0.5, 0.5, p64.shape)
         p32[...] = p64
-    batch = next(m64._batches(PAIRS, 4, None, train=False))
+    batch = next(m64.batches(PAIRS, 4, None, train=False))
     l64, _ = m64.loss_and_grads(batch)
     l32, _ = m32.loss_and_grads(batch)
     assert l32 == pytest.approx(l64, rel=1e-5)
@@ -111,7 +111,7 @@ def test_attention_weights_per_example(beam_size, rng):
     # Greedy weights equal those of a teacher-forced pass over the greedy output.
     if beam_size == 1:
         pairs = list(zip(sources, texts))
-        batch = next(model._batches(pairs, 3, None, train=False))
+        batch = next(model.batches(pairs, 3, None, train=False))
         S_logits = model.forward(batch["src"], batch["src_lengths"], batch["x"], batch["lengths"])
         assert S_logits.shape[1] == 3
         h_enc, st = model._encode(batch["src"], batch["src_lengths"])
@@ -207,7 +207,7 @@ def test_attention_learns_to_reverse_short_sequences():
 
 def test_translate_demo_command(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from seqcore.__main__ import main
+    from seqcore.cli import main
     png = tmp_path / "att.png"
     assert main(["translate-demo", "--steps", "20", "--hidden", "16", "--train-size", "500",
                  "--test-size", "20", "--plot", str(png), "--quiet"]) == 0

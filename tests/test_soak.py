@@ -133,7 +133,7 @@ def test_language_model_sample_soak(language_model):
 def test_language_model_training_soak(language_model):
     """10,000 forward+backward calls of the model (loss_and_grads on one batch)."""
     lm = language_model
-    batch = next(lm._batches(["the quick brown", "fox jumps", "over the lazy dog"], 3,
+    batch = next(lm.batches(["the quick brown", "fox jumps", "over the lazy dog"], 3,
                              None, train=False))
 
     def call(i):

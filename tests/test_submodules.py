@@ -10,6 +10,8 @@ import pytest
 import seqcore
 
 SHIPPED = ("interop", "diagnostics", "experiments", "metrics", "distributed")
+# where each lives: seqcore.distributed is a short name of seqcore.train.distributed
+MODULE = {n: f"seqcore.{n}" for n in SHIPPED} | {"distributed": "seqcore.train.distributed"}
 # Named by the contract (SPEC) but not shipped by this version: not attributes.
 NOT_SHIPPED = tuple(n for n in ("metrics", "distributed")
                     if importlib.util.find_spec(f"seqcore.{n}") is None)
@@ -33,6 +35,7 @@ def test_plain_import_reaches_the_submodules_lazily():
         "import seqcore\n"
         f"names = {SHIPPED!r}\n"
         "before = {n: f'seqcore.{n}' in sys.modules for n in names}\n"
+        "before['distributed'] |= 'seqcore.train.distributed' in sys.modules\n"
         "torch_after_import = 'torch' in sys.modules\n"
         "listed = [n for n in names if n in dir(seqcore)]\n"
         "got = {n: getattr(seqcore, n).__name__ for n in names}\n"
@@ -43,7 +46,7 @@ def test_plain_import_reaches_the_submodules_lazily():
     assert not any(out["before"].values()), f"imported eagerly: {out['before']}"
     assert out["torch_after_import"] is False, "`import seqcore` imported torch"
     assert out["listed"] == list(SHIPPED)
-    assert out["got"] == {n: f"seqcore.{n}" for n in SHIPPED}
+    assert out["got"] == MODULE
     assert out["torch_after_access"] is False, "reaching seqcore.interop imported torch"
 
 
@@ -72,3 +75,20 @@ def test_missing_names_are_a_plain_attribute_error(name):
         getattr(seqcore, name)
     assert not hasattr(seqcore, name)
     assert name not in dir(seqcore)
+
+
+@pytest.mark.parametrize("short, where", [("optim", "seqcore.train.optim"),
+                                          ("distributed", "seqcore.train.distributed"),
+                                          ("training", "seqcore.train.loop"),
+                                          ("text", "seqcore.data.text"),
+                                          ("attention", "seqcore.nn.attention")])
+def test_short_names_are_the_modules_where_they_live(short, where):
+    out = _python(
+        "import importlib, json, sys\n"
+        f"m = importlib.import_module('seqcore.{short}')\n"
+        f"w = importlib.import_module('{where}')\n"
+        "import seqcore\n"
+        f"print(json.dumps(dict(same=m is w and getattr(seqcore, '{short}') is w,\n"
+        "                       name=m.__name__, spec=m.__spec__.name)))\n"
+    )
+    assert out == {"same": True, "name": where, "spec": where}

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import seqcore
-from seqcore.embedding import OneHot
+from seqcore.nn import OneHot
 from seqcore.text import EOS, NO_TOKEN, UNK, default_corpus, read_corpus, tokenize
 
 from conftest import numeric_grad

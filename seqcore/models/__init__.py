@@ -10,8 +10,9 @@ width, H hidden units per direction, dirs directions (1 or 2), V vocabulary size
 C classes.
 
 One module per model (``language``, ``tagged``: classifier and tagger, ``seq2seq``),
-over the shared ``_base`` (the ``_Model`` class), ``batching`` (padding, masks,
-mini-batches) and ``decoding`` (drawing tokens).
+over the shared ``base`` (the ``Model`` class), ``decoding`` (drawing tokens), ``beam``
+(beam search) and ``io`` (the model file); padding, masks and mini-batches are
+``seqcore.data.batching``.
 
 Every model owns named sub-layers (``self.layers``), each with ``params``/``grads``/
 ``zero_grad``; ``parameters()`` lists ``(name, param, grad)`` for the optimizers. The
@@ -27,7 +28,7 @@ Threads: every public method that runs the layers (``forward``, ``loss_and_grads
 ``translate``, plus ``zero_grad`` and ``save``) holds the model's reentrant lock,
 ``model.lock``, for the whole call. Inference on one model from several threads
 therefore gives exactly the results of the same calls made one after another (each
-layer also locks itself, ``seqcore.layers``, but a model's forward pass keeps state
+layer also locks itself, ``seqcore.nn.recurrent``, but a model's forward pass keeps state
 for its backward pass in several layers, and a generation loop feeds a state from
 call to call). ``fit`` holds the lock for the whole of training: two threads training
 one model run one after the other, each as if alone, and other threads' calls wait
@@ -37,13 +38,14 @@ until training ends (a ``callback`` running inside ``fit``, in its thread, may c
 other threads use the model. Different models run in parallel.
 """
 
-from ._base import _Model, _locked, _recurrent, _seeds  # noqa: F401  (used by seqcore.experiments)
-from .batching import index_batches, pad_features, pad_ids, step_mask  # noqa: F401
+from .base import Model, recurrent_stack, split_seeds  # noqa: F401  (seqcore.experiments)
 from .decoding import draw  # noqa: F401
+from .io import MODELS, load, save  # noqa: F401
 from .language import LanguageModel
 from .seq2seq import Seq2Seq
 from .tagged import SequenceClassifier, SequenceTagger
 
-__all__ = ["LanguageModel", "SequenceClassifier", "SequenceTagger", "Seq2Seq"]
+__all__ = ["LanguageModel", "SequenceClassifier", "SequenceTagger", "Seq2Seq", "load", "save"]
 
-MODELS = {cls.kind: cls for cls in (LanguageModel, SequenceClassifier, SequenceTagger, Seq2Seq)}
+MODELS.update({cls.kind: cls for cls in (LanguageModel, SequenceClassifier, SequenceTagger,
+                                         Seq2Seq)})      # what load() restores

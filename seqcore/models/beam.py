@@ -33,7 +33,7 @@ rows ``index`` (an int64 array of row numbers; rows may repeat). The default,
 ``reorder_rows``, handles seqcore's layouts: arrays of 1 or 2 dimensions hold the rows
 on axis 0 ((N,) lengths, (N, H) a previous context), arrays of 3 or more on axis 1
 ((L, N, H) a recurrent state, (Tx, N, H) encoder states), and tuples (NamedTuples
-included, such as ``seqcore.attention.AttentionSource`` and an LSTM's ``(a, c)``),
+included, such as ``seqcore.nn.attention.AttentionSource`` and an LSTM's ``(a, c)``),
 lists and dicts of those, recursively; ``None`` stays ``None``. The initial state
 has B rows (one per source); the search tiles it to N rows with the same
 ``reorder``.
@@ -179,7 +179,7 @@ def beam_search(step, init_state, batch_size, *, bos, eos, beam_size, max_len,
     decoder one token for all N = batch_size * beam_size rows. ``init_state``: the
     decoder state of the B sources (B rows), tiled to N rows with ``reorder``.
     bos: the token read at the first step (any integer; seqcore's decoders read -1,
-    ``seqcore.text.NO_TOKEN``, for x<1> = 0). eos: the token that ends a hypothesis.
+    ``seqcore.data.NO_TOKEN``, for x<1> = 0). eos: the token that ends a hypothesis.
     ``max_len``: at most this many decoder steps, so at most max_len tokens counting
     the eos. ``banned``: token ids never generated (eos may not be banned).
     ``reorder(state, index)``: the state of rows ``index``; default ``reorder_rows``.

@@ -19,15 +19,15 @@ import math
 import numpy as np
 
 from .. import _validation as V
-from ..dense import Dense, softmax_cross_entropy
-from ..dropout import check_dropout
-from ..text import NO_TOKEN, Vocab
-from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
-from .batching import check_batching, index_batches, pad_ids, step_mask
+from ..nn import Dense, softmax_cross_entropy
+from ..nn.dropout import check_dropout
+from ..data.text import NO_TOKEN, Vocab
+from .base import _inference, _locked, Model, recurrent_stack, split_seeds, _token_inputs
+from ..data.batching import check_batching, index_batches, pad_ids, step_mask
 from .decoding import _check_sampling, draw, log_softmax
 
 
-class LanguageModel(_Model):
+class LanguageModel(Model):
     """Next-token model over a Vocab: P(x<t+1> | x<1..t>), trained on the sequences of a corpus.
 
     x<1> = 0 (no token), a<0> = 0; the target at step t is the input at t+1, and
@@ -60,11 +60,12 @@ class LanguageModel(_Model):
             raise ValueError(f"tie_weights=True: expected embedding_dim == hidden_size (the "
                              f"embedding is out's W), got embedding_dim={self.embedding_dim} "
                              f"and hidden_size={self.hidden_size}")
-        s_in, s_rnn, s_out = _seeds(seed, 3)
-        self.inputs = _token_inputs(len(vocab), self.embedding_dim, self.dtype, s_in)
-        self.rnn = _recurrent(cell, self.inputs.output_size, self.hidden_size, self.num_layers,
+        s_in, s_rnn, s_out = split_seeds(seed, 3)
+        self.backend = V.check_backend(backend)
+        self.inputs = _token_inputs(len(vocab), self.embedding_dim, self.dtype, s_in, backend)
+        self.rnn = recurrent_stack(cell, self.inputs.output_size, self.hidden_size, self.num_layers,
                               False, self.dtype, backend, s_rnn, cell_options, dropout)
-        self.out = Dense(self.hidden_size, len(vocab), dtype=self.dtype, seed=s_out)
+        self.out = Dense(self.hidden_size, len(vocab), dtype=self.dtype, backend=backend, seed=s_out)
         if self.tie_weights:
             self.out.params["W"] = self.inputs.params["W"]          # (V, E): one array
         self._setup_dropout(dropout, seed, self.rnn)
@@ -87,7 +88,8 @@ class LanguageModel(_Model):
     @_locked
     def loss_and_grads(self, batch, state=None, *, backward=True):
         logits, state = self.forward(batch["x"], state, batch["lengths"])
-        loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"])
+        loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"],
+                                              backend=self.backend)
         if backward:
             da = self.drop_out.backward(self.out.backward(dlogits))   # (T, B, H)
             dx, _ = self.rnn.backward(da)                      # BPTT; truncated at the window start
@@ -111,9 +113,9 @@ class LanguageModel(_Model):
                             "string; pass stream=True to read it as one running text")
         return V.check_texts(data, name)
 
-    def _batches(self, data, batch_size, rng, *, train, seq_len=64, stream=None, batching=None,
+    def batches(self, data, batch_size, rng, *, train, seq_len=64, stream=None, batching=None,
                  start=0):
-        """Batch dicts for ``fit``/``evaluate`` (``seqcore.training``); ``start`` skips
+        """Batch dicts for ``fit``/``evaluate`` (``seqcore.train.loop``); ``start`` skips
         that many windows first (to resume a run where it stopped)."""
         S = V.check_int(seq_len, "seq_len")
         stream = self.stream if stream is None else V.check_bool(stream, "stream")
@@ -138,7 +140,7 @@ class LanguageModel(_Model):
     def _train_batches(self, data, batch_size, rng, start, **options):
         if options.get("stream"):
             self.stream = True                 # it reads running text from now on
-        return self._batches(data, batch_size, rng, train=True, start=start, **options)
+        return self.batches(data, batch_size, rng, train=True, start=start, **options)
 
     def _line_batches(self, seqs, B, S, rng, *, train, start, batching=None):
         """Batches of whole sequences, cut into windows of S steps (truncated BPTT).

@@ -8,19 +8,19 @@ V target vocabulary size, K beams, N = B*K decoder rows in a beam search.
 import numpy as np
 
 from .. import _validation as V
-from ..attention import ATTENTION_KINDS, make_attention
-from ..dense import Dense, softmax_cross_entropy
-from ..dropout import Dropout, check_dropout
-from ..text import NO_TOKEN, Vocab
-from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
-from .batching import index_batches, pad_ids, step_mask
+from ..nn.attention import ATTENTION_KINDS, make_attention
+from ..nn import Dense, softmax_cross_entropy
+from ..nn.dropout import Dropout, check_dropout
+from ..data.text import NO_TOKEN, Vocab
+from .base import _inference, _locked, Model, recurrent_stack, split_seeds, _token_inputs
+from ..data.batching import index_batches, pad_ids, step_mask
 from .beam import _check_length_penalty, beam_search
 from .decoding import _check_sampling, draw, log_softmax
 
 __all__ = ["Seq2Seq", "plot_attention"]
 
 
-class Seq2Seq(_Model):
+class Seq2Seq(Model):
     """Encoder-decoder for Tx != Ty, with optional (Luong-style) attention.
 
     Encoder: src inputs -> rnn over the source followed by ``<EOS>`` (read backwards
@@ -37,7 +37,7 @@ class Seq2Seq(_Model):
     the decoder's dstate0[l] to both directions. No parameters.
 
     ``attention=None`` (default): logits<t> = out(s<t>), the decoder state alone.
-    ``attention="bahdanau"|"luong"|"dot"`` (``seqcore.attention``): Luong et al.
+    ``attention="bahdanau"|"luong"|"dot"`` (``seqcore.nn.attention``): Luong et al.
     (2015) global attention *without input feeding*. The decoder runs over the whole
     teacher-forced target in one call, S = (s<1> .. s<Ty>) (Ty, B, H); then::
 
@@ -84,16 +84,20 @@ class Seq2Seq(_Model):
                              f"(hidden_size={self.hidden_size}) to equal the encoder output "
                              f"width ({self.enc_width} with bidirectional_encoder=True); use "
                              "attention='luong' or 'bahdanau' with a bidirectional encoder")
-        s = _seeds(seed, 7)      # the first 5 are those of a model without attention
-        self.src_inputs = _token_inputs(len(src_vocab), self.embedding_dim, self.dtype, s[0])
-        self.encoder = _recurrent(cell, self.src_inputs.output_size, self.hidden_size,
+        s = split_seeds(seed, 7)      # the first 5 are those of a model without attention
+        self.backend = V.check_backend(backend)
+        self.src_inputs = _token_inputs(len(src_vocab), self.embedding_dim, self.dtype, s[0],
+                                        backend)
+        self.encoder = recurrent_stack(cell, self.src_inputs.output_size, self.hidden_size,
                                   self.num_layers, self.bidirectional_encoder, self.dtype,
                                   backend, s[1], cell_options, check_dropout(dropout))
-        self.tgt_inputs = _token_inputs(len(tgt_vocab), self.embedding_dim, self.dtype, s[2])
-        self.decoder = _recurrent(cell, self.tgt_inputs.output_size, self.hidden_size,
+        self.tgt_inputs = _token_inputs(len(tgt_vocab), self.embedding_dim, self.dtype, s[2],
+                                        backend)
+        self.decoder = recurrent_stack(cell, self.tgt_inputs.output_size, self.hidden_size,
                                   self.num_layers, False, self.dtype, backend, s[3], cell_options,
                                   check_dropout(dropout))
-        self.out = Dense(self.hidden_size, len(tgt_vocab), dtype=self.dtype, seed=s[4])
+        self.out = Dense(self.hidden_size, len(tgt_vocab), dtype=self.dtype, backend=backend,
+                         seed=s[4])
         self.layers = {"src_inputs": self.src_inputs, "encoder": self.encoder,
                        "tgt_inputs": self.tgt_inputs, "decoder": self.decoder}
         self.attention = self.combine = None
@@ -102,7 +106,7 @@ class Seq2Seq(_Model):
                                             attention_size=attention_size, dtype=self.dtype,
                                             seed=s[5])
             self.combine = Dense(self.enc_width + self.hidden_size, self.hidden_size,
-                                 dtype=self.dtype, seed=s[6])
+                                 dtype=self.dtype, backend=backend, seed=s[6])
             self.layers["attention"] = self.attention
             self.layers["combine"] = self.combine
         self.layers["out"] = self.out
@@ -187,7 +191,8 @@ class Seq2Seq(_Model):
     @_locked
     def loss_and_grads(self, batch, state=None, *, backward=True):
         logits = self.forward(batch["src"], batch["src_lengths"], batch["x"], batch["lengths"])
-        loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"])
+        loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"],
+                                              backend=self.backend)
         if backward:
             dh = self.drop_out.backward(self.out.backward(dlogits))     # (Ty, B, H)
             if self.attention is None:
@@ -208,7 +213,7 @@ class Seq2Seq(_Model):
     def _check_data(self, data, batch_options, name="data"):
         return V.check_text_pairs(data, name)
 
-    def _batches(self, data, batch_size, rng, *, train, batching=None):
+    def batches(self, data, batch_size, rng, *, train, batching=None):
         pairs = list(data)
         if not pairs:
             raise ValueError("data: expected at least one (source, target) pair")
@@ -342,7 +347,7 @@ class Seq2Seq(_Model):
     @_inference
     def evaluate(self, data, *, batch_size=64, metrics=False, beam_size=1, length_penalty=0.0,
                  max_len=100):
-        """Held-out cost (see ``_Model.evaluate``: "loss", "token_loss", "perplexity",
+        """Held-out cost (see ``Model.evaluate``: "loss", "token_loss", "perplexity",
         "tokens"); with ``metrics=True`` also the scores of ``translate(sources,
         beam_size=beam_size, length_penalty=length_penalty, max_len=max_len)`` against
         the targets: "exact_match" (fraction 0-1, ``seqcore.metrics.exact_match``) and

@@ -3,14 +3,14 @@
 import numpy as np
 
 from .. import _validation as V
-from ..dense import Dense, softmax_cross_entropy
-from ..dropout import check_dropout
-from ..text import Vocab
-from ._base import _inference, _locked, _Model, _recurrent, _seeds, _token_inputs
-from .batching import index_batches, pad_features, pad_ids, step_mask
+from ..nn import Dense, softmax_cross_entropy
+from ..nn.dropout import check_dropout
+from ..data.text import Vocab
+from .base import _inference, _locked, Model, recurrent_stack, split_seeds, _token_inputs
+from ..data.batching import index_batches, pad_features, pad_ids, step_mask
 
 
-class _Tagged(_Model):
+class _Tagged(Model):
     """Shared by the classifier and the tagger: inputs are token texts (with a vocab) or features.
 
     ``dropout`` = p drops, in training mode, the layer inputs x, the outputs of every
@@ -26,13 +26,15 @@ class _Tagged(_Model):
         self._setup(cell, hidden_size, num_layers, embedding_dim, dtype, cell_options)
         self.num_classes = V.check_int(num_classes, "num_classes", minimum=2)
         self.bidirectional = V.check_bool(bidirectional, "bidirectional")
-        s_in, s_rnn, s_out = _seeds(seed, 3)
+        self.backend = V.check_backend(backend)
+        s_in, s_rnn, s_out = split_seeds(seed, 3)
         D = self._setup_inputs(vocab, input_size, s_in)
-        self.rnn = _recurrent(cell, D, self.hidden_size, self.num_layers, self.bidirectional,
+        self.rnn = recurrent_stack(cell, D, self.hidden_size, self.num_layers, self.bidirectional,
                               self.dtype, backend, s_rnn, cell_options, check_dropout(dropout))
         self._setup_dropout(dropout, seed, self.rnn)
         dirs = self.rnn.num_directions
-        self.out = Dense(dirs * self.hidden_size, self.num_classes, dtype=self.dtype, seed=s_out)
+        self.out = Dense(dirs * self.hidden_size, self.num_classes, dtype=self.dtype,
+                         backend=backend, seed=s_out)
         self.layers.update(rnn=self.rnn, out=self.out)
 
     def config(self):
@@ -47,7 +49,8 @@ class _Tagged(_Model):
         self.vocab = vocab
         self.input_size = None if input_size is None else V.check_int(input_size, "input_size")
         if vocab is not None:
-            self.inputs = _token_inputs(len(vocab), self.embedding_dim, self.dtype, seed)
+            self.inputs = _token_inputs(len(vocab), self.embedding_dim, self.dtype, seed,
+                                        self.backend)
             self.layers["inputs"] = self.inputs
             return self.inputs.output_size
         self.inputs = None
@@ -134,14 +137,15 @@ class SequenceClassifier(_Tagged):
     @_locked
     def loss_and_grads(self, batch, state=None, *, backward=True):
         logits = self.forward(batch["x"], batch["lengths"])    # (B, C)
-        loss, dlogits = softmax_cross_entropy(logits[None], batch["y"][None])
+        loss, dlogits = softmax_cross_entropy(logits[None], batch["y"][None],
+                                              backend=self.backend)
         if backward:
             dh = self.drop_out.backward(self.out.backward(dlogits[0]))   # (B, dirs*H)
             dx, _ = self.rnn.backward(self._scatter_last(dh))  # BPTT from the last valid state
             self._encode_backward(dx)
         return loss, None
 
-    def _batches(self, data, batch_size, rng, *, train, batching=None):
+    def batches(self, data, batch_size, rng, *, train, batching=None):
         xs, labels = data
         labels = np.asarray(labels, np.int64)
         if len(xs) != len(labels) or len(xs) == 0:
@@ -189,13 +193,14 @@ class SequenceTagger(_Tagged):
     @_locked
     def loss_and_grads(self, batch, state=None, *, backward=True):
         logits = self.forward(batch["x"], batch["lengths"])
-        loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"])
+        loss, dlogits = softmax_cross_entropy(logits, batch["y"], batch["mask"],
+                                              backend=self.backend)
         if backward:
             dx, _ = self.rnn.backward(self.drop_out.backward(self.out.backward(dlogits)))
             self._encode_backward(dx)
         return loss, None
 
-    def _batches(self, data, batch_size, rng, *, train, batching=None):
+    def batches(self, data, batch_size, rng, *, train, batching=None):
         xs, tags = data
         if len(xs) != len(tags) or len(xs) == 0:
             raise ValueError(f"data: expected one tag sequence per sequence (and at least one), "

@@ -1,7 +1,7 @@
 """What every model shares: named layers, parameters, the lock, save/load config, evaluate and fit.
 
-Also the builders the models use for their parts (``_recurrent``, ``_token_inputs``)
-and ``_seeds``, which splits one seed into independent sub-seeds.
+Also the builders the models use for their parts (``recurrent_stack``, ``_token_inputs``)
+and ``split_seeds``, which splits one seed into independent sub-seeds.
 """
 
 import functools
@@ -13,11 +13,12 @@ import numpy as np
 
 from .. import _launch
 from .. import _validation as V
-from ..dropout import Dropout, Switchable, check_dropout
-from ..embedding import Embedding, OneHot
-from ..layers import GRU, LSTM, RNN
-from ..text import Vocab
-from .batching import check_batching
+from ..nn.dropout import Dropout, Switchable, check_dropout
+from ..nn.embedding import Embedding, OneHot
+from ..nn.recurrent import GRU, LSTM, RNN
+from ..data.text import Vocab
+from ..data.batching import check_batching
+from .io import save as save_model
 
 # In an MPI launch of several ranks, an uncaught exception on any rank ends every rank
 # (seqcore._launch): a rank that fails before ``fit(..., distributed=True)`` would
@@ -29,7 +30,7 @@ CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 CELL_OPTIONS = {"rnn": ("nonlinearity",), "gru": ("reset_after",), "lstm": ("peephole",)}
 
 
-def _seeds(seed, n):
+def split_seeds(seed, n):
     """n independent sub-seeds from one seed (None stays random)."""
     if seed is None:
         return [None] * n
@@ -37,7 +38,7 @@ def _seeds(seed, n):
     return [int(s) for s in np.random.default_rng(seed).integers(0, 2**31 - 1, size=n)]
 
 
-def _recurrent(cell, input_size, hidden_size, num_layers, bidirectional, dtype, backend,
+def recurrent_stack(cell, input_size, hidden_size, num_layers, bidirectional, dtype, backend,
                seed, cell_options, dropout=0.0):
     V.check_choice(cell, "cell", tuple(CELLS))
     unknown = set(cell_options) - set(CELL_OPTIONS[cell])
@@ -49,10 +50,10 @@ def _recurrent(cell, input_size, hidden_size, num_layers, bidirectional, dtype, 
                        dropout=dropout if num_layers > 1 else 0.0, **cell_options)
 
 
-def _token_inputs(vocab_size, embedding_dim, dtype, seed):
+def _token_inputs(vocab_size, embedding_dim, dtype, seed, backend):
     if embedding_dim is None:
         return OneHot(vocab_size, dtype=dtype)
-    return Embedding(vocab_size, embedding_dim, dtype=dtype, seed=seed)
+    return Embedding(vocab_size, embedding_dim, dtype=dtype, backend=backend, seed=seed)
 
 
 def _locked(method):
@@ -78,7 +79,7 @@ def _inference(method):
     return inferring
 
 
-class _Model(Switchable):
+class Model(Switchable):
     """Shared machinery: named layers, parameters, gradients, config, save, fit.
 
     Training mode (``train()``, the default) and evaluation mode (``eval()``) switch
@@ -90,7 +91,7 @@ class _Model(Switchable):
         self.lock = threading.RLock()   # see the module notes
         self.layers = {}          # name -> layer, in forward order
         self.optimizer = None     # set by fit(); saved with the model, so training resumes
-        self.run = None           # where fit() is in its run (seqcore.training.new_run)
+        self.run = None           # where fit() is in its run (seqcore.train.loop.new_run)
         self._dist = None         # seqcore.distributed during a data-parallel fit
         self.dropout = 0.0
         self.generator = np.random.default_rng()   # dropout masks; seeded by the model
@@ -116,7 +117,7 @@ class _Model(Switchable):
             layer.generator = self.generator
 
     # A copy or pickle gets a lock of its own (a lock cannot be pickled); its layers
-    # get fresh scratch the same way (seqcore.layers).
+    # get fresh scratch the same way (seqcore.nn.recurrent).
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("lock", None)
@@ -160,17 +161,16 @@ class _Model(Switchable):
         During and after a data-parallel ``fit`` every rank calls it: rank 0 writes,
         with every rank's carried state and dropout stream (``run["ranks"]``).
         """
-        from ..io import save
         dist = getattr(self, "_dist", None)
         if dist is None or dist.size() == 1:
-            return save(self, path)
+            return save_model(self, path)
         ranks = dist.gather_object({"carry": self.run["carry"],
                                     "generator": self.generator.bit_generator.state})
         written, error = os.fspath(path), None
         if dist.is_root():
             self.run["ranks"] = ranks
             try:
-                written = save(self, path)
+                written = save_model(self, path)
             except Exception as exc:  # noqa: BLE001 - raised below, on every rank
                 error = exc
             finally:
@@ -231,7 +231,7 @@ class _Model(Switchable):
         data = self._check_data(data, batch_options)
         total = tokens = sequences = 0.0
         state = None
-        for batch in self._batches(data, V.check_int(batch_size, "batch_size"), None,
+        for batch in self.batches(data, V.check_int(batch_size, "batch_size"), None,
                                    train=False, **batch_options):
             if not batch["carry"]:
                 state = None
@@ -246,11 +246,11 @@ class _Model(Switchable):
 
     def _train_batches(self, data, batch_size, rng, start, **batch_options):
         """The training batches of ``fit``, the first ``start`` of them skipped."""
-        batches = self._batches(data, batch_size, rng, train=True, **batch_options)
+        batches = self.batches(data, batch_size, rng, train=True, **batch_options)
         return itertools.islice(batches, start, None)
 
     def _make_optimizer(self, optimizer, lr, schedule):
-        from .. import optim
+        from ..train import optim
         if optimizer is None and self.optimizer is not None:
             opt = self.optimizer
             if lr is not None:
@@ -328,7 +328,7 @@ class _Model(Switchable):
             return self._fit(data, steps, batch_size, lr, optimizer, schedule, clip_norm,
                              clip_value, valid, eval_every, seed, progress, callback, resume,
                              on_best, should_stop, run_info, None, batch_options)
-        from .. import distributed as dist
+        from ..train import distributed as dist
         from .._threads import get_num_threads, limit_threads
         dist.init()
         threads = min(get_num_threads(), dist.default_threads())   # the cores of one rank
@@ -340,7 +340,7 @@ class _Model(Switchable):
     def _fit(self, data, steps, batch_size, lr, optimizer, schedule, clip_norm, clip_value,
              valid, eval_every, seed, progress, callback, resume, on_best, should_stop,
              run_info, dist, batch_options):
-        from ..training import new_run, train
+        from ..train.loop import new_run, train
         if resume:
             run = self.run
             if run is None or self.optimizer is None:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _validation as V
+from .. import _validation as V
 from .optim import clip_grad_norm, clip_grad_value, global_norm
 
 __all__ = ["train", "TrainingDiverged"]
@@ -65,7 +65,7 @@ def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, 
     samples); it may write with ``tqdm.write``. Raises ``TrainingDiverged`` on a NaN
     or infinite loss or gradient, before it can spoil the parameters.
 
-    The run's record ``model.run`` (see ``_Model.fit``) follows every update: the
+    The run's record ``model.run`` (see ``Model.fit``) follows every update: the
     batches done, the state carried into the next batch, the best held-out loss.
     Held-out loss is measured when the optimizer's step count is a multiple of
     ``eval_every`` (kept in the record, so a resumed run measures at the same
@@ -114,14 +114,16 @@ def train(model, batches, *, steps, optimizer, clip_norm=None, clip_value=None, 
                 loss, size, step_tokens = red.loss, red.weight, red.totals[0]
                 history["allreduce_seconds"] += red.seconds
                 history["allreduce_bytes"] += red.nbytes
-            norm = clip_grad_norm(grads, clip_norm) if clip_norm else global_norm(grads)
+            backend = getattr(model, "backend", "cython")        # the compiled core or its twin
+            norm = (clip_grad_norm(grads, clip_norm, backend=backend) if clip_norm
+                    else global_norm(grads, backend=backend))
             if not math.isfinite(loss):
                 raise TrainingDiverged(_diverged_message(step, f"the loss is {loss}"))
             if not math.isfinite(norm):
                 raise TrainingDiverged(_diverged_message(step, f"the gradient norm is {norm}"))
             if clip_value:
                 clip_grad_value(grads, clip_value)
-            optimizer.step(model.parameters())
+            optimizer.step(model.parameters(), backend=backend)
             if not _finite(model):
                 raise TrainingDiverged(
                     f"training diverged at step {step}: the update overflowed the weights to "

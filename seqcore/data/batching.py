@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import _validation as V
-from ..text import NO_TOKEN
+from .text import NO_TOKEN
 
 BATCHINGS = ("sorted", "random")
 """The values of ``fit(..., batching=...)``: how examples are grouped into mini-batches."""

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .cli_lm import _nonnegative_int, _number, _positive_int
+from .args import CommandError, nonnegative_int, number, positive_int
 
 ATTENTION_CHOICES = ("bahdanau", "luong", "dot", "none")
 
@@ -32,40 +32,39 @@ def register(subparsers):
                    "--attention dot)")
     t.add_argument("--cell", choices=("gru", "lstm", "rnn"), default="gru",
                    help="recurrent cell (default: gru)")
-    t.add_argument("--hidden", type=_positive_int, default=64, metavar="N",
+    t.add_argument("--hidden", type=positive_int, default=64, metavar="N",
                    help="hidden units per direction (default: 64)")
-    t.add_argument("--embedding", type=_positive_int, default=16, metavar="N",
+    t.add_argument("--embedding", type=positive_int, default=16, metavar="N",
                    help="embedding width (default: 16)")
-    t.add_argument("--steps", type=_positive_int, default=1000, metavar="N",
+    t.add_argument("--steps", type=positive_int, default=1000, metavar="N",
                    help="optimizer updates (default: 1000, about 10 s on one core)")
-    t.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+    t.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                    help="pairs per mini-batch (default: 64)")
-    t.add_argument("--lr", type=_number(0, True), default=0.01, metavar="X",
+    t.add_argument("--lr", type=number(0, True), default=0.01, metavar="X",
                    help="Adam learning rate, cosine-decayed (default: 0.01)")
-    t.add_argument("--train-size", type=_positive_int, default=20000, metavar="N",
+    t.add_argument("--train-size", type=positive_int, default=20000, metavar="N",
                    help="training pairs (default: 20000)")
-    t.add_argument("--test-size", type=_positive_int, default=500, metavar="N",
+    t.add_argument("--test-size", type=positive_int, default=500, metavar="N",
                    help="held-out pairs (default: 500)")
-    t.add_argument("--beam-size", type=_positive_int, default=1, metavar="K",
+    t.add_argument("--beam-size", type=positive_int, default=1, metavar="K",
                    help="beam size for the held-out translations (default: 1, greedy)")
-    t.add_argument("--examples", type=_nonnegative_int, default=5, metavar="N",
+    t.add_argument("--examples", type=nonnegative_int, default=5, metavar="N",
                    help="held-out examples to print (default: 5)")
     t.add_argument("--plot", metavar="PNG", default="attention.png",
                    help="write the attention of the first held-out example to PNG (default: "
                    "attention.png; needs matplotlib: pip install 'seqcore[plot]')")
     t.add_argument("--no-plot", action="store_true", help="write no plot")
     t.add_argument("--save", metavar="MODEL", help="save the trained model to MODEL (.npz)")
-    t.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S",
+    t.add_argument("--seed", type=nonnegative_int, default=0, metavar="S",
                    help="random seed for the weights and the data (default: 0)")
-    t.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+    t.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="threads for BLAS and the compiled core (default: 1)")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
     t.set_defaults(func=cmd_translate_demo)
 
 
 def cmd_translate_demo(args):
-    from .__main__ import CommandError
-    from ._threads import limit_threads
+    from .._threads import limit_threads
     plot = None if args.no_plot else args.plot
     if plot:
         folder = os.path.dirname(os.path.abspath(plot))
@@ -85,18 +84,19 @@ def cmd_translate_demo(args):
 
 
 def _run(args, attention, plot):
-    import seqcore
-    from .experiments import date_pairs, date_split
-    from .models.seq2seq import plot_attention
-    from .optim import Adam, Cosine
+    from ..data.text import Vocab
+    from ..experiments import date_pairs, date_split
+    from ..models import Seq2Seq
+    from ..models.seq2seq import plot_attention
+    from ..train.optim import Adam, Cosine
 
     rng = np.random.default_rng(args.seed)
     train_days, test_days = date_split(rng=rng)
     train = date_pairs(train_days, args.train_size, rng, noise=True)
     test = date_pairs(test_days, args.test_size, rng, noise=True)
-    src = seqcore.Vocab.build(s for s, _ in train)
-    tgt = seqcore.Vocab.build(t for _, t in train)
-    model = seqcore.Seq2Seq(src, tgt, cell=args.cell, hidden_size=args.hidden,
+    src = Vocab.build(s for s, _ in train)
+    tgt = Vocab.build(t for _, t in train)
+    model = Seq2Seq(src, tgt, cell=args.cell, hidden_size=args.hidden,
                             embedding_dim=args.embedding, attention=attention,
                             bidirectional_encoder=not args.unidirectional, seed=args.seed)
     print(f"dates -> ISO: {len(train)} training pairs, {len(test)} held-out (unseen days); "

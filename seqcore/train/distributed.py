@@ -58,8 +58,8 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _launch
-from .optim import _arrays
+from .. import _launch
+from .optim import grad_arrays
 
 __all__ = ["MPIUnavailable", "init", "is_initialized", "launched", "communicator", "rank", "size",
            "local_size", "is_root", "barrier", "default_threads", "shard", "rank_seed",
@@ -191,11 +191,11 @@ def default_threads():
     cores shared among its ranks, max(1, cpu_count // local_size()), and no more than the
     cores this process may run on (a launcher that binds ranks to cores has already split them).
     """
-    from ._threads import _default_core_threads
+    from .._threads import default_core_threads
     if os.environ.get("SEQCORE_NUM_THREADS"):
-        return _default_core_threads()
+        return default_core_threads()
     share = max(1, (os.cpu_count() or 1) // local_size())
-    return max(1, min(share, _default_core_threads()))
+    return max(1, min(share, default_core_threads()))
 
 
 def shard(items, rank=None, size=None):
@@ -385,7 +385,7 @@ def allreduce_gradients(grads, weight, *, loss=None, totals=()):
         raise ValueError(f"weight: expected a finite number >= 0, got {weight}")
     totals = [float(t) for t in totals]
     comm = _world()
-    arrays = _arrays(grads)                  # dicts, arrays or (name, p, g) triples
+    arrays = grad_arrays(grads)                  # dicts, arrays or (name, p, g) triples
     if comm.Get_size() == 1:
         if weight == 0:
             raise ValueError("allreduce_gradients: the total weight is 0 (no rank had data)")

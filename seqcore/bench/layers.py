@@ -1,13 +1,13 @@
-"""Benchmark harness (`seqcore bench`, `python -m seqcore.bench`): compiled core vs reference vs PyTorch.
+"""The layer benchmark (`seqcore bench`, `python -m seqcore.bench`): compiled core vs reference vs PyTorch.
 
 (`seqcore bench --train` times whole training steps of a language model instead:
-seqcore/bench_train.py, which reuses this module's workers and machine checks.)
+seqcore/bench/training.py, which reuses this module's workers and machine checks.)
 
 Three *sides* run the same operations on the same shapes and the same weights:
 ``seqcore`` (the compiled core, ``backend="cython"``), ``reference`` (the NumPy
 reference, ``backend="numpy"``) and ``torch`` (``nn.RNN``/``GRU``/``LSTM`` and their
 ``*Cell``, when PyTorch is installed). Each side lives in its own worker process
-(``python -m seqcore.bench --worker SIDE``, JSON lines on stdin/stdout): an
+(``python -m seqcore.bench.layers --worker SIDE``, JSON lines on stdin/stdout): an
 OpenBLAS-based core and PyTorch in one process distort each other, because the idle
 threads of one spin on the cores the other needs. The parent visits the sides in
 turn, rotating the order every round, and takes the median of every timed call.
@@ -189,7 +189,8 @@ def finish(doc, path, what):
         return 1
     return 0
 
-class _Worker:
+
+class Worker:
     """One side: builds the layer of a case, checks it, times it, measures its memory."""
 
     def __init__(self, side):
@@ -465,12 +466,12 @@ class _Worker:
 
 def worker_main(side, make=None):
     """The worker loop: one JSON command per line on stdin, one JSON answer per line.
-    ``make(side)`` builds the object whose ``cmd_*`` methods answer (default _Worker)."""
+    ``make(side)`` builds the object whose ``cmd_*`` methods answer (default Worker)."""
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)                  # stray prints (ours or a library's) go to stderr
     sys.stdout = sys.stderr
     try:
-        w = (make or _Worker)(side)
+        w = (make or Worker)(side)
         reply = {"ok": True}
     except Exception as exc:       # noqa: BLE001 - reported to the parent
         w, reply = None, {"error": f"{type(exc).__name__}: {exc}"}
@@ -500,7 +501,7 @@ class WorkerError(RuntimeError):
 class WorkerProcess:
     """The parent's handle on one worker subprocess."""
 
-    def __init__(self, side, env=None, module="seqcore.bench"):
+    def __init__(self, side, env=None, module="seqcore.bench.layers"):
         self.side = side
         cmd = [sys.executable, "-m", module, "--worker", side]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -627,7 +628,7 @@ class Bench:
     def path_env(self):
         """The workers' environment for seqcore's kernel path: SEQCORE_CPU, and the
         other sides' limits (ISA_LIMITS) when the path is below the CPU's best."""
-        from . import _dispatch
+        from .. import _dispatch
         path = self.args.kernels or _dispatch.active()
         supported = _dispatch.supported()
         if path not in supported:
@@ -674,7 +675,7 @@ class Bench:
 
     def run(self):
         sides, cases = self.sides(), self.cases()
-        self.busy = _busy_fraction()           # before our own workers add load
+        self.busy = busy_fraction()           # before our own workers add load
         # Timing workers, and memory workers with glibc's mmap threshold pinned (see cmd_mem).
         env = dict(os.environ, **self.path_env())
         mem_env = dict(env, MALLOC_MMAP_THRESHOLD_="131072")
@@ -706,7 +707,7 @@ class Bench:
         infos = {s: w.call("info") for s, w in workers.items()}
         meta.update(threads=threads, workers=infos, busy_before=self.busy,
                     loadavg=os.getloadavg(), isa_limits=self.limits)
-        from . import _dispatch
+        from .. import _dispatch
         meta.update(kernels=infos.get("seqcore", {}).get("kernels"),
                     cpu_supports=list(_dispatch.supported()))
         gemm = workers[base].call("gemm", n=2048, reps=3 if self.quick else 5)
@@ -820,7 +821,7 @@ class Bench:
             r["times"][s] = []
             r["round_medians"][s] = []
         pids = [os.getpid()] + [w.proc.pid for w in workers.values()]
-        ticks0 = _cpu_ticks(pids)
+        ticks0 = cpu_ticks(pids)
         for k in range(self.rounds):
             order = [s for s in sides[k % len(sides):] + sides[:k % len(sides)] if s in plan]
             for s in order:
@@ -831,10 +832,10 @@ class Bench:
                 r["times"][s] += times
                 r["round_medians"][s].append(statistics.median(times))
                 time.sleep(self.settle)   # let its idle BLAS/OpenMP threads go to sleep
-                _wait_idle(workers[s].proc.pid)
+                wait_idle(workers[s].proc.pid)
         # CPU used by other processes while this case was timed: the timings of a case
         # run on a shared, busy machine are flagged rather than silently wrong.
-        r["foreign_load"] = _foreign_load(ticks0, _cpu_ticks(pids))
+        r["foreign_load"] = foreign_load(ticks0, cpu_ticks(pids))
         for s, t in r["times"].items():
             r["median_s"][s] = statistics.median(t)
         # 3. Ratios (time of seqcore / time of the other: < 1 means seqcore is faster),
@@ -911,7 +912,7 @@ class Bench:
         return "\n".join(out)
 
 
-def _cpu_ticks(pids):
+def cpu_ticks(pids):
     """(busy ticks of the whole machine, ticks used by `pids`, total ticks), or None."""
     try:
         with open("/proc/stat") as f:
@@ -926,7 +927,7 @@ def _cpu_ticks(pids):
     return sum(v) - v[3] - v[4], ours, sum(v)
 
 
-def _wait_idle(pid, limit=0.5, quantum=0.03):
+def wait_idle(pid, limit=0.5, quantum=0.03):
     """Wait (at most `limit` s) until process `pid` has used no CPU for `quantum` s.
 
     A side's BLAS threads may spin for a while after its turn, and the next side then
@@ -934,16 +935,16 @@ def _wait_idle(pid, limit=0.5, quantum=0.03):
     timed 596 ms after the reference's turns and 429 ms alone. `quantum` spans three
     clock ticks, the resolution of /proc's CPU times."""
     deadline = time.monotonic() + limit
-    last = _cpu_ticks([pid])
+    last = cpu_ticks([pid])
     while last is not None and time.monotonic() < deadline:
         time.sleep(quantum)
-        now = _cpu_ticks([pid])
+        now = cpu_ticks([pid])
         if now is None or now[1] == last[1]:
             return
         last = now
 
 
-def _foreign_load(start, end):
+def foreign_load(start, end):
     """Fraction of the machine's CPU time used by processes other than the bench's."""
     if start is None or end is None or end[2] <= start[2]:
         return None
@@ -951,7 +952,7 @@ def _foreign_load(start, end):
     return max(0.0, (busy - ours) / total)
 
 
-def _busy_fraction(seconds=0.5):
+def busy_fraction(seconds=0.5):
     """Fraction of all CPU time spent busy over a short interval (from /proc/stat), or None."""
     def sample():
         with open("/proc/stat") as f:
@@ -1009,8 +1010,8 @@ def add_arguments(p):
                    help="with a forced --kernels path, leave PyTorch and NumPy on all the "
                         "CPU has")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    p.add_argument("--json", default=os.path.join("bench", "results.json"), metavar="PATH",
-                   help="where to write the results as JSON (default bench/results.json; '' for none)")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write the results as JSON to PATH (default: none)")
     p.add_argument("--load", type=int, default=0, metavar="N",
                    help="run under load: N busy processes beside the benchmark for the "
                         "whole run, stopped at its end, on Ctrl-C too (default 0)")
@@ -1059,38 +1060,12 @@ def busy_processes(n, kind="bursty"):
 LOAD_HELP = {"bursty": "computing 5 ms, pausing 1 ms", "spin": "a loop that never pauses"}
 
 
-def run_cli(args):
-    if args.load:
-        print(f"  load:     {args.load} busy process(es) beside the benchmark "
-              f"({args.load_kind}: {LOAD_HELP[args.load_kind]})", flush=True)
-    with busy_processes(args.load, args.load_kind):
-        if args.train:
-            from . import bench_train
-            return bench_train.TrainBench(args).run()
-        return Bench(args).run()
-
-
-def register(subparsers):
-    p = subparsers.add_parser(
-        "bench", help="time seqcore's core against its NumPy reference and PyTorch "
-                      "(--train: whole training steps of a language model)",
-        description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    p.add_argument("--train", action="store_true",
-                   help="time training steps of seqcore.LanguageModel against the same model "
-                        "in PyTorch (seqcore/bench_train.py); --only and --cells then name "
-                        "its configurations (char-h256, char-h256-l2, char-h512, "
-                        "char-h512-l2, word; --quick: char-h256 and word) and cells (lstm, "
-                        "gru), --threads one thread count (default: 1 and 2)")
-    p.set_defaults(func=run_cli)
-
-
 def main(argv=None):
+    """`python -m seqcore.bench.layers --worker SIDE`: a worker process of the benchmark."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--worker"]:
-        return worker_main(argv[1])
-    from .__main__ import main as seqcore_main
-    return seqcore_main(["bench"] + list(argv))
+    if argv[:1] != ["--worker"] or len(argv) != 2:
+        sys.exit("usage: python -m seqcore.bench.layers --worker SIDE (run `seqcore bench`)")
+    return worker_main(argv[1])
 
 
 if __name__ == "__main__":

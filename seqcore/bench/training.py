@@ -6,7 +6,7 @@ window and averaged over the batch -> clipping to global norm 5 -> Adam (lr 1e-3
 state carried from window to window with the gradient cut at the window's start
 (truncated BPTT, as char-rnn and word-level language models train).
 
-* **seqcore**: a ``seqcore.LanguageModel`` trained by ``seqcore.training.train``, the
+* **seqcore**: a ``seqcore.LanguageModel`` trained by ``seqcore.train.loop.train``, the
   loop ``LanguageModel.fit`` runs (zero_grad, loss_and_grads, clip_grad_norm, the
   optimizer's step, its divergence checks): what a user gets. Batches are whole
   windows (``lengths`` and ``mask`` None), as PyTorch's.
@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 
-from . import bench as _bench
+from . import layers as _bench
 
 SEED = 20240517
 CHECK_STEPS = 3
@@ -76,7 +76,7 @@ CELLS = ("lstm", "gru")
 
 # ------------------------------------------------------------------------ worker
 
-def _batches(cfg):
+def batches(cfg):
     """BATCH_POOL (x, y) pairs of token ids (S, B): the same on both sides."""
     import numpy as np
     rng = np.random.default_rng(SEED + 2)
@@ -86,7 +86,7 @@ def _batches(cfg):
 
 def _seqcore_model(cfg, cell, dtype):
     import seqcore
-    from seqcore.text import Vocab
+    from seqcore.data import Vocab
     vocab = Vocab(["<EOS>", "<UNK>"] + [f"t{i:05d}" for i in range(cfg["V"] - 2)], "word")
     options = {"reset_after": True} if cell == "gru" else {}
     return seqcore.LanguageModel(vocab, cell=cell, hidden_size=cfg["H"],
@@ -115,10 +115,10 @@ class _TrainWorker:
         self.np = numpy
 
     def cmd_info(self, msg):
-        return _bench._Worker.cmd_info(self, msg)
+        return _bench.Worker.cmd_info(self, msg)
 
     def cmd_threads(self, msg):
-        return _bench._Worker.cmd_threads(self, msg)
+        return _bench.Worker.cmd_threads(self, msg)
 
     def cmd_setup(self, msg):
         """Build the side's model; seqcore's writes its initial weights to
@@ -127,7 +127,7 @@ class _TrainWorker:
         cfg, cell = msg["config"], msg["cell"]
         self.cfg, self.cell = cfg, cell
         self.rss0 = _rss_kb()
-        self.data = _batches(cfg)
+        self.data = batches(cfg)
         self.k = 0
         if self.side == "torch":
             self._setup_torch(msg["weights"], msg.get("perturb", False))
@@ -150,7 +150,7 @@ class _TrainWorker:
                    "size": B, "tokens": float(B * S)}
 
     def _seqcore_check(self, n):
-        """n steps as seqcore.training.train takes them, recording the losses and the
+        """n steps as seqcore.train.loop.train takes them, recording the losses and the
         first step's gradient norm over the weights (see _weights_norm)."""
         from seqcore.optim import clip_grad_norm, global_norm
         model, out, state = self.model, {"loss": [], "norm": []}, None
@@ -166,8 +166,8 @@ class _TrainWorker:
         return out
 
     def _seqcore_steps(self, n):
-        """Seconds of each of n steps of seqcore.training.train (LanguageModel.fit's loop)."""
-        from seqcore.training import train
+        """Seconds of each of n steps of seqcore.train.loop.train (LanguageModel.fit's loop)."""
+        from seqcore.train.loop import train
         stamps = []
         t0 = time.perf_counter()
         train(self.model, self._stream, steps=n, optimizer=self.opt, clip_norm=CLIP,
@@ -304,7 +304,7 @@ class TrainBench:
     def path_env(self):
         """SEQCORE_CPU for seqcore's path and, below the CPU's best, the same
         instruction-set limits for both sides as `seqcore bench` (bench.ISA_LIMITS)."""
-        from . import _dispatch
+        from .. import _dispatch
         path = self.args.kernels or _dispatch.active()
         supported = _dispatch.supported()
         if path not in supported:
@@ -318,7 +318,7 @@ class TrainBench:
     def run(self):
         plan, sides = self.plan(), self.sides()
         env = dict(os.environ, **self.path_env())
-        busy = _bench._busy_fraction()
+        busy = _bench.busy_fraction()
         meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(),
                 "load": getattr(self.args, "load", 0) or 0,   # busy processes beside the run
                 "load_kind": getattr(self.args, "load_kind", None),
@@ -340,8 +340,6 @@ class TrainBench:
                      + (f"  MISMATCH {r['mismatch']}" if r["mismatch"] else ""))
         print(self.table(results, sides))
         path = self.args.json
-        if path == os.path.join("bench", "results.json"):      # the kernels bench's default
-            path = os.path.join("bench", "train_results.json")
         return _bench.finish({"meta": meta, "results": results, "failures": failures}, path,
                              "SIDES DISAGREE OR FAILED")
 
@@ -366,7 +364,7 @@ class TrainBench:
         r = {"config": name, "cell": cell, "threads": threads, **cfg, "tok_s": {},
              "median_step_s": {}, "round_medians": {}, "check": {}, "peak_mb": {},
              "growth_mb": {}, "mismatch": "", "info": {}}
-        workers = {s: _bench.WorkerProcess(s, env=env, module="seqcore.bench_train")
+        workers = {s: _bench.WorkerProcess(s, env=env, module="seqcore.bench.training")
                    for s in sides}
         tmp = tempfile.mkdtemp(prefix="seqcore-bench-train-")
         weights = os.path.join(tmp, "weights.npz")
@@ -394,7 +392,7 @@ class TrainBench:
                      for s in sides}
             times = {s: [] for s in sides}
             pids = [os.getpid()] + [w.proc.pid for w in workers.values()]
-            ticks0 = _bench._cpu_ticks(pids)
+            ticks0 = _bench.cpu_ticks(pids)
             for k in range(self.rounds):
                 order = sides[k % len(sides):] + sides[:k % len(sides)]
                 for s in order:
@@ -402,8 +400,8 @@ class TrainBench:
                     times[s] += t
                     r["round_medians"].setdefault(s, []).append(statistics.median(t))
                     time.sleep(self.settle)
-                    _bench._wait_idle(workers[s].proc.pid)
-            r["foreign_load"] = _bench._foreign_load(ticks0, _bench._cpu_ticks(pids))
+                    _bench.wait_idle(workers[s].proc.pid)
+            r["foreign_load"] = _bench.foreign_load(ticks0, _bench.cpu_ticks(pids))
             tokens = cfg["B"] * cfg["S"]
             for s in sides:
                 med = statistics.median(times[s])
@@ -461,11 +459,12 @@ class TrainBench:
 
 
 def main(argv=None):
+    """`python -m seqcore.bench.training --worker SIDE`: a worker process of the benchmark."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--worker"]:
-        return _bench.worker_main(argv[1], make=_TrainWorker)
-    from .__main__ import main as seqcore_main
-    return seqcore_main(["bench", "--train"] + list(argv))
+    if argv[:1] != ["--worker"] or len(argv) != 2:
+        sys.exit("usage: python -m seqcore.bench.training --worker SIDE "
+                 "(run `seqcore bench --train`)")
+    return _bench.worker_main(argv[1], make=_TrainWorker)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ Legend: T time steps, B batch, D input features, H hidden units per direction,
 G gate blocks (RNN 1, GRU 3, LSTM 4), L layers, dirs directions (1 or 2).
 
 Kernels only run forward in time. The reverse direction runs them on each sequence
-reversed within its own length (``_reverse``), and reverses the results back, which
+reversed within its own length (``reverse_padded``), and reverses the results back, which
 gives exactly the packed-sequence semantics of SPEC.md.
 
 Threads: a layer owns mutable scratch that its kernels write with the GIL released
@@ -33,7 +33,7 @@ import warnings
 
 import numpy as np
 
-from . import _dispatch, _validation as V
+from .. import _dispatch, _validation as V
 from .dropout import Switchable, check_dropout, dropout_mask
 
 __all__ = ["RNN", "GRU", "LSTM"]
@@ -42,12 +42,12 @@ __all__ = ["RNN", "GRU", "LSTM"]
 def kernels(backend, cell):
     """The module holding ``{cell}_forward`` / ``{cell}_backward`` for a backend."""
     if backend == "numpy":
-        from . import reference
+        from .. import reference
         return reference
     return _dispatch.kernels(cell)
 
 
-def _reverse_index(lengths, T, B):
+def reverse_index(lengths, T, B):
     """(T, B) time index that reverses each sequence within its length.
 
     idx[t, b] = lengths[b] - 1 - t for t < lengths[b], else t (padding stays put).
@@ -57,8 +57,8 @@ def _reverse_index(lengths, T, B):
     return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
 
 
-def _reverse(x, rev):
-    """x (T, B, ...) with each sequence reversed; rev from ``_reverse_index`` or None."""
+def reverse_padded(x, rev):
+    """x (T, B, ...) with each sequence reversed; rev from ``reverse_index`` or None."""
     if rev is None:
         return np.ascontiguousarray(x[::-1])
     return np.ascontiguousarray(x[rev, np.arange(x.shape[1])[None, :]])
@@ -84,7 +84,7 @@ class _Recurrent(Switchable):
             warnings.warn(f"dropout={self.dropout} acts between stacked layers only, and this "
                           "layer has num_layers=1: nothing will be dropped", stacklevel=3)
         self.dtype = V.check_dtype(dtype)
-        self.backend = V.check_choice(backend, "backend", ("cython", "numpy"))
+        self.backend = V.check_backend(backend)
         if seed is not None:
             seed = V.check_int(seed, "seed", minimum=0)
         self._kernels = kernels(self.backend, self._cell)
@@ -417,7 +417,7 @@ class _Recurrent(Switchable):
         self._cache = None
         H, dirs = self.hidden_size, self.num_directions
         lens = lengths if lengths is not None else self._full_lengths(T, B)
-        rev = _reverse_index(lens, T, B) if lengths is not None and dirs == 2 else None
+        rev = reverse_index(lens, T, B) if lengths is not None and dirs == 2 else None
         mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None] if lengths is not None else None
 
         finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self._num_states)]
@@ -434,7 +434,7 @@ class _Recurrent(Switchable):
             for d, sfx in enumerate(self._suffixes()):
                 k = l * dirs + d
                 params = self._checked_params(l, sfx)
-                x_d = layer_in if d == 0 else _reverse(layer_in, rev)
+                x_d = layer_in if d == 0 else reverse_padded(layer_in, rev)
                 s0 = [np.ascontiguousarray(s[k]) for s in states0]
                 cache = self._run_forward(k, x_d, s0, params, lens)
                 caches.append(cache)
@@ -445,7 +445,7 @@ class _Recurrent(Switchable):
                     y = a[1:]
                 else:
                     out = a[1:] if mask is None else np.where(mask, a[1:], 0)
-                    y[:, :, d * H:(d + 1) * H] = out if d == 0 else _reverse(out, rev)
+                    y[:, :, d * H:(d + 1) * H] = out if d == 0 else reverse_padded(out, rev)
             if dropping and l < self.num_layers - 1:
                 # Dropout on this layer's output, the next layer's input (PyTorch's
                 # semantics: between stacked layers, never after the last one).
@@ -504,16 +504,16 @@ class _Recurrent(Switchable):
                 params, grads = checked[(l, sfx)]
                 dy_d = np.ascontiguousarray(d_layer_out[:, :, d * H:(d + 1) * H])
                 if d == 1:
-                    dy_d = _reverse(dy_d, rev)
+                    dy_d = reverse_padded(dy_d, rev)
                 dT = [np.ascontiguousarray(s[k]) for s in dfinal]
                 dx_d, ds0, sq = self._run_backward(cache["caches"][k], dy_d, dT,
                                                    params, grads, lens)
                 for i in range(self._num_states):
                     dstate0[i][k] = ds0[i]
                 for name, s in zip(grad_sq, sq):
-                    grad_sq[name][:, k] = s if d == 0 else _reverse(s, rev)
+                    grad_sq[name][:, k] = s if d == 0 else reverse_padded(s, rev)
                 if d == 1:
-                    dx_d = _reverse(dx_d, rev)
+                    dx_d = reverse_padded(dx_d, rev)
                 d_layer_in = dx_d if d_layer_in is None else d_layer_in + dx_d
             if l > 0 and cache.get("drop_masks"):
                 d_layer_in = d_layer_in * cache["drop_masks"][l - 1]   # back through dropout

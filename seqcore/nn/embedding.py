@@ -1,12 +1,12 @@
 """Token inputs: Embedding (token ids -> learned vectors) and OneHot (ids -> 1-hot vectors), with backward.
 
-A NumPy gather forward, into outputs kept between calls (dense._kept); the
+A NumPy gather forward, into outputs kept between calls (buffers.kept); the
 scatter-add backward runs compiled (seqcore._kernels.{path}.train: one pass over the rows,
 where NumPy's ``np.add.at`` took 1.8 ms for 4096 rows of 64), with
-``embedding_backward_reference`` beside it as the oracle.
+``seqcore.reference.embedding_backward`` as its twin.
 
 Legend: V vocabulary size, E embedding width, ``...`` any leading shape (T, B).
-The id ``-1`` (``seqcore.text.NO_TOKEN``) is the notes' x<1> = 0: it maps to the
+The id ``-1`` (``seqcore.data.NO_TOKEN``) is the notes' x<1> = 0: it maps to the
 zero vector in both encodings and receives no gradient.
 """
 
@@ -14,17 +14,12 @@ import threading
 
 import numpy as np
 
-from . import _validation as V
-from .dense import _checked_grad, _kept, kernels
+from .. import _validation as V
+from .. import reference
+from .._dispatch import train_kernels
+from .buffers import checked_grad, kept
 
 __all__ = ["Embedding", "OneHot"]
-
-
-def embedding_backward_reference(dW, ids, dx):
-    """dW (V, E) += dx (..., E) at the rows ids (...) name; ids of -1 add nothing.
-    A token seen at several positions collects the sum of their gradients."""
-    has_token = ids >= 0
-    np.add.at(dW, ids[has_token], dx[has_token])
 
 
 def _check_ids(ids, num_embeddings):
@@ -43,13 +38,17 @@ class Embedding:
 
     params: W (V, E), initialized N(0, 1) as PyTorch's nn.Embedding. forward(ids)
     -> x (..., E); backward(dx) adds into grads['W'] and returns None (ids have no
-    gradient). Same grads/zero_grad contract as the other layers.
+    gradient). Same grads/zero_grad contract as the other layers. The backward's
+    scatter runs compiled, or with ``backend="numpy"`` its NumPy twin
+    (``seqcore.reference.embedding_backward``).
     """
 
-    def __init__(self, num_embeddings, embedding_dim, *, dtype=np.float32, seed=None):
+    def __init__(self, num_embeddings, embedding_dim, *, dtype=np.float32, backend="cython",
+                 seed=None):
         self.num_embeddings = V.check_int(num_embeddings, "num_embeddings")
         self.embedding_dim = V.check_int(embedding_dim, "embedding_dim")
         self.dtype = V.check_dtype(dtype)
+        self.backend = V.check_backend(backend)
         if seed is not None:
             seed = V.check_int(seed, "seed", minimum=0)
         rng = np.random.default_rng(seed)
@@ -57,7 +56,7 @@ class Embedding:
             (self.num_embeddings, self.embedding_dim)).astype(self.dtype)}
         self.zero_grad()
         self._ids = None
-        self._out = None          # the last outputs, reused when let go of (dense._kept)
+        self._out = None          # the last outputs, reused when let go of (buffers.kept)
         self._lock = threading.Lock()       # guards them
 
     # A copy or pickle gets outputs and a lock of its own.
@@ -85,7 +84,7 @@ class Embedding:
         self._ids = ids
         # a pool of two: the recurrent layer keeps the last x until its next forward
         with self._lock:
-            x = _kept(self, "_out", ids.shape + (self.embedding_dim,), self.dtype, pool=2)
+            x = kept(self, "_out", ids.shape + (self.embedding_dim,), self.dtype, pool=2)
             np.take(W, np.maximum(ids, 0), axis=0, out=x, mode="clip")   # (..., E) gather
             x[ids < 0] = 0                                     # x<1> = 0
         return x
@@ -96,11 +95,14 @@ class Embedding:
             raise ValueError("backward() called before forward(): run forward() first")
         ids = self._ids
         dx = V.check_array(dx, "dx", ids.shape + (self.embedding_dim,), self.dtype)
-        dW = _checked_grad(self.grads, "W", (self.num_embeddings, self.embedding_dim),
+        dW = checked_grad(self.grads, "W", (self.num_embeddings, self.embedding_dim),
                            self.dtype)
         # dW[id] += dx at each position, in order: a token seen at several positions
-        # collects the sum of their gradients (embedding_backward_reference)
-        kernels().embedding_backward(dW, dx.reshape(-1, self.embedding_dim),
+        # collects the sum of their gradients (seqcore.reference.embedding_backward)
+        if self.backend == "numpy":
+            reference.embedding_backward(dW, ids, dx)
+            return None
+        train_kernels().embedding_backward(dW, dx.reshape(-1, self.embedding_dim),
                                      np.ascontiguousarray(ids.reshape(-1)))
         return None
 

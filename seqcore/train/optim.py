@@ -6,7 +6,7 @@ its state is keyed by those names, so it can be saved with the model
 (``state_dict()``, which holds the schedule's state too) and training resumed
 (``load_state_dict``). Adam's update and the global norm run compiled
 (seqcore._kernels.{path}.train: one pass over each parameter, no temporaries), with
-``adam_update_reference`` beside it as the readable statement of the math.
+``seqcore.reference.adam_update`` beside it as the readable statement of the math.
 
 Clipping works on a list of grads dicts (``[layer.grads, ...]``) or of arrays.
 A schedule is a multiplier of the learning rate, ``schedule(step)``; one that also
@@ -17,8 +17,10 @@ import math
 
 import numpy as np
 
-from .dense import kernels, threads
-from ._validation import FLOAT_DTYPES
+from .. import reference
+from .._dispatch import get_num_threads, train_kernels
+from .. import _validation as V
+from .._validation import FLOAT_DTYPES
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_value", "clip_grad_norm", "global_norm",
            "Constant", "StepDecay", "Cosine", "ReduceOnPlateau", "make_schedule",
@@ -27,7 +29,7 @@ __all__ = ["SGD", "Adam", "AdamW", "clip_grad_value", "clip_grad_norm", "global_
 
 # ------------------------------------------------------------------------ clipping
 
-def _arrays(grads):
+def grad_arrays(grads):
     """The gradient arrays in a list of dicts (or of arrays, or of (name, p, g) triples)."""
     out = []
     for g in grads:
@@ -40,7 +42,7 @@ def _arrays(grads):
     return out
 
 
-def _sum_squares(g):
+def _sum_squares(g, backend):
     """sum(g ** 2), accumulated in float64 (compiled for contiguous float arrays), and
     inf when it exceeds the range of g's dtype: the sum of squares of a float32
     gradient beyond float32's range is an overflow, as in PyTorch, whose norms are
@@ -48,29 +50,31 @@ def _sum_squares(g):
     inf")."""
     if (isinstance(g, np.ndarray) and g.dtype in FLOAT_DTYPES and g.flags.c_contiguous
             and g.size):
-        s = kernels().sum_squares(g.reshape(-1))
+        s = (train_kernels().sum_squares(g.reshape(-1)) if backend == "cython"
+             else reference.sum_squares(g))
         return math.inf if s > _FLOAT_MAX[g.dtype] else s          # (NaN stays NaN)
-    g = np.asarray(g, dtype=np.float64).ravel()
-    return float(np.dot(g, g))
+    return reference.sum_squares(g)
 
 
 _FLOAT_MAX = {dt: float(np.finfo(dt).max) for dt in FLOAT_DTYPES}
 
 
-def global_norm(grads):
-    """sqrt(sum of squares) over every gradient array (computed in float64)."""
-    return math.sqrt(sum(_sum_squares(g) for g in _arrays(grads)))
+def global_norm(grads, *, backend="cython"):
+    """sqrt(sum of squares) over every gradient array (computed in float64), by the
+    compiled core or, with ``backend="numpy"``, by NumPy."""
+    V.check_backend(backend)
+    return math.sqrt(sum(_sum_squares(g, backend) for g in grad_arrays(grads)))
 
 
 def clip_grad_value(grads, clip):
     """Clip every gradient entry to [-clip, clip], in place."""
     if not clip > 0:
         raise ValueError(f"clip: expected a positive number, got {clip}")
-    for g in _arrays(grads):
+    for g in grad_arrays(grads):
         np.clip(g, -clip, clip, out=g)
 
 
-def clip_grad_norm(grads, max_norm):
+def clip_grad_norm(grads, max_norm, *, backend="cython"):
     """Scale all gradients together so their global norm is at most ``max_norm``, in place.
 
     Returns the global norm before clipping (inf or nan when a gradient is not finite,
@@ -78,10 +82,10 @@ def clip_grad_norm(grads, max_norm):
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm: expected a positive number, got {max_norm}")
-    norm = global_norm(grads)
+    norm = global_norm(grads, backend=backend)
     if math.isfinite(norm) and norm > max_norm:
         scale = max_norm / (norm + 1e-12)
-        for g in _arrays(grads):
+        for g in grad_arrays(grads):
             g *= scale
     return norm
 
@@ -220,23 +224,6 @@ def make_schedule(config):
 
 # ---------------------------------------------------------------------- optimizers
 
-def adam_update_reference(p, g, m, v, beta1, beta2, alpha, eps_hat, decay=1.0):
-    """One Adam update of p in place (the oracle of the compiled adam_update).
-
-    decay = 1 - lr * weight_decay is AdamW's decoupled weight decay (1: plain Adam);
-    alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t) and eps_hat = eps * sqrt(1 - beta2^t)
-    fold the bias corrections into the step (Kingma & Ba's "efficient version"):
-    alpha * m / (sqrt(v) + eps_hat) = lr * m_hat / (sqrt(v_hat) + eps).
-    """
-    if decay != 1.0:
-        p *= decay                                  # p <- p - lr * wd * p (AdamW)
-    m *= beta1
-    m += (1 - beta1) * g                            # m = b1 m + (1 - b1) g
-    v *= beta2
-    v += (1 - beta2) * (g * g)                      # v = b2 v + (1 - b2) g^2
-    p -= alpha * m / (np.sqrt(v) + eps_hat)
-
-
 def _compiled_ok(p, g, m, v):
     """Whether the compiled update takes these arrays: one float dtype, one shape,
     C-contiguous, the updated ones writeable (else the reference runs)."""
@@ -260,11 +247,16 @@ class _Optimizer:
     def current_lr(self):
         return self.lr * self.schedule(self.t)
 
-    def step(self, parameters):
-        """One update of every (name, param, grad) in ``parameters``, in place."""
+    def step(self, parameters, *, backend="cython"):
+        """One update of every (name, param, grad) in ``parameters``, in place.
+
+        ``backend="numpy"`` runs the update's NumPy twin (Adam's
+        ``seqcore.reference.adam_update``) instead of the compiled one; ``fit`` passes
+        the model's backend."""
+        V.check_backend(backend)
         lr = self.current_lr
         for name, p, g in parameters:
-            self._update(name, p, g, lr)
+            self._update(name, p, g, lr, backend)
         self.t += 1
 
     def config(self):
@@ -324,7 +316,7 @@ class SGD(_Optimizer):
         self.weight_decay = float(weight_decay)
         self.velocity = {}
 
-    def _update(self, name, p, g, lr):
+    def _update(self, name, p, g, lr, backend):
         if self.weight_decay:
             g = g + self.weight_decay * p               # L2: the gradient of wd/2 |p|^2
         if self.momentum:
@@ -359,27 +351,27 @@ class Adam(_Optimizer):
         self.eps = float(eps)
         self.m, self.v = {}, {}
 
-    def step(self, parameters):
+    def step(self, parameters, *, backend="cython"):
         t = self.t + 1
         lr = self.current_lr
         # Bias corrections folded into the step size (the paper's "efficient version").
         self._alpha = lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
         self._eps_hat = self.eps * math.sqrt(1 - self.beta2 ** t)
         self._decay = 1.0 - lr * self.weight_decay      # p *= decay first (AdamW)
-        super().step(parameters)
+        super().step(parameters, backend=backend)
 
-    def _update(self, name, p, g, lr):
+    def _update(self, name, p, g, lr, backend):
         m = self.m.get(name)
         if m is None:
             m = self.m[name] = np.zeros_like(p)
             self.v[name] = np.zeros_like(p)
         v = self.v[name]
-        if _compiled_ok(p, g, m, v):
-            kernels().adam_update(p.reshape(-1), m.reshape(-1), v.reshape(-1), g.reshape(-1),
+        if backend == "cython" and _compiled_ok(p, g, m, v):
+            train_kernels().adam_update(p.reshape(-1), m.reshape(-1), v.reshape(-1), g.reshape(-1),
                                   self.beta1, self.beta2, self._alpha, self._eps_hat,
-                                  self._decay, threads())
+                                  self._decay, get_num_threads())
         else:
-            adam_update_reference(p, g, m, v, self.beta1, self.beta2, self._alpha,
+            reference.adam_update(p, g, m, v, self.beta1, self.beta2, self._alpha,
                                   self._eps_hat, self._decay)
 
     def _hyper(self):

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from .cli_lm import _nonnegative_int, _number, _positive_int, _require_matplotlib
+from .args import CommandError, nonnegative_int, number, positive_int, require_matplotlib
 
 CELL_NAMES = ("rnn", "gru", "gru-reset-after", "lstm", "lstm-peephole")
 
@@ -47,26 +47,26 @@ def _common(p, *, lag, steps, hidden, lr, clip, cell=True):
         p.add_argument("--cell", choices=CELL_NAMES, default="lstm",
                        help="recurrent cell: rnn (tanh), gru (the notes' form), "
                        "gru-reset-after (PyTorch's), lstm, lstm-peephole (default: lstm)")
-    p.add_argument("--lag", type=_positive_int, default=lag, metavar="N",
+    p.add_argument("--lag", type=positive_int, default=lag, metavar="N",
                    help=f"how long the first input must be remembered (default: {lag})")
-    p.add_argument("--steps", type=_positive_int, default=steps, metavar="N",
+    p.add_argument("--steps", type=positive_int, default=steps, metavar="N",
                    help=f"at most N optimizer updates (default: {steps})")
-    p.add_argument("--hidden", type=_positive_int, default=hidden, metavar="N",
+    p.add_argument("--hidden", type=positive_int, default=hidden, metavar="N",
                    help=f"hidden units (default: {hidden})")
-    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                    help="sequences per mini-batch, fresh ones every step (default: 32)")
-    p.add_argument("--lr", type=_number(0, True), default=lr, metavar="X",
+    p.add_argument("--lr", type=number(0, True), default=lr, metavar="X",
                    help=f"learning rate (default: {lr:g})")
-    p.add_argument("--clip", type=_number(0, False), default=clip, metavar="X",
+    p.add_argument("--clip", type=number(0, False), default=clip, metavar="X",
                    help=f"clip the gradients' global norm to X; 0 turns clipping off "
                    f"(default: {clip:g})")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S",
+    p.add_argument("--seed", type=nonnegative_int, default=0, metavar="S",
                    help="random seed for the weights and the data (default: 0)")
     p.add_argument("--plot", metavar="PNG",
                    help="write the gradient-flow plot to PNG (needs matplotlib: "
                    "pip install 'seqcore[plot]')")
     p.add_argument("--json", metavar="PATH", help="write every number of the run to PATH")
-    p.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="threads for BLAS and the compiled core; these small models run fastest "
                    "on one (default: 1)")
     p.add_argument("--quiet", action="store_true",
@@ -101,9 +101,9 @@ def register(subparsers):
         "and accuracy 1/A; solved means 99% of the symbols recalled on held-out "
         "sequences.")
     _common(c, lag=20, steps=6000, hidden=64, lr=0.003, clip=1.0)
-    c.add_argument("--symbols", type=_positive_int, default=8, metavar="A",
+    c.add_argument("--symbols", type=positive_int, default=8, metavar="A",
                    help="alphabet size A (default: 8)")
-    c.add_argument("--length", type=_positive_int, default=5, metavar="K",
+    c.add_argument("--length", type=positive_int, default=5, metavar="K",
                    help="symbols to recall K (default: 5)")
     c.add_argument("--no-early-stop", action="store_true",
                    help="train all --steps even once solved")
@@ -116,7 +116,7 @@ def register(subparsers):
         "seed: without gradient clipping the gradients explode and training diverges "
         "(detected, reported); with --clip it converges.")
     _common(x, lag=20, steps=3000, hidden=32, lr=0.05, clip=1.0, cell=False)
-    x.add_argument("--scale", type=_number(0, True), default=1.0, metavar="X",
+    x.add_argument("--scale", type=number(0, True), default=1.0, metavar="X",
                    help="recurrent weights start as X times the identity (default: 1)")
     x.set_defaults(func=cmd_exploding)
 
@@ -129,25 +129,25 @@ def register(subparsers):
                    help=f"comma-separated cells, or all (default: all = {','.join(CELL_NAMES)})")
     t.add_argument("--lags", type=_int_list, default=[10, 25, 50, 100], metavar="LIST",
                    help="comma-separated lags (default: 10,25,50,100)")
-    t.add_argument("--steps", type=_positive_int, default=10000, metavar="N",
+    t.add_argument("--steps", type=positive_int, default=10000, metavar="N",
                    help="budget: at most N optimizer updates per run (default: 10000)")
-    t.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
+    t.add_argument("--seeds", type=positive_int, default=3, metavar="N",
                    help="runs per cell and lag, seeds S .. S+N-1 (default: 3)")
-    t.add_argument("--hidden", type=_positive_int, default=32, metavar="N",
+    t.add_argument("--hidden", type=positive_int, default=32, metavar="N",
                    help="hidden units (default: 32)")
-    t.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+    t.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                    help="sequences per mini-batch (default: 32)")
-    t.add_argument("--lr", type=_number(0, True), default=0.01, metavar="X",
+    t.add_argument("--lr", type=number(0, True), default=0.01, metavar="X",
                    help="Adam learning rate (default: 0.01)")
-    t.add_argument("--clip", type=_number(0, False), default=1.0, metavar="X",
+    t.add_argument("--clip", type=number(0, False), default=1.0, metavar="X",
                    help="clip the gradients' global norm to X; 0: off (default: 1)")
-    t.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S",
+    t.add_argument("--seed", type=nonnegative_int, default=0, metavar="S",
                    help="first seed (default: 0)")
     t.add_argument("--plot", metavar="PNG",
                    help="write the gradient flow of every cell at the longest lag (first "
                    "seed) to PNG (needs matplotlib)")
     t.add_argument("--json", metavar="PATH", help="write every run's numbers to PATH")
-    t.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+    t.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="threads for BLAS and the compiled core (default: 1)")
     t.add_argument("--quiet", action="store_true", help="print only the table")
     t.set_defaults(func=cmd_table)
@@ -157,7 +157,6 @@ def register(subparsers):
 
 def _check_outputs(args):
     """Fail before training, not after: matplotlib present, output directories exist."""
-    from .__main__ import CommandError
     for opt in ("plot", "json"):
         path = getattr(args, opt, None)
         if path:
@@ -165,7 +164,7 @@ def _check_outputs(args):
             if not os.path.isdir(folder):
                 raise CommandError(f"--{opt} {path}: directory {folder} does not exist")
     if getattr(args, "plot", None):
-        _require_matplotlib()
+        require_matplotlib()
 
 
 def _write_json(path, payload):
@@ -177,7 +176,7 @@ def _write_json(path, payload):
 
 
 def _plot(results, path, title):
-    from .experiments import plot_gradient_flow
+    from ..experiments import plot_gradient_flow
     plot_gradient_flow(results, path, title=title)
     print(f"gradient-flow plot written to {path}")
 
@@ -204,7 +203,7 @@ def _flow_line(r):
 # ---------------------------------------------------------------------- commands
 
 def cmd_adding(args):
-    from .experiments import describe, run_adding
+    from ..experiments import describe, run_adding
     _check_outputs(args)
     print(f"adding problem, lag {args.lag}: {args.cell}, {args.hidden} units, at most "
           f"{args.steps} steps of {args.batch_size} sequences", flush=True)
@@ -222,7 +221,7 @@ def cmd_adding(args):
 
 
 def cmd_copy(args):
-    from .experiments import describe, run_copy
+    from ..experiments import describe, run_copy
     _check_outputs(args)
     print(f"copy task, lag {args.lag}: recall {args.length} of {args.symbols} symbols; "
           f"{args.cell}, {args.hidden} units, at most {args.steps} steps", flush=True)
@@ -241,8 +240,7 @@ def cmd_copy(args):
 
 
 def cmd_exploding(args):
-    from .__main__ import CommandError
-    from .experiments import run_exploding
+    from ..experiments import run_exploding
     _check_outputs(args)
     if not args.clip:
         raise CommandError("--clip must be positive: the second run clips the gradients at it")
@@ -282,7 +280,7 @@ def cmd_exploding(args):
 
 
 def cmd_table(args):
-    from .experiments import gates_table, markdown_table, run_table
+    from ..experiments import gates_table, markdown_table, run_table
     _check_outputs(args)
     runs = len(args.cells) * len(args.lags) * args.seeds
     print(f"adding problem: {len(args.cells)} cells x lags {','.join(map(str, args.lags))} x "

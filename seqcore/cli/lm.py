@@ -18,7 +18,6 @@ per token in nats, the perplexity and the bits per character (None at word level
 with what else the command knows; the lines a person reads go to stderr.
 """
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -29,48 +28,10 @@ import sys
 
 import numpy as np
 
+from .args import (CommandError, fraction, nonnegative_int, number, positive_int,
+                   require_matplotlib)
+
 DEFAULT_OUT = "seqcore-lm.npz"
-
-
-def _int_at_least(minimum, words):
-    """An argparse type: an integer >= minimum, else a one-line error naming ``words``."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}")
-        return value
-    return parse
-
-
-_positive_int = _int_at_least(1, "a positive integer")
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-_nonnegative_int = _int_at_least(0, "an integer >= 0")
-
-
-def _number(minimum, strict):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-            bound = ">" if strict else ">="
-            raise argparse.ArgumentTypeError(f"expected a number {bound} {minimum}, got {text!r}")
-        return value
-    return parse
 
 
 def register(subparsers):
@@ -89,12 +50,12 @@ def register(subparsers):
                    help="read CORPUS as one running text (newlines are tokens), cut into "
                    "--batch-size parallel streams and trained in --seq-len windows with the "
                    "state carried between them")
-    t.add_argument("--valid-frac", type=_fraction, default=0.05, metavar="F",
+    t.add_argument("--valid-frac", type=fraction, default=0.05, metavar="F",
                    help="hold out this fraction for the held-out loss: the end of the "
                    "text with --stream, random lines otherwise (default: 0.05)")
-    t.add_argument("--eval-every", type=_positive_int, default=None, metavar="N",
+    t.add_argument("--eval-every", type=positive_int, default=None, metavar="N",
                    help="measure the held-out loss every N steps (default: --steps / 5)")
-    t.add_argument("--dropout", type=_fraction, default=0.0, metavar="P",
+    t.add_argument("--dropout", type=fraction, default=0.0, metavar="P",
                    help="dropout on the inputs, between stacked layers and on the output "
                    "(training only; default: 0)")
     t.add_argument("--tie-weights", action="store_true",
@@ -102,14 +63,14 @@ def register(subparsers):
                    "equal to --hidden)")
     t.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam",
                    help="adam, adamw (decoupled weight decay) or sgd (default: adam)")
-    t.add_argument("--weight-decay", type=_number(0, False), default=0.0, metavar="X",
+    t.add_argument("--weight-decay", type=number(0, False), default=0.0, metavar="X",
                    help="weight decay: decoupled with adamw, L2 with sgd (default: 0)")
     t.add_argument("--schedule", choices=("cosine", "plateau", "constant"), default="cosine",
                    help="learning rate: cosine decay to a tenth, divided by --plateau-factor "
                    "when the held-out loss stops improving, or constant (default: cosine)")
-    t.add_argument("--plateau-factor", type=_number(0, True), default=0.25, metavar="X",
+    t.add_argument("--plateau-factor", type=number(0, True), default=0.25, metavar="X",
                    help="with --schedule plateau: multiply the rate by X (default: 0.25)")
-    t.add_argument("--patience", type=_nonnegative_int, default=0, metavar="N",
+    t.add_argument("--patience", type=nonnegative_int, default=0, metavar="N",
                    help="with --schedule plateau: measurements without improvement "
                    "tolerated before the rate drops (default: 0)")
     t.add_argument("--resume", metavar="MODEL",
@@ -119,39 +80,39 @@ def register(subparsers):
                    help="tokens are characters or words (default: char)")
     t.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm",
                    help="recurrent cell (default: lstm)")
-    t.add_argument("--hidden", type=_positive_int, default=128, metavar="N",
+    t.add_argument("--hidden", type=positive_int, default=128, metavar="N",
                    help="hidden units per layer (default: 128)")
-    t.add_argument("--layers", type=_positive_int, default=1, metavar="N",
+    t.add_argument("--layers", type=positive_int, default=1, metavar="N",
                    help="stacked recurrent layers (default: 1)")
-    t.add_argument("--embedding", type=_nonnegative_int, default=0, metavar="N",
+    t.add_argument("--embedding", type=nonnegative_int, default=0, metavar="N",
                    help="learned embedding width; 0 feeds 1-hot vectors (default: 0)")
-    t.add_argument("--steps", type=_positive_int, default=1000, metavar="N",
+    t.add_argument("--steps", type=positive_int, default=1000, metavar="N",
                    help="optimizer updates in the whole run (default: 1000)")
-    t.add_argument("--seq-len", type=_positive_int, default=64, metavar="N",
+    t.add_argument("--seq-len", type=positive_int, default=64, metavar="N",
                    help="truncated BPTT length: longer lines are cut into chunks of N "
                    "steps with the state carried between them (default: 64)")
-    t.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+    t.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                    help="sequences per mini-batch (default: 64)")
-    t.add_argument("--lr", type=_number(0, True), default=0.01, metavar="X",
+    t.add_argument("--lr", type=number(0, True), default=0.01, metavar="X",
                    help="learning rate at the start; --schedule says how it changes "
                    "(default: 0.01)")
-    t.add_argument("--clip", type=_number(0, False), default=5.0, metavar="X",
+    t.add_argument("--clip", type=number(0, False), default=5.0, metavar="X",
                    help="clip the gradients' global norm to X; 0 turns clipping off "
                    "(default: 5)")
-    t.add_argument("--seed", type=_nonnegative_int, default=None, metavar="S",
+    t.add_argument("--seed", type=nonnegative_int, default=None, metavar="S",
                    help="random seed for the split, the weights and the batches")
     t.add_argument("--out", default=DEFAULT_OUT, metavar="PATH",
                    help=f"where to save the model (default: ./{DEFAULT_OUT})")
     t.add_argument("--plot", metavar="PNG",
                    help="also write the loss curve to PNG (needs matplotlib: "
                    "pip install 'seqcore[plot]')")
-    t.add_argument("--samples", type=_nonnegative_int, default=5, metavar="N",
+    t.add_argument("--samples", type=nonnegative_int, default=5, metavar="N",
                    help="samples printed during and after training (default: 5)")
     t.add_argument("--distributed", action="store_true",
                    help="train data-parallel over MPI: run under mpiexec -n N (or srun); "
                    "each rank trains on its block of the corpus, --batch-size per rank "
                    "(needs pip install 'seqcore[mpi]')")
-    t.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    t.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="threads for BLAS and the compiled core (default: the compiled "
                    "core on every core, which steps down to one while other processes "
                    "take them; BLAS on one)")
@@ -167,19 +128,19 @@ def register(subparsers):
         description="Print samples from a language model saved by `seqcore train`, one "
         "per line. The same --seed prints the same lines.")
     s.add_argument("model", metavar="MODEL", help="model file (.npz) written by seqcore train")
-    s.add_argument("--n", type=_positive_int, default=10, metavar="N",
+    s.add_argument("--n", type=positive_int, default=10, metavar="N",
                    help="number of samples (default: 10)")
-    s.add_argument("--temperature", type=_number(0, False), default=1.0, metavar="T",
+    s.add_argument("--temperature", type=number(0, False), default=1.0, metavar="T",
                    help="divide the logits by T: < 1 is safer, > 1 wilder; 0 is greedy "
                    "(default: 1)")
-    s.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
+    s.add_argument("--top-k", type=positive_int, default=None, metavar="K",
                    help="draw only among the K most likely tokens")
     s.add_argument("--greedy", action="store_true", help="always take the most likely token")
     s.add_argument("--prime", default="", metavar="TEXT",
                    help="start every sample with TEXT (unknown symbols read as <UNK>)")
-    s.add_argument("--seed", type=_nonnegative_int, default=None, metavar="S",
+    s.add_argument("--seed", type=nonnegative_int, default=None, metavar="S",
                    help="random seed: the same seed prints the same samples")
-    s.add_argument("--max-len", type=_positive_int, default=100, metavar="M",
+    s.add_argument("--max-len", type=positive_int, default=100, metavar="M",
                    help="stop a sample after M new tokens (default: 100)")
     s.set_defaults(func=_with_threads(cmd_sample), threads=1, distributed=False)
 
@@ -190,9 +151,9 @@ def register(subparsers):
         "was trained: running text or one sequence per line).")
     e.add_argument("model", metavar="MODEL", help="model file (.npz) written by seqcore train")
     e.add_argument("file", metavar="FILE", help="UTF-8 text file")
-    e.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+    e.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                    help="sequences (or streams) per batch (default: 64)")
-    e.add_argument("--seq-len", type=_positive_int, default=None, metavar="N",
+    e.add_argument("--seq-len", type=positive_int, default=None, metavar="N",
                    help="window length (default: the model's training window)")
     e.add_argument("--json", action="store_true",
                    help="print the figures as one JSON object (loss_per_token, perplexity, "
@@ -202,7 +163,7 @@ def register(subparsers):
 
 def _with_threads(command):
     def run(args):
-        from ._threads import limit_threads
+        from .._threads import limit_threads
         threads, blas = args.threads, None
         if threads is None and args.distributed:
             threads = _distributed(args).default_threads()      # the cores of one rank
@@ -218,8 +179,7 @@ def _with_threads(command):
 def _distributed(args):
     """seqcore.distributed, started, for --distributed; and the refusal of an MPI launch
     without it (every rank would train its own copy and write the same files)."""
-    from . import distributed as dist
-    from .__main__ import CommandError
+    from ..train import distributed as dist
     if not getattr(args, "distributed", False):
         if dist.launched():
             raise CommandError("seqcore train runs under an MPI launcher with several ranks: "
@@ -230,18 +190,6 @@ def _distributed(args):
         print("seqcore: --distributed without an MPI launcher: training as one process "
               "(launch with mpiexec -n N)", file=sys.stderr)
     return dist
-
-
-def _require_matplotlib():
-    from .__main__ import CommandError
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CommandError("--plot needs matplotlib, which is not installed: "
-                           "pip install 'seqcore[plot]'") from None
-    return plt
 
 
 def _plot(plt, history, baseline, path):
@@ -271,7 +219,7 @@ def _last_path(out):
 
 def _read(path, stream):
     """The corpus: one string (stream) or its lines; a fingerprint to check on --resume."""
-    from .text import read_corpus, read_text
+    from ..data.text import read_corpus, read_text
     text = read_text(path)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return (text if stream else read_corpus(path)), digest
@@ -292,7 +240,7 @@ def _split(data, args, rng, level):
 
 
 def _optimizer(args):
-    from . import optim
+    from ..train import optim
     if args.schedule == "plateau":
         schedule = optim.ReduceOnPlateau(factor=args.plateau_factor, patience=args.patience)
     elif args.schedule == "cosine":
@@ -304,15 +252,13 @@ def _optimizer(args):
     if args.optimizer == "sgd":
         return optim.SGD(args.lr, weight_decay=args.weight_decay, schedule=schedule)
     if args.weight_decay:
-        from .__main__ import CommandError
-        raise CommandError("--weight-decay needs --optimizer adamw (decoupled) or sgd")
+            raise CommandError("--weight-decay needs --optimizer adamw (decoupled) or sgd")
     return optim.Adam(args.lr, schedule=schedule)
 
 
 def _resumed(args):
     """The model and corpus of the run saved in --resume, checked against this command."""
-    from . import LanguageModel, load
-    from .__main__ import CommandError
+    from ..models import LanguageModel, load
     model = load(args.resume)
     if not isinstance(model, LanguageModel):
         raise CommandError(f"--resume {args.resume}: holds a {model.kind}, not a language model")
@@ -356,12 +302,12 @@ def cmd_train(args):
 
 
 def _train(args, dist):
-    from . import LanguageModel, Vocab
-    from .__main__ import CommandError
-    from .text import default_corpus, default_text
+    from ..data.text import Vocab
+    from ..models import LanguageModel
+    from ..data.text import default_corpus, default_text
     from tqdm.auto import tqdm
 
-    plt = _require_matplotlib() if args.plot else None
+    plt = require_matplotlib() if args.plot else None
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise CommandError(f"--out {args.out}: directory {out_dir} does not exist")
@@ -500,9 +446,8 @@ def _train(args, dist):
 
 
 def cmd_evaluate(args):
-    from . import LanguageModel, load
-    from .__main__ import CommandError
-    from .text import read_corpus, read_text
+    from ..models import LanguageModel, load
+    from ..data.text import read_corpus, read_text
 
     model = load(args.model)
     if not isinstance(model, LanguageModel):
@@ -538,8 +483,7 @@ def cmd_evaluate(args):
 
 
 def cmd_sample(args):
-    from . import LanguageModel, load
-    from .__main__ import CommandError
+    from ..models import LanguageModel, load
 
     model = load(args.model)
     if not isinstance(model, LanguageModel):

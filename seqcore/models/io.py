@@ -26,10 +26,13 @@ import tempfile
 
 import numpy as np
 
+from ..train import optim
+
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "seqcore-model"
 FORMAT_VERSION = 2         # 2: training run, dropout generator, dropout/tie/stream config
+MODELS = {}                # kind -> the model class load() builds (filled by seqcore.models)
 
 
 def _digest(arrays):
@@ -147,9 +150,6 @@ def load(path, *, backend="cython"):
     Refuses (ValueError, one line) files that are not seqcore models, are truncated
     or altered (checksum), or were written by a newer format version.
     """
-    from . import optim
-    from .models import MODELS
-
     path = os.fspath(path)
     arrays = _read(path)
     fmt = arrays.get("format")

@@ -19,7 +19,7 @@ one seeded generator, so a seed reproduces a run and a checkpoint can store its 
 
 import numpy as np
 
-from . import _validation as V
+from .. import _validation as V
 
 __all__ = ["Dropout", "check_dropout"]
 

@@ -73,7 +73,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _validation as V
+from .. import _validation as V
 from .dropout import Switchable
 
 __all__ = ["ATTENTION_KINDS", "AttentionSource", "BahdanauAttention", "LuongAttention",

@@ -1,0 +1,12 @@
+"""What `seqcore bench` runs: the layer benchmark (``layers``: the compiled core
+against its NumPy reference and PyTorch) and the training benchmark (``training``:
+whole training steps of a language model against the same model in PyTorch).
+
+Each side runs in a worker process of its own. The command line is
+``seqcore.cli.bench``; ``busy_processes`` (the load of ``--load``) and ``cpu_name``
+serve the stand-alone studies in the repository's bench/ too.
+"""
+
+from .layers import busy_processes, cpu_name  # noqa: F401
+
+__all__ = ["busy_processes", "cpu_name"]

@@ -1,0 +1,127 @@
+"""The output map: Dense, y_hat = W_y a + b_y at every step.
+
+``Dense`` checks its arguments here and runs the compiled kernels of
+``seqcore._kernels.{path}.train`` (csrc/_train.pyx): the products on the core's packed
+kernel and its threads. ``seqcore.reference.dense_forward``/``dense_backward`` are
+the same math in plain NumPy, the oracle the tests compare the kernels with.
+
+Legend: N rows (all positions ``...`` of x flattened), K = in_features,
+V = out_features (the vocabulary of a language model), T time steps, B batch.
+"""
+
+import threading
+
+import numpy as np
+
+from .. import _validation as V
+from .. import reference
+from .._dispatch import get_num_threads, train_kernels
+from .buffers import checked_grad, kept
+
+__all__ = ["Dense"]
+
+
+class Dense:
+    """y_hat<t> = W a<t> + b at every position of x (..., in_features).
+
+    params: W (out_features, in_features), b (out_features,). Uniform init in
+    +-1/sqrt(in_features). forward/backward/grads/zero_grad as the recurrent layers.
+    The products run on the compiled core's threads (seqcore.set_num_threads). The
+    layer keeps their packing workspace between calls, and its last y and dx, which it
+    fills again once the caller has let go of them (kept): fresh arrays cost page
+    faults. A y or dx the caller still holds is never written. ``backend="numpy"``
+    runs the NumPy twins instead (``seqcore.reference.dense_forward``/``_backward``).
+    """
+
+    def __init__(self, in_features, out_features, *, dtype=np.float32, backend="cython",
+                 seed=None):
+        self.in_features = V.check_int(in_features, "in_features")
+        self.out_features = V.check_int(out_features, "out_features")
+        self.dtype = V.check_dtype(dtype)
+        self.backend = V.check_backend(backend)
+        if seed is not None:
+            seed = V.check_int(seed, "seed", minimum=0)
+        rng = np.random.default_rng(seed)
+        k = 1.0 / np.sqrt(self.in_features)
+        self.params = {
+            "W": rng.uniform(-k, k, (self.out_features, self.in_features)).astype(self.dtype),
+            "b": rng.uniform(-k, k, (self.out_features,)).astype(self.dtype),
+        }
+        self.zero_grad()
+        self._x = None
+        self._lock = threading.Lock()   # guards the workspace and the kept outputs
+        self._work = None               # (work, abuf) of the packed products
+        self._y = self._dx = None       # the last outputs, reused when let go of (kept)
+
+    # A copy or pickle gets a lock and a workspace of its own.
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state["_work"] = state["_y"] = state["_dx"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def zero_grad(self):
+        self.grads = {k: np.zeros(v.shape, self.dtype) for k, v in self.params.items()}
+
+    def _checked_params(self):
+        W = V.check_array(self.params.get("W"), "params['W']",
+                          (self.out_features, self.in_features), self.dtype, finite=False)
+        b = V.check_array(self.params.get("b"), "params['b']", (self.out_features,),
+                          self.dtype, finite=False)
+        return W, b
+
+    def _workspace(self, N, nthreads):
+        """The products' workspaces for N rows (held under self._lock)."""
+        nw, na = train_kernels().dense_work_len(N, self.in_features, self.out_features, nthreads,
+                                          self.dtype == np.float64)
+        ws = self._work
+        if ws is None or ws[0].size < nw or (na and (ws[1] is None or ws[1].size < na)):
+            ws = self._work = (np.empty(max(nw, 1), self.dtype),
+                               np.empty(na, self.dtype) if na else None)
+        return ws
+
+    def forward(self, x):
+        """x (..., in_features) -> y (..., out_features)."""
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x: expected a numpy array of shape (..., {self.in_features}), "
+                            f"got {type(x).__name__}")
+        shape = ("...",) * (x.ndim - 1) + (self.in_features,)
+        x = V.check_array(x, "x", shape if x.ndim else (self.in_features,), self.dtype)
+        W, b = self._checked_params()
+        self._x = x
+        x2 = x.reshape(-1, self.in_features)                       # (N, K)
+        shape = x.shape[:-1] + (self.out_features,)
+        if self.backend == "numpy":
+            return reference.dense_forward(x2, W, b).reshape(shape)
+        n = get_num_threads()
+        with self._lock:
+            y = kept(self, "_y", shape, self.dtype)   # the last y, if let go of
+            work, abuf = self._workspace(x2.shape[0], n)
+            train_kernels().dense_forward(y.reshape(-1, self.out_features), x2, W, b, work, abuf, n)
+        return y
+
+    def backward(self, dy):
+        """dy (..., out_features) -> dx (..., in_features); adds into grads['W'], grads['b']."""
+        if self._x is None:
+            raise ValueError("backward() called before forward(): run forward() first")
+        x = self._x
+        want = x.shape[:-1] + (self.out_features,)
+        dy = V.check_array(dy, "dy", want, self.dtype)
+        W, _ = self._checked_params()
+        dW = checked_grad(self.grads, "W", W.shape, self.dtype)
+        db = checked_grad(self.grads, "b", (self.out_features,), self.dtype)
+        x2 = x.reshape(-1, self.in_features)                       # (N, K)
+        dy2 = dy.reshape(-1, self.out_features)                    # (N, V)
+        if self.backend == "numpy":
+            return reference.dense_backward(dy2, x2, W, dW, db).reshape(x.shape)
+        n = get_num_threads()
+        with self._lock:
+            dx = kept(self, "_dx", x.shape, self.dtype)
+            work, abuf = self._workspace(x2.shape[0], n)
+            train_kernels().dense_backward(dx.reshape(-1, self.in_features), dW, db, dy2, x2, W,
+                                     work, abuf, n)
+        return dx

@@ -1,0 +1,17 @@
+"""The NumPy reference: the readable statement of every compiled kernel's math.
+
+Each compiled module of csrc/ has its twin here, in one place: ``cells`` for the
+recurrent cells (csrc/_rnn.pyx, _gru.pyx, _lstm.pyx) and ``train`` for the output
+map, the cost, the embedding's scatter and the optimizer (csrc/_train.pyx). The
+tests compare every kernel with its twin, on every kernel path, and
+``backend="numpy"`` runs a whole model on them.
+"""
+
+from .cells import (gru_backward, gru_forward, lstm_backward, lstm_forward,  # noqa: F401
+                    rnn_backward, rnn_forward, sigmoid)
+from .train import (adam_update, dense_backward, dense_forward,  # noqa: F401
+                    embedding_backward, softmax_cross_entropy, sum_squares)
+
+__all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
+           "lstm_forward", "lstm_backward", "dense_forward", "dense_backward",
+           "softmax_cross_entropy", "embedding_backward", "adam_update", "sum_squares"]
