@@ -4,7 +4,7 @@
  * the element-wise gate pass calls them B*G*H times per step. These versions use
  * only +, *, selects and integer bit moves, so a plain loop over them compiles to
  * SIMD code. Accuracy: a few ulp in float, ~1e-15 relative in double (checked by
- * tests/test_fastmath.py against numpy over the whole range).
+ * tests/kernels/test_fastmath.py against numpy over the whole range).
  *
  * exp(x) = 2^n * e^r with n = round(x / ln 2) and r = x - n ln 2, |r| <= ln2 / 2;
  * e^r by its Taylor polynomial (degree 7 in float, 13 in double), 2^n built

@@ -1,4 +1,4 @@
-"""seqcore.distributed on two MPI ranks (mpiexec subprocesses running tests/mpi_worker.py), one rank, and without mpi4py."""
+"""seqcore.distributed on two MPI ranks (mpiexec subprocesses running tests/train/mpi_worker.py), one rank, and without mpi4py."""
 import functools
 import json
 import os

@@ -30,7 +30,7 @@ Local knob: ``SEQCORE_FUZZ_EXAMPLES=N`` runs N *random* examples per property in
 (profile "seqcore-random", not derandomized, also when ``CI`` is set; a failure prints
 a ``@reproduce_failure`` line to replay it), e.g.::
 
-    SEQCORE_FUZZ_EXAMPLES=2000 python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+    SEQCORE_FUZZ_EXAMPLES=2000 python -m pytest -q -p no:cacheprovider tests/stress/test_fuzz.py
 """
 import copy
 import os

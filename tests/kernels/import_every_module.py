@@ -2,12 +2,12 @@
 documentation generator would, and check that each one imports or is refused with an
 ImportError: never a signal (an instruction the CPU lacks kills the process).
 
-    python tests/import_every_module.py [--refused PATH ...] [--best PATH]
+    python tests/kernels/import_every_module.py [--refused PATH ...] [--best PATH]
 
 --refused names the kernel paths this CPU lacks: their packages and every compiled
 module in them must raise ImportError, and nothing else may. --best is the path
 seqcore.cpu_info() must report in use. Run natively by
-tests/test_build.py and under `qemu-x86_64 -cpu Haswell` / `-cpu Nehalem` by .ci/run.
+tests/kernels/test_build.py and under `qemu-x86_64 -cpu Haswell` / `-cpu Nehalem` by .ci/run.
 Exit status 0 when all is as expected, 1 otherwise; a crash is the signal's status.
 """
 import argparse

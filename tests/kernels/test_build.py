@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 @pytest.mark.parametrize("name", _kernels.KERNELS)
 def test_every_kernel_path_is_built(name, path):
     """Each path's module file is there, whether or not this CPU can run it (its import
-    is tested only where it can: below, and under emulation by tests/emulated.sh)."""
+    is tested only where it can: below, and under emulation by tests/kernels/emulated.sh)."""
     folder = os.path.join(os.path.dirname(_kernels.__file__), path)
     files = [os.path.join(folder, name + suffix)
              for suffix in importlib.machinery.EXTENSION_SUFFIXES]
@@ -86,7 +86,7 @@ def test_a_path_the_cpu_lacks_is_refused_before_its_code_loads(tmp_path):
 
 
 def test_every_module_of_the_package_imports(tmp_path):
-    """The walk of tests/emulated.sh, on this CPU: every module imports (a path this
+    """The walk of tests/kernels/emulated.sh, on this CPU: every module imports (a path this
     CPU lacks is refused with ImportError), none is missed by the walk."""
     refused = [p for p in BUILT_PATHS if p not in seqcore.cpu_info()["supported"]]
     proc = run_python(None, tmp_path, os.path.join(HERE, "import_every_module.py"),

@@ -1,6 +1,6 @@
 """One rank of a seqcore.distributed test: `mpiexec -n 2 python mpi_worker.py MODE OUTDIR`.
 
-Each rank writes what it saw to OUTDIR/rank<r>.json or .npz; tests/test_distributed.py
+Each rank writes what it saw to OUTDIR/rank<r>.json or .npz; tests/train/test_distributed.py
 reads the files and checks them against NumPy. The inputs of every rank come from
 the functions below, which the test imports to recompute them.
 """

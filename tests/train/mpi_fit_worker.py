@@ -2,7 +2,7 @@
 
 Each mode trains one model with ``fit(..., distributed=True)`` on data every rank
 builds alike, and each rank writes its parameters to OUTDIR/rank<r>.npz (and its
-history to rank<r>.json); tests/test_distributed_training.py compares them across
+history to rank<r>.json); tests/train/test_distributed_training.py compares them across
 ranks and with one process trained on the union of the ranks' batches.
 """
 import json
