@@ -30,7 +30,7 @@ del _default_core_threads, _one_thread_after_fork
 
 __version__ = "0.1.0"
 
-# Submodules reachable as attributes after a plain `import seqcore` (SPEC), each
+# Submodules reachable as attributes after a plain `import seqcore` (docs/spec.md §Submodules), each
 # imported on first use (PEP 562): `seqcore.interop` imports torch only when a
 # conversion runs. A name here whose module this version does not ship is not an
 # attribute (AttributeError, as for any other missing name).

@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = ["gradient_norms", "gate_stats", "GATE_NAMES"]
 
-# Gate blocks of each cell's cached activations, in SPEC.md's row order; the
+# Gate blocks of each cell's cached activations, in the gate order of docs/spec.md §Cells; the
 # candidate c~ is not a gate and is not reported.
 GATE_NAMES = {"gru": ("gamma_r", "gamma_u"), "lstm": ("gamma_u", "gamma_f", None, "gamma_o"),
               "rnn": ()}

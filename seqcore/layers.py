@@ -12,7 +12,7 @@ G gate blocks (RNN 1, GRU 3, LSTM 4), L layers, dirs directions (1 or 2).
 
 Kernels only run forward in time. The reverse direction runs them on each sequence
 reversed within its own length (``_reverse``), and reverses the results back, which
-gives exactly the packed-sequence semantics of SPEC.md.
+gives exactly the packed-sequence semantics of docs/spec.md §Cells (variable lengths).
 
 Threads: a layer owns mutable scratch that its kernels write with the GIL released
 (the forward cache and workspaces ``_cache``/``_workspaces``, the one-token
@@ -141,7 +141,7 @@ class _Recurrent(Switchable):
         return self.input_size if l == 0 else self.hidden_size * self.num_directions
 
     def param_shapes(self):
-        """{name: shape} of every parameter, in SPEC.md's layout."""
+        """{name: shape} of every parameter, in the layout of docs/spec.md §Parameter names."""
         shapes = {}
         for l in range(self.num_layers):
             for sfx in self._suffixes():
@@ -580,7 +580,7 @@ class RNN(_Recurrent):
 
 
 class GRU(_Recurrent):
-    """Gated recurrent unit; ``reset_after=False`` is the notes' form (SPEC.md)."""
+    """Gated recurrent unit; ``reset_after=False`` is the notes' form (docs/spec.md §Cells)."""
 
     _cell, _num_gates, _num_states = "gru", 3, 1
 
@@ -626,7 +626,7 @@ class GRU(_Recurrent):
 
 
 class LSTM(_Recurrent):
-    """Long short-term memory; ``peephole=True`` adds diagonal peepholes (SPEC.md)."""
+    """Long short-term memory; ``peephole=True`` adds diagonal peepholes (docs/spec.md §Cells)."""
 
     _cell, _num_gates, _num_states = "lstm", 4, 2
 

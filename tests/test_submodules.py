@@ -1,4 +1,4 @@
-"""The submodules the README names are reachable after a plain `import seqcore`, imported on first use."""
+"""The submodules of docs/spec.md §Submodules are reachable after a plain `import seqcore`, imported on first use."""
 import importlib.util
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 import seqcore
 
 SHIPPED = ("interop", "diagnostics", "experiments", "metrics", "distributed")
-# Named by the contract (SPEC) but not shipped by this version: not attributes.
+# Named by docs/spec.md §Submodules but not shipped by this version: not attributes.
 NOT_SHIPPED = tuple(n for n in ("metrics", "distributed")
                     if importlib.util.find_spec(f"seqcore.{n}") is None)
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
