@@ -5,7 +5,7 @@ What the course notes claim about vanishing and exploding gradients, measured:
 (``seqcore.diagnostics.gradient_norms``) at initialization and at the end;
 ``run_copy`` does the same for the copy/recall task; ``run_exploding`` shows a run
 that blows up without gradient clipping and converges with it; ``run_table`` runs
-every cell at several lags (the README's "Why gated cells").
+every cell at several lags (docs/why-gated-cells.md).
 
 Legend: T time steps, B batch, H hidden units, K symbols to recall, A alphabet size.
 
