@@ -120,14 +120,39 @@ def softmax_cross_entropy_reference(logits, targets, w):
 # ----------------------------------------------------------------------- Dense
 
 class Dense:
-    """y_hat<t> = W a<t> + b at every position of x (..., in_features).
+    """The notes' output map ``ŷ⟨t⟩ = W_y a⟨t⟩ + b_y`` at every position of ``x``.
 
-    params: W (out_features, in_features), b (out_features,). Uniform init in
-    +-1/sqrt(in_features). forward/backward/grads/zero_grad as the recurrent layers.
-    The products run on the compiled core's threads (seqcore.set_num_threads). The
-    layer keeps their packing workspace between calls, and its last y and dx, which it
-    fills again once the caller has let go of them (_kept): fresh arrays cost page
-    faults. A y or dx the caller still holds is never written.
+    ``forward``, ``backward``, ``params``, ``grads`` and ``zero_grad`` follow the
+    contract of the recurrent layers. The products run on the compiled core's threads
+    (``seqcore.set_num_threads``). The layer keeps their packing workspace between
+    calls, and its last ``y`` and ``dx``, which it fills again once the caller has let
+    go of them (fresh arrays cost page faults); a ``y`` or ``dx`` the caller still
+    holds is never written.
+
+    Parameters
+    ----------
+    in_features : int
+        The width of the input's last axis.
+    out_features : int
+        The width of the output's last axis.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        The parameters' and the inputs' dtype.
+    seed : int, optional
+        Seed of the initial weights, uniform in ``±1/√in_features``.
+
+    Attributes
+    ----------
+    params : dict of str to numpy.ndarray
+        ``W (out_features, in_features)`` and ``b (out_features,)``.
+    grads : dict of str to numpy.ndarray
+        Their gradients; ``backward`` adds into them.
+
+    Examples
+    --------
+    >>> import numpy as np, seqcore
+    >>> out = seqcore.Dense(32, 10, seed=0)
+    >>> out.forward(np.zeros((5, 3, 32), np.float32)).shape
+    (5, 3, 10)
     """
 
     def __init__(self, in_features, out_features, *, dtype=np.float32, seed=None):
@@ -180,7 +205,25 @@ class Dense:
         return ws
 
     def forward(self, x):
-        """x (..., in_features) -> y (..., out_features)."""
+        """Apply ``W x + b`` along the last axis.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            ``(..., in_features)``, of the layer's dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(..., out_features)``.
+
+        Raises
+        ------
+        TypeError
+            ``x`` not a numpy array of the layer's dtype.
+        ValueError
+            ``x`` of the wrong width, empty, or with NaN or infinity.
+        """
         if not isinstance(x, np.ndarray):
             raise TypeError(f"x: expected a numpy array of shape (..., {self.in_features}), "
                             f"got {type(x).__name__}")
@@ -198,7 +241,23 @@ class Dense:
         return y
 
     def backward(self, dy):
-        """dy (..., out_features) -> dx (..., in_features); adds into grads['W'], grads['b']."""
+        """Gradients of the most recent ``forward``; adds into ``grads["W"]`` and ``grads["b"]``.
+
+        Parameters
+        ----------
+        dy : numpy.ndarray
+            ``(..., out_features)``, the gradient of the cost with respect to ``y``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``dx``, ``(..., in_features)``.
+
+        Raises
+        ------
+        ValueError
+            ``backward`` before ``forward``, or ``dy`` of the wrong shape.
+        """
         if self._x is None:
             raise ValueError("backward() called before forward(): run forward() first")
         x = self._x
@@ -219,11 +278,41 @@ class Dense:
 
 
 def softmax_cross_entropy(logits, targets, mask=None):
-    """The notes' cost C = sum_t L(y<t>, y_hat<t>), averaged over the batch.
+    """The notes' cost ``C = Σ_t L(y⟨t⟩, ŷ⟨t⟩)``, summed over time, averaged over the batch.
 
-    logits (T, B, V) floating; targets (T, B) integers in [0, V); mask (T, B) of
-    0/1 (or bool), None for all steps. L is the cross-entropy of the softmax of the
-    logits. Returns (loss, dlogits), dlogits = dC/dlogits (T, B, V).
+    ``L`` is the cross-entropy of the softmax of the logits; for ``B = 1`` the loss is
+    exactly the notes' sum.
+
+    Parameters
+    ----------
+    logits : numpy.ndarray
+        ``(T, B, V)``, float32 or float64.
+    targets : array_like of int
+        ``(T, B)``, token ids in ``[0, V)``.
+    mask : array_like, optional
+        ``(T, B)`` of 0/1 (or bool): the steps that count. None: every step.
+
+    Returns
+    -------
+    loss : float
+        ``C``.
+    dlogits : numpy.ndarray
+        ``dC/dlogits``, ``(T, B, V)``, in the logits' dtype.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` not a float32/float64 array, or ``targets`` not integers.
+    ValueError
+        Shapes that do not match, ids outside ``[0, V)``, NaN or infinity in ``logits``.
+
+    Examples
+    --------
+    >>> import numpy as np, seqcore
+    >>> loss, dlogits = seqcore.softmax_cross_entropy(np.zeros((2, 1, 4), np.float32),
+    ...                                               np.zeros((2, 1), int))
+    >>> round(loss, 4)                       # 2 steps of ln 4
+    2.7726
     """
     if not isinstance(logits, np.ndarray) or logits.dtype not in V.FLOAT_DTYPES:
         raise TypeError("logits: expected a float32 or float64 numpy array of shape (T, B, V)")
