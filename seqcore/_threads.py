@@ -99,7 +99,27 @@ def _default_core_threads():
 
 
 def set_num_threads(n):
-    """Threads of the compiled core's per-step products (all cells). Returns the old count."""
+    """Set the threads of the compiled core (all cells, Dense, the loss, Adam).
+
+    The default is ``SEQCORE_NUM_THREADS``, else the cores this process may run on.
+    A child process made by ``fork`` starts on one thread (GNU OpenMP's threads do not
+    survive ``fork``); start workers with ``spawn`` to keep them all.
+
+    Parameters
+    ----------
+    n : int
+        At least 1.
+
+    Returns
+    -------
+    int
+        The count it replaces.
+
+    Raises
+    ------
+    ValueError
+        ``n`` not an integer ``>= 1``.
+    """
     from . import _dispatch
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected an integer >= 1, got {n!r}")
@@ -109,7 +129,12 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Threads the compiled core uses for its per-step products."""
+    """The threads the compiled core uses.
+
+    Returns
+    -------
+    int
+    """
     from . import _dispatch
     return _dispatch.get_num_threads()
 
