@@ -228,3 +228,29 @@ def test_examples_run(path, tmp_path):
     if proc.returncode != 0:
         pytest.fail(f"the examples of {page} failed (exit {proc.returncode}):\n--- stdout\n"
                     f"{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-5000:]}", pytrace=False)
+
+
+# The docstrings' examples appear in the API reference (docs/api/): they run too, found
+# through the public names the reference documents, wherever their modules live.
+def _public_objects():
+    import seqcore.models.seq2seq
+    from seqcore import diagnostics, distributed, experiments, interop, metrics, optim
+    names = [getattr(seqcore, n) for n in seqcore.__all__ if n != "optim"]
+    for module in (optim, interop, metrics, diagnostics, experiments, distributed):
+        names += [getattr(module, n) for n in module.__all__]
+    names.append(seqcore.models.seq2seq.plot_attention)
+    return [obj for obj in names if callable(obj) and hasattr(obj, "__name__")]
+
+
+def test_docstring_examples(tmp_path, monkeypatch):
+    import doctest
+    monkeypatch.chdir(tmp_path)
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    seen = set()
+    for obj in _public_objects():
+        for test in finder.find(obj):
+            if test.examples and test.name not in seen:
+                seen.add(test.name)
+                runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.attempted > 0 and results.failed == 0, results
