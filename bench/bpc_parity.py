@@ -8,7 +8,7 @@ with ``seqcore.interop.to_torch``), read the same windows in the same order (seq
 stream batches), and use the same recipe: embedding -> LSTM (dropout between layers) ->
 dropout -> linear, cross-entropy summed over time and averaged over the batch,
 global-norm clipping at 5, Adam at 1e-2 decayed by a cosine to a tenth over the run
-(the recipe and model of the README's `seqcore train --stream` example). Only the
+(the recipe and model of the `seqcore train --stream` example of docs/language-models.md). Only the
 dropout masks and the arithmetic differ. Each side runs in its own process, one seed after another:
 
     python bench/bpc_parity.py --seeds 0 1 2 [--steps 1500] [--json out.json]

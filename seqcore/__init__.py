@@ -28,7 +28,7 @@ if hasattr(_os, "register_at_fork"):       # a forked child runs the core on one
 
 __version__ = "0.1.0"
 
-# Submodules reachable as attributes after a plain `import seqcore` (docs/spec.md),
+# Submodules reachable as attributes after a plain `import seqcore` (docs/spec.md §Submodules),
 # each imported on first use (PEP 562): `seqcore.interop` imports torch only when a
 # conversion runs, `seqcore.distributed` loads no MPI until it is used. A name here
 # whose module this version does not ship is not an attribute (AttributeError, as

@@ -18,6 +18,7 @@ ALIASES = {
     "seqcore.training": "seqcore.train.loop",
     "seqcore.text": "seqcore.data.text",
     "seqcore.attention": "seqcore.nn.attention",
+    "seqcore.io": "seqcore.models.io",
 }
 
 

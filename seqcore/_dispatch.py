@@ -112,9 +112,23 @@ def get_num_threads():
 
 
 def cpu_info():
-    """What the core runs on: {"kernels": the path in use, "supported": the paths this
-    CPU can run (best first), "threads": the core's threads, "cpu": the processor's
-    name, "forced": whether SEQCORE_CPU chose the path}."""
+    """What the compiled core runs on.
+
+    Returns
+    -------
+    dict
+        ``"kernels"``: the kernel path in use (``"avx512"``, ``"avx2"`` or
+        ``"generic"``); ``"supported"``: the paths this CPU can run, best first;
+        ``"threads"``: the core's threads; ``"cpu"``: the processor's name (None when
+        unknown); ``"forced"``: whether ``SEQCORE_CPU`` chose the path.
+
+    Examples
+    --------
+    >>> import seqcore
+    >>> info = seqcore.cpu_info()
+    >>> info["kernels"] in info["supported"]
+    True
+    """
     return {"kernels": _active, "supported": list(supported()),
             "threads": get_num_threads(), "cpu": _cpu.brand() or None,
             "forced": bool(os.environ.get(ENV, "").strip())}

@@ -67,8 +67,29 @@ def _core_limit(n):
 
 
 def limit_threads(n, blas=None):
-    """Context manager: at most ``n`` core threads and ``blas`` BLAS threads inside
-    (``blas`` defaults to ``n``; None for either leaves it as it is)."""
+    """Context manager: at most ``n`` core threads and ``blas`` BLAS threads inside.
+
+    Parameters
+    ----------
+    n : int or None
+        The most threads the compiled core may use in the block; None leaves its count
+        as it is.
+    blas : int, optional
+        The BLAS threads in the block (threadpoolctl when installed, else OpenBLAS'
+        own setter); defaults to ``n``.
+
+    Returns
+    -------
+    contextlib.ExitStack
+        Restores both counts when the block ends.
+
+    Examples
+    --------
+    >>> import seqcore
+    >>> with seqcore.limit_threads(1):
+    ...     seqcore.get_num_threads()
+    1
+    """
     blas = n if blas is None else blas
     stack = contextlib.ExitStack()
     if n is not None:
@@ -99,7 +120,27 @@ def default_core_threads():
 
 
 def set_num_threads(n):
-    """Threads of the compiled core's per-step products (all cells). Returns the old count."""
+    """Set the threads of the compiled core (all cells, Dense, the loss, Adam).
+
+    The default is ``SEQCORE_NUM_THREADS``, else the cores this process may run on.
+    A child process made by ``fork`` starts on one thread (GNU OpenMP's threads do not
+    survive ``fork``); start workers with ``spawn`` to keep them all.
+
+    Parameters
+    ----------
+    n : int
+        At least 1.
+
+    Returns
+    -------
+    int
+        The count it replaces.
+
+    Raises
+    ------
+    ValueError
+        ``n`` not an integer ``>= 1``.
+    """
     from . import _dispatch
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected an integer >= 1, got {n!r}")
@@ -109,7 +150,12 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Threads the compiled core uses for its per-step products."""
+    """The threads the compiled core uses.
+
+    Returns
+    -------
+    int
+    """
     from . import _dispatch
     return _dispatch.get_num_threads()
 

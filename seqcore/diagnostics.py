@@ -15,19 +15,37 @@ from .nn.recurrent import reverse_padded
 
 __all__ = ["gradient_norms", "gate_stats", "GATE_NAMES"]
 
-# Gate blocks of each cell's cached activations, in SPEC.md's row order; the
+# Gate blocks of each cell's cached activations, in the gate order of docs/spec.md §Cells; the
 # candidate c~ is not a gate and is not reported.
 GATE_NAMES = {"gru": ("gamma_r", "gamma_u"), "lstm": ("gamma_u", "gamma_f", None, "gamma_o"),
               "rnn": ()}
 
 
 def gradient_norms(layer, of="a"):
-    """(T, L*dirs): entry [t, k] = ||dC/da<t+1>|| over batch and units, for the last backward.
+    """The norm of ``dC/da⟨t⟩`` at every step, recorded by the layer's last ``backward``.
 
-    dC/da<t+1> is the total derivative backpropagation through time carries into step
-    t+1 (0-based t): from the output at t, from all later steps and from the layers
-    above. ``of="c"`` gives the same for the LSTM's memory cell c<t+1>. Steps past a
-    sequence's length contribute 0.
+    ``dC/da⟨t+1⟩`` is the total derivative backpropagation through time carries into
+    step ``t+1`` (0-based ``t``): from the output at ``t``, from all later steps and
+    from the layers above. Both backends record it. Steps past a sequence's length
+    contribute 0.
+
+    Parameters
+    ----------
+    layer : seqcore.RNN, seqcore.GRU or seqcore.LSTM
+        A layer after ``forward`` and ``backward``.
+    of : {"a", "c"}, default "a"
+        The state, or the LSTM's memory cell ``c⟨t+1⟩``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(T, L*dirs)``: entry ``[t, k]`` is ``‖dC/da⟨t+1⟩‖`` over batch and units, for
+        layer and direction ``k``.
+
+    Raises
+    ------
+    ValueError
+        No ``backward`` has run, or ``of="c"`` for a cell without a memory cell.
     """
     sq = getattr(layer, "last_grad_sq", None)
     if sq is None:
@@ -39,13 +57,32 @@ def gradient_norms(layer, of="a"):
 
 
 def gate_stats(layer, low=0.05, high=0.95):
-    """Per-step gate activity of the most recent forward.
+    """Per-step gate activity of the layer's most recent ``forward``.
 
-    Returns {gate: {"mean": (T, L*dirs), "saturated": (T, L*dirs)}} for each gate of
-    the cell (GRU: gamma_r, gamma_u; LSTM: gamma_u, gamma_f, gamma_o): the mean
-    activation over batch and units, and the fraction of activations below ``low``
-    or above ``high``. Only active steps (t < lengths[b]) count; a step where no
-    sequence is active reports NaN.
+    Only active steps (``t < lengths[b]``) count; a step where no sequence is active
+    reports NaN.
+
+    Parameters
+    ----------
+    layer : seqcore.GRU or seqcore.LSTM
+        A layer after ``forward`` (an RNN has no gates: an empty dict).
+    low : float, default 0.05
+        Activations below count as saturated.
+    high : float, default 0.95
+        Activations above count as saturated.
+
+    Returns
+    -------
+    dict
+        ``{gate: {"mean": (T, L*dirs), "saturated": (T, L*dirs)}}`` for each gate of
+        the cell (GRU: ``gamma_r``, ``gamma_u``; LSTM: ``gamma_u``, ``gamma_f``,
+        ``gamma_o``): the mean activation over batch and units, and the fraction of
+        activations below ``low`` or above ``high``.
+
+    Raises
+    ------
+    ValueError
+        No ``forward`` has run.
     """
     cache = getattr(layer, "_cache", None)
     if cache is None:

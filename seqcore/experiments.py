@@ -5,7 +5,7 @@ What the course notes claim about vanishing and exploding gradients, measured:
 (``seqcore.diagnostics.gradient_norms``) at initialization and at the end;
 ``run_copy`` does the same for the copy/recall task; ``run_exploding`` shows a run
 that blows up without gradient clipping and converges with it; ``run_table`` runs
-every cell at several lags (the README's "Why gated cells").
+every cell at several lags (docs/why-gated-cells.md).
 
 Legend: T time steps, B batch, H hidden units, K symbols to recall, A alphabet size.
 
@@ -67,9 +67,24 @@ def _check_lag(lag, minimum):
 
 
 def adding_batch(lag, batch_size, rng, dtype=np.float32):
-    """One batch of the adding problem: x (T, B, 2), y (B,), T = lag (see the module doc).
+    """One batch of the adding problem (see the module notes).
 
-    x[:, :, 0] holds the values, x[:, :, 1] the two markers.
+    Parameters
+    ----------
+    lag : int
+        ``T``, the sequence length.
+    batch_size : int
+        ``B``.
+    rng : numpy.random.Generator
+        The random source.
+    dtype : numpy dtype, default numpy.float32
+
+    Returns
+    -------
+    x : numpy.ndarray
+        ``(T, B, 2)``: ``x[:, :, 0]`` holds the values, ``x[:, :, 1]`` the two markers.
+    y : numpy.ndarray
+        ``(B,)``: the sum of the two marked values.
     """
     T = _check_lag(lag, 2)
     B = V.check_int(batch_size, "batch_size")
@@ -86,10 +101,33 @@ def adding_batch(lag, batch_size, rng, dtype=np.float32):
 
 
 def copy_batch(lag, batch_size, rng, *, symbols=8, length=5, dtype=np.float32):
-    """One batch of the copy task: x (T, B, A+2) 1-hot, y (T, B) ids, mask (T, B).
+    """One batch of the copy task.
 
-    T = 2K + lag + 1 with K = ``length``, A = ``symbols``; input ids A = blank, A+1 = go.
-    y holds the symbols at the K recall steps (0 elsewhere), where mask is 1.
+    ``T = 2K + lag + 1`` with ``K = length``, ``A = symbols``; input ids ``A`` = blank,
+    ``A+1`` = go.
+
+    Parameters
+    ----------
+    lag : int
+        Blanks between the symbols and the go marker.
+    batch_size : int
+        ``B``.
+    rng : numpy.random.Generator
+        The random source.
+    symbols : int, default 8
+        ``A``, the alphabet.
+    length : int, default 5
+        ``K``, the symbols to recall.
+    dtype : numpy dtype, default numpy.float32
+
+    Returns
+    -------
+    x : numpy.ndarray
+        ``(T, B, A+2)``, 1-hot.
+    y : numpy.ndarray
+        ``(T, B)`` ids: the symbols at the ``K`` recall steps (0 elsewhere).
+    mask : numpy.ndarray
+        ``(T, B)``: 1 at the recall steps.
     """
     N = _check_lag(lag, 0)
     B = V.check_int(batch_size, "batch_size")
@@ -242,20 +280,60 @@ def run_adding(cell="lstm", lag=50, *, steps=2000, hidden=32, batch_size=32, lr=
                clip=1.0, optimizer="adam", seed=0, valid_size=1000, eval_every=250,
                stop_when_solved=True, recurrent_scale=None, nonlinearity=None,
                dtype=np.float32, threads=1, log=None):
-    """Train ``cell`` on the adding problem at ``lag``; return a result dict.
+    """Train ``cell`` on the adding problem at ``lag``.
 
     The held-out MSE is measured on ``valid_size`` fixed sequences every
     ``eval_every`` steps; with ``stop_when_solved`` training stops at the first
-    evaluation below ``SOLVED_MSE``. ``clip``: clip the global gradient norm (None or
-    0: no clipping). ``recurrent_scale``: multiply the recurrent weights W_aa at
-    initialization (the exploding experiment). A run whose gradients become NaN or
-    infinite stops and reports ``diverged`` (the message of ``TrainingDiverged``).
+    evaluation below ``SOLVED_MSE``. A run whose gradients become NaN or infinite
+    stops and reports ``diverged`` (the message of ``TrainingDiverged``).
 
-    Result: task, cell, lag, steps (budget), steps_done, final_mse, baseline_mse (of
-    always predicting 1, on the same held-out set), solved, diverged, seconds,
-    curve [(step, held-out MSE)], grad_norms_init / grad_norms_end ({"a": [T values],
-    "c" for the LSTM}: ||dC/da<t>|| for t = 1..T on one held-out batch), gates_end,
-    and the settings.
+    Parameters
+    ----------
+    cell : str, default "lstm"
+        A key of ``CELLS``: ``"rnn"``, ``"gru"``, ``"gru-reset-after"``, ``"lstm"``,
+        ``"lstm-peephole"``.
+    lag : int, default 50
+        The sequence length.
+    steps : int, default 2000
+        The budget of updates.
+    hidden : int, default 32
+        Hidden units.
+    batch_size : int, default 32
+        Fresh sequences per batch.
+    lr : float
+        Adam's (or SGD's) learning rate.
+    clip : float or None
+        Clip the gradients' global norm (None or 0: no clipping).
+    seed : int, default 0
+        Seed of the weights and the data.
+    threads : int, default 1
+        The core's threads during the run.
+    log : callable, optional
+        ``log(step, value)`` at each held-out measurement.
+    optimizer : {"adam", "sgd"}, default "adam"
+        The optimizer.
+    valid_size : int, default 1000
+        Held-out sequences.
+    eval_every : int, default 250
+        Steps between held-out measurements.
+    stop_when_solved : bool, default True
+        Stop at the first held-out MSE below ``SOLVED_MSE``.
+    recurrent_scale : float, optional
+        Multiply the recurrent weights ``W_aa`` at initialization (the exploding
+        experiment).
+    nonlinearity : {"tanh", "relu"}, optional
+        The RNN's.
+    dtype : numpy dtype, default numpy.float32
+
+    Returns
+    -------
+    dict
+        ``task``, ``cell``, ``lag``, ``steps`` (budget), ``steps_done``,
+        ``final_mse``, ``baseline_mse`` (of always predicting 1, on the same held-out
+        set), ``solved``, ``diverged``, ``seconds``, ``curve`` [(step, held-out
+        MSE)], ``grad_norms_init`` / ``grad_norms_end`` (``{"a": [T values], "c"`` for
+        the LSTM``}``: ``‖dC/da⟨t⟩‖`` for ``t = 1..T`` on one held-out batch),
+        ``gates_end``, and the settings.
     """
     kind, opts = _options(cell)
     opts = dict(opts)
@@ -304,11 +382,48 @@ def run_adding(cell="lstm", lag=50, *, steps=2000, hidden=32, batch_size=32, lr=
 def run_copy(cell="lstm", lag=20, *, steps=6000, hidden=64, batch_size=32, lr=3e-3,
              clip=1.0, symbols=8, length=5, seed=0, valid_size=512, eval_every=250,
              stop_when_solved=True, dtype=np.float32, threads=1, log=None):
-    """Train ``cell`` (a SequenceTagger) on the copy task at ``lag``; return a result dict.
+    """Train ``cell`` (a ``SequenceTagger``) on the copy task at ``lag``.
 
-    Result as ``run_adding``, with final_loss (cross-entropy per recalled symbol),
-    baseline_loss = ln A, final_accuracy, baseline_accuracy = 1/A; curve holds
-    (step, accuracy).
+    Parameters
+    ----------
+    cell : str, default "lstm"
+        A key of ``CELLS``.
+    lag : int, default 20
+        Blanks between the symbols and the go marker.
+    steps : int, default 6000
+        The budget of updates.
+    hidden : int, default 64
+        Hidden units.
+    batch_size : int, default 32
+        Fresh sequences per batch.
+    lr : float
+        Adam's (or SGD's) learning rate.
+    clip : float or None
+        Clip the gradients' global norm (None or 0: no clipping).
+    seed : int, default 0
+        Seed of the weights and the data.
+    threads : int, default 1
+        The core's threads during the run.
+    log : callable, optional
+        ``log(step, value)`` at each held-out measurement.
+    symbols : int, default 8
+        The alphabet.
+    length : int, default 5
+        Symbols to recall.
+    valid_size : int, default 512
+        Held-out sequences.
+    eval_every : int, default 250
+        Steps between held-out measurements.
+    stop_when_solved : bool, default True
+        Stop once 99% of the symbols are recalled.
+    dtype : numpy dtype, default numpy.float32
+
+    Returns
+    -------
+    dict
+        As ``run_adding``, with ``final_loss`` (cross-entropy per recalled symbol),
+        ``baseline_loss`` = ln A, ``final_accuracy``, ``baseline_accuracy`` = 1/A;
+        ``curve`` holds (step, accuracy).
     """
     kind, opts = _options(cell)
     lag = _check_lag(lag, 0)
@@ -363,11 +478,39 @@ def run_exploding(lag=20, *, steps=3000, hidden=32, batch_size=32, lr=0.05, clip
 
     The IRNN of Le et al. (2015): a ReLU RNN whose recurrent weights start as the
     identity (times ``recurrent_scale``), trained by plain SGD. Nothing in it damps the
-    state or the gradient through time: at initialization a<t> sums the inputs and the
-    gradient is large; the first update throws the weights far off and the next
+    state or the gradient through time: at initialization ``a⟨t⟩`` sums the inputs and
+    the gradient is large; the first update throws the weights far off and the next
     forward pass overflows (``TrainingDiverged``). Clipping the gradients' global norm
     at ``clip`` bounds every step, and the same seed converges.
-    Returns {"unclipped": result, "clipped": result} (results of ``run_adding``).
+
+    Parameters
+    ----------
+    lag : int, default 20
+        The sequence length.
+    steps : int, default 3000
+        The budget of updates.
+    hidden : int, default 32
+        Hidden units.
+    batch_size : int, default 32
+        Sequences per batch.
+    lr : float, default 0.05
+        SGD's learning rate.
+    clip : float, default 1.0
+        The clipped run's global-norm bound.
+    recurrent_scale : float, default 1.0
+        The recurrent weights start as this times the identity.
+    seed : int, default 0
+        Seed of both runs.
+    threads : int, default 1
+        The core's threads.
+    log : callable, optional
+        ``log(name, step, value)`` at each held-out measurement, ``name`` being
+        ``"unclipped"`` or ``"clipped"``.
+
+    Returns
+    -------
+    dict
+        ``{"unclipped": result, "clipped": result}``, results of ``run_adding``.
     """
     if not (clip and clip > 0):
         raise ValueError(f"clip: expected a positive number, got {clip!r}")
@@ -385,9 +528,37 @@ def run_exploding(lag=20, *, steps=3000, hidden=32, batch_size=32, lr=0.05, clip
 
 def run_table(cells, lags, *, steps, seeds=1, hidden=32, batch_size=32, lr=1e-2, clip=1.0,
               seed=0, threads=1, log=None):
-    """run_adding for every cell at every lag, with seeds seed .. seed+seeds-1.
+    """``run_adding`` for every cell at every lag, with seeds ``seed .. seed+seeds-1``.
 
-    Returns the list of results (cells outer, then lags, then seeds).
+    Parameters
+    ----------
+    cells : list of str
+        Keys of ``CELLS``.
+    lags : list of int
+        Sequence lengths.
+    steps : int
+        The budget of updates per run.
+    seeds : int, default 1
+        Runs per cell and lag.
+    hidden : int, default 32
+        Hidden units.
+    batch_size : int, default 32
+        Sequences per batch.
+    lr : float
+        Adam's (or SGD's) learning rate.
+    clip : float or None
+        Clip the gradients' global norm (None or 0: no clipping).
+    seed : int, default 0
+        Seed of the weights and the data.
+    threads : int, default 1
+        The core's threads during the run.
+    log : callable, optional
+        ``log(result)`` after each run.
+
+    Returns
+    -------
+    list of dict
+        The results of ``run_adding``: cells outer, then lags, then seeds.
     """
     for cell in cells:
         _options(cell)

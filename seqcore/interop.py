@@ -31,7 +31,33 @@ def _numpy(t):
 
 
 def from_torch(module, backend="cython"):
-    """A seqcore layer holding exactly the weights of a ``torch.nn.RNN``, ``GRU`` or ``LSTM``."""
+    """A seqcore layer holding exactly the weights of a ``torch.nn.RNN``, ``GRU`` or ``LSTM``.
+
+    Any ``num_layers``, ``bidirectional`` and ``batch_first``; the layer has the
+    module's dtype (float32 or float64). A GRU becomes ``seqcore.GRU(...,
+    reset_after=True)``, its ``z`` gate turned into ``Γu = 1 - z``; an LSTM's two
+    biases are summed.
+
+    Parameters
+    ----------
+    module : torch.nn.RNN, torch.nn.GRU or torch.nn.LSTM
+        The PyTorch layer.
+    backend : {"cython", "numpy"}, default "cython"
+        The new layer's backend.
+
+    Returns
+    -------
+    seqcore.RNN, seqcore.GRU or seqcore.LSTM
+
+    Raises
+    ------
+    ImportError
+        PyTorch is not installed (``pip install 'seqcore[torch]'``).
+    TypeError
+        Not one of those modules, or weights that are not float32 or float64.
+    ValueError
+        An LSTM with ``proj_size > 0``.
+    """
     torch = _torch()
 
     nn = torch.nn
@@ -79,7 +105,29 @@ def from_torch(module, backend="cython"):
 
 
 def to_torch(layer):
-    """A ``torch.nn.RNN``, ``GRU`` or ``LSTM`` holding exactly the weights of a seqcore layer."""
+    """A ``torch.nn.RNN``, ``GRU`` or ``LSTM`` holding exactly the weights of a seqcore layer.
+
+    The inverse of ``from_torch``.
+
+    Parameters
+    ----------
+    layer : seqcore.RNN, seqcore.GRU or seqcore.LSTM
+        A GRU must have ``reset_after=True`` and an LSTM no peepholes: PyTorch has
+        no other form.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    ImportError
+        PyTorch is not installed.
+    TypeError
+        Not a seqcore recurrent layer.
+    ValueError
+        A reset-before GRU or a peephole LSTM.
+    """
     torch = _torch()
 
     common = dict(num_layers=layer.num_layers, bidirectional=layer.bidirectional,

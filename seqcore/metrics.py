@@ -62,11 +62,37 @@ def _reference_streams(ref_lists):
 def bleu(hypotheses, references):
     """Corpus BLEU in 0-100, equal to ``sacrebleu.corpus_bleu(hypotheses, streams).score``.
 
-    hypotheses: list of strings (detokenized text). references: list with, per
-    hypothesis, one string or a list of strings (see the module notes); hypothesis
-    i's references [r_i1, r_i2, ...] become sacrebleu's streams
-    [[r_11, r_21, ...], [r_12, r_22, ...], ...], padded with None where a hypothesis
-    has fewer references. Needs sacrebleu (``pip install 'seqcore[bleu]'``).
+    Hypothesis ``i``'s references ``[r_i1, r_i2, ...]`` become sacrebleu's streams
+    ``[[r_11, r_21, ...], [r_12, r_22, ...], ...]``, padded with None where a
+    hypothesis has fewer references.
+
+    Parameters
+    ----------
+    hypotheses : list of str
+        Detokenized text, one sentence each.
+    references : list of str or list of list of str
+        Per hypothesis one string, or a list of strings (several references, at least
+        one each).
+
+    Returns
+    -------
+    float
+        BLEU, 0 to 100.
+
+    Raises
+    ------
+    ImportError
+        sacrebleu is not installed (``pip install 'seqcore[bleu]'``).
+    TypeError
+        A hypothesis or reference that is not a string.
+    ValueError
+        No hypotheses, or not one references entry per hypothesis.
+
+    Examples
+    --------
+    >>> from seqcore import metrics
+    >>> round(metrics.bleu(["the cat sat on the mat"], ["the cat sat on the mat"]), 6)
+    100.0
     """
     hyps, ref_lists = _check_corpus(hypotheses, references)
     try:
@@ -78,10 +104,22 @@ def bleu(hypotheses, references):
 
 
 def exact_match(hypotheses, references):
-    """The fraction (0 to 1) of hypotheses equal to one of their references.
+    """The fraction of hypotheses equal to one of their references.
 
     Compared after collapsing whitespace (``" ".join(s.split())``); case and
-    punctuation count. references: as for ``bleu``.
+    punctuation count.
+
+    Parameters
+    ----------
+    hypotheses : list of str
+        One sentence each.
+    references : list of str or list of list of str
+        As for ``bleu``.
+
+    Returns
+    -------
+    float
+        0 to 1.
     """
     hyps, ref_lists = _check_corpus(hypotheses, references)
 

@@ -1,4 +1,4 @@
-"""Layer configurations shared by the tests (every cell variant of SPEC.md), and the
+"""Layer configurations shared by the tests (every cell variant of docs/spec.md §Cells), and the
 finite-difference check of a whole model's gradients."""
 import numpy as np
 import pytest

@@ -8,7 +8,7 @@ from seqcore import _dispatch
 
 DTYPES = [np.float32, np.float64]
 
-# Compiled core vs NumPy reference: relative agreement (SPEC.md), with an absolute
+# Compiled core vs NumPy reference: relative agreement (docs/spec.md §Tolerances), with an absolute
 # floor for entries that are (near) zero.
 TOL = {
     np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),

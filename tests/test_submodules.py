@@ -1,4 +1,4 @@
-"""The submodules the README names are reachable after a plain `import seqcore`, imported on first use."""
+"""The submodules of docs/spec.md §Submodules are reachable after a plain `import seqcore`, imported on first use."""
 import importlib.util
 import json
 import os
@@ -12,7 +12,7 @@ import seqcore
 SHIPPED = ("interop", "diagnostics", "experiments", "metrics", "distributed")
 # where each lives: seqcore.distributed is a short name of seqcore.train.distributed
 MODULE = {n: f"seqcore.{n}" for n in SHIPPED} | {"distributed": "seqcore.train.distributed"}
-# Named by the contract (SPEC) but not shipped by this version: not attributes.
+# Named by docs/spec.md §Submodules but not shipped by this version: not attributes.
 NOT_SHIPPED = tuple(n for n in ("metrics", "distributed")
                     if importlib.util.find_spec(f"seqcore.{n}") is None)
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -81,7 +81,8 @@ def test_missing_names_are_a_plain_attribute_error(name):
                                           ("distributed", "seqcore.train.distributed"),
                                           ("training", "seqcore.train.loop"),
                                           ("text", "seqcore.data.text"),
-                                          ("attention", "seqcore.nn.attention")])
+                                          ("attention", "seqcore.nn.attention"),
+                                          ("io", "seqcore.models.io")])
 def test_short_names_are_the_modules_where_they_live(short, where):
     out = _python(
         "import importlib, json, sys\n"

@@ -2,8 +2,8 @@
 
 `seqcore experiment adding|copy` trains one cell on a task generated on the fly and
 reports the held-out error; `exploding` runs the same training without and with
-gradient clipping; `table` runs every cell at several lags and prints the README's
-Markdown table. `--plot PNG` writes the gradient-flow plot (needs matplotlib),
+gradient clipping; `table` runs every cell at several lags and prints the
+Markdown table of docs/why-gated-cells.md. `--plot PNG` writes the gradient-flow plot (needs matplotlib),
 `--json PATH` every number of the run. The tasks are defined in
 ``seqcore.experiments``.
 """

@@ -35,10 +35,41 @@ def tokenize(text, level):
 
 
 class Vocab:
-    """Token <-> id map: ``<EOS>`` = 0, ``<UNK>`` = 1, then the tokens in sorted order.
+    """Token ↔ id map: ``<EOS>`` = 0, ``<UNK>`` = 1, then the tokens in sorted order.
 
     ``Vocab.build(texts, level="char")`` collects the tokens of training texts;
     ``Vocab(tokens, level)`` rebuilds one from its token list (as saved with a model).
+
+    Parameters
+    ----------
+    tokens : iterable of str
+        ``"<EOS>"``, ``"<UNK>"``, then the corpus tokens in sorted order, no
+        duplicates.
+    level : {"char", "word"}, default "char"
+        Tokens are characters, or words and symbols.
+
+    Attributes
+    ----------
+    tokens : list of str
+        The tokens, by id.
+    level : str
+        ``"char"`` or ``"word"``.
+    eos_id, unk_id : int
+        0 and 1.
+
+    Raises
+    ------
+    ValueError
+        An unknown level, or tokens not in the order above.
+
+    Examples
+    --------
+    >>> import seqcore
+    >>> vocab = seqcore.Vocab.build(["anna", "bob"])
+    >>> vocab.tokens
+    ['<EOS>', '<UNK>', 'a', 'b', 'n', 'o']
+    >>> vocab.encode("bax", eos=True), vocab.decode([3, 2, 0, 4])
+    ([3, 2, 1, 0], 'ba')
     """
 
     def __init__(self, tokens, level="char"):
@@ -61,10 +92,30 @@ class Vocab:
 
     @classmethod
     def build(cls, texts, level="char", *, min_count=1, max_size=None):
-        """The vocabulary of ``texts`` (an iterable of strings, one sequence each).
+        """The vocabulary of ``texts``.
 
         Tokens seen fewer than ``min_count`` times, and beyond the ``max_size`` most
         frequent (ties broken alphabetically), are left out: they become ``<UNK>``.
+
+        Parameters
+        ----------
+        texts : iterable of str
+            One sequence each.
+        level : {"char", "word"}, default "char"
+            Tokens are characters, or words and symbols.
+        min_count : int, default 1
+            Keep tokens seen at least this often.
+        max_size : int, optional
+            At most this many entries, ``<EOS>`` and ``<UNK>`` included (at least 2).
+
+        Returns
+        -------
+        seqcore.Vocab
+
+        Raises
+        ------
+        ValueError
+            An unknown level, or ``max_size`` below 2.
         """
         counts = {}
         for text in texts:
@@ -95,14 +146,37 @@ class Vocab:
         return tokenize(text, self.level)
 
     def encode(self, text, *, eos=False):
-        """The ids of ``text``'s tokens, unknown ones as ``<UNK>``; ``eos`` appends ``<EOS>``."""
+        """The ids of ``text``'s tokens, unknown ones as ``<UNK>``.
+
+        Parameters
+        ----------
+        text : str
+            The text to encode.
+        eos : bool, default False
+            Append ``<EOS>``.
+
+        Returns
+        -------
+        list of int
+        """
         ids = [self._ids.get(tok, self.unk_id) for tok in self.tokenize(text)]
         if eos:
             ids.append(self.eos_id)
         return ids
 
     def decode(self, ids):
-        """The text of ``ids``, up to the first ``<EOS>`` (excluded)."""
+        """The text of ``ids``, up to the first ``<EOS>`` (excluded).
+
+        Parameters
+        ----------
+        ids : iterable of int
+            Token ids.
+
+        Returns
+        -------
+        str
+            The tokens joined (by spaces at word level).
+        """
         out = []
         for i in ids:
             i = int(i)

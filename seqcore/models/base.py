@@ -130,9 +130,14 @@ class Model(Switchable):
         self._dist = None
 
     def parameters(self):
-        """[(name, param, grad)] over every layer: what the optimizers update.
+        """Every parameter of the model, with its gradient: what the optimizers update.
 
         A parameter shared by two layers (tied weights) is listed once.
+
+        Returns
+        -------
+        list of (str, numpy.ndarray, numpy.ndarray)
+            ``(name, param, grad)``, named ``"<layer>.<key>"`` (``"rnn.W_l0"``).
         """
         return [(f"{lname}.{k}", layer.params[k], layer.grads[k])
                 for lname, layer in self.layers.items() for k in layer.params
@@ -156,10 +161,16 @@ class Model(Switchable):
 
     @_locked
     def save(self, path):
-        """Write the model (config, vocab, weights, optimizer state) to one .npz file, atomically.
+        """Write the model (config, vocab, weights, optimizer state, training run) to one .npz file.
 
-        During and after a data-parallel ``fit`` every rank calls it: rank 0 writes,
-        with every rank's carried state and dropout stream (``run["ranks"]``).
+        The write is atomic (a temporary file renamed over ``path``); the format is in
+        docs/spec.md §Model files. During and after a data-parallel ``fit`` every rank
+        calls it: rank 0 writes, with every rank's carried state and dropout stream.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write; ``seqcore.load(path)`` reads it back.
         """
         dist = getattr(self, "_dist", None)
         if dist is None or dist.size() == 1:
@@ -221,12 +232,24 @@ class Model(Switchable):
 
     @_inference
     def evaluate(self, data, *, batch_size=64, **batch_options):
-        """Held-out cost: {"loss": per sequence, "token_loss": per predicted token,
-        "perplexity", "tokens", "total": the summed loss}, in evaluation mode (no dropout).
+        """The held-out cost of ``data``, in evaluation mode (no dropout).
 
-        ``loss`` is the notes' C (summed over a sequence's steps) averaged over the
-        sequences (for a stream: over the streams); ``perplexity`` = exp(token_loss).
-        ``batch_options`` as in ``fit``.
+        Parameters
+        ----------
+        data
+            In the form ``fit`` takes.
+        batch_size : int, default 64
+            Examples per batch (the result does not depend on it).
+        **batch_options
+            As in ``fit``.
+
+        Returns
+        -------
+        dict
+            ``"loss"``: the notes' cost C (summed over a sequence's steps) averaged over
+            the sequences (for a stream: over the streams); ``"token_loss"``: per
+            predicted token (nats); ``"perplexity"``: ``exp(token_loss)``; ``"tokens"``:
+            the tokens predicted; ``"total"``: the summed loss.
         """
         data = self._check_data(data, batch_options)
         total = tokens = sequences = 0.0
@@ -270,53 +293,102 @@ class Model(Switchable):
             schedule=None, clip_norm=5.0, clip_value=None, valid=None, eval_every=None,
             seed=None, progress=True, callback=None, resume=False, on_best=None,
             should_stop=None, run_info=None, distributed=False, **batch_options):
-        """Train on ``data`` for ``steps`` optimizer updates; returns the history dict.
-
-        optimizer: "adam" (default for a new model), "sgd", an optimizer object, or None
-        to continue with ``self.optimizer`` (restored by ``seqcore.load``) when there
-        is one. lr: the learning rate (default 1e-2 for Adam, 0.5 for SGD). schedule:
-        a schedule from ``seqcore.optim``. clip_norm / clip_value: gradient clipping
-        by global norm / by value (None for none). valid: held-out data, evaluated
-        every ``eval_every`` steps and at the end (a schedule with ``observe``, such
-        as ``ReduceOnPlateau``, is told each held-out loss). ``batch_options``:
-        ``batching`` (every model; not for a stream), ``seq_len`` (truncated BPTT
-        length) and ``stream`` for the language model. batch_size: 32 by default.
-        seed: the batches' order (and a new run's record); None draws one.
-
-        ``batching``: how examples (lines, sequences, pairs) are grouped into
-        mini-batches. ``"sorted"`` (the default): each epoch's shuffled examples are
-        sorted by length within pools of 16 batches, and the batches shuffled, so a
-        batch holds examples of similar length and little of it is padding;
-        ``"random"``: plain random batches (PyTorch's ``DataLoader(shuffle=True)``),
-        more padding per batch. On lines of mixed lengths "sorted" gives the lower
-        held-out loss per second of training (docs/performance.md, "Batching lines").
+        """Train on ``data`` for ``steps`` optimizer updates.
 
         The model trains in training mode (dropout on) and is left in it; held-out
-        evaluation runs in evaluation mode. ``self.run`` records where the run is
-        (its seed, batch size and options, the batches done, the state carried into
-        the next window, the best held-out loss); it is saved with the model, and
-        ``resume=True`` continues exactly there: the same batches, masks and updates
-        as a run that never stopped. (A call's last step is measured on ``valid``
-        even off the ``eval_every`` grid, and a plateau schedule acts on it: for a
-        run split into calls to equal one run, end them on the grid or through
-        ``should_stop``, which skips that measurement, as Ctrl-C does.) ``on_best(step, model)`` is called when the
-        held-out loss improves; ``should_stop()`` is asked after every update and
-        ends training early when true (``history["stopped"]``). ``run_info``: a
-        JSON-able dict kept in the record as ``run["info"]`` (the command line keeps
-        its corpus and split there).
+        evaluation runs in evaluation mode. Holds ``self.lock`` throughout: other
+        threads' calls on this model wait until training ends.
 
-        ``distributed=True`` trains data-parallel over MPI (``seqcore.distributed``;
-        run under ``mpiexec -n N``): every rank calls ``fit`` with the same data and
-        arguments and trains on its own block of it (``_shard``); rank 0's weights
-        (and optimizer state) are broadcast first, the gradients are averaged over
-        the ranks every step, weighted by each rank's batch, so one step equals one
-        step on the union of the ranks' batches (``batch_size`` is per rank). Only
-        rank 0 shows progress and runs ``callback``; held-out losses are summed over
-        the ranks' blocks of ``valid``. ``save`` then (and after ``fit``) is
-        collective: every rank calls it, rank 0 writes (with every rank's carried state and dropout stream, so a
-        resumed run on as many ranks continues exactly). The core runs at most
-        ``distributed.default_threads()`` threads per rank during the call. Holds ``self.lock``
-        throughout: other threads' calls on this model wait until training ends.
+        Parameters
+        ----------
+        data
+            The training data: for ``LanguageModel`` a list of texts (or, with
+            ``stream=True``, one string); for ``SequenceClassifier`` and
+            ``SequenceTagger`` a pair ``(xs, labels)``; for ``Seq2Seq`` a list of
+            ``(source, target)`` pairs.
+        steps : int, default 1000
+            Optimizer updates in the whole run (with ``resume=True``, counted from the
+            run's start).
+        batch_size : int, optional
+            Examples (or streams) per batch; 32 by default. Per rank when distributed.
+        lr : float, optional
+            The learning rate; 1e-2 for Adam, 0.5 for SGD by default.
+        optimizer : {"adam", "sgd"} or optimizer object, optional
+            ``"adam"`` (the default for a new model), ``"sgd"``, an object of
+            ``seqcore.optim``, or None to continue with ``self.optimizer`` (restored by
+            ``seqcore.load``) when there is one.
+        schedule : schedule object, optional
+            A learning-rate schedule of ``seqcore.optim`` (``Cosine``,
+            ``ReduceOnPlateau``, ...).
+        clip_norm : float or None, default 5.0
+            Clip the gradients by their global norm; None for no clipping.
+        clip_value : float, optional
+            Clip each gradient element to ``[-clip_value, clip_value]``.
+        valid : optional
+            Held-out data, in the form of ``data``, measured every ``eval_every`` steps
+            and at the end; a schedule with ``observe`` (``ReduceOnPlateau``) is told each
+            held-out loss.
+        eval_every : int, optional
+            Steps between held-out measurements.
+        seed : int, optional
+            The batches' order (and a new run's record); None draws one.
+        progress : bool, default True
+            Show a progress bar.
+        callback : callable, optional
+            ``callback(step, model, history)``, called after every update (on rank 0
+            only when distributed).
+        resume : bool, default False
+            Continue the run recorded in ``self.run`` (saved with the model) exactly
+            where it stopped: the same batches, dropout masks and updates as a run that
+            never stopped. A call's last step is measured on ``valid`` even off the
+            ``eval_every`` grid, and a plateau schedule acts on it: for a run split into
+            calls to equal one run, end them on the grid or through ``should_stop``,
+            which skips that measurement (as Ctrl-C does).
+        on_best : callable, optional
+            ``on_best(step, model)``, called when the held-out loss improves.
+        should_stop : callable, optional
+            ``should_stop()``, asked after every update; True ends training early
+            (``history["stopped"]``).
+        run_info : dict, optional
+            JSON-able, kept in the run's record as ``run["info"]``.
+        distributed : bool, default False
+            Train data-parallel over MPI (``seqcore.distributed``; run under
+            ``mpiexec -n N``): every rank calls ``fit`` with the same data and
+            arguments and trains on its own block of it; rank 0's weights (and optimizer
+            state) are broadcast first, and the gradients are summed over the ranks every
+            step, weighted by each rank's batch, so one step equals one step on the union
+            of the ranks' batches. Only rank 0 shows progress and runs ``callback``;
+            held-out losses are summed over the ranks' blocks of ``valid``; ``save`` is
+            then collective. The core runs at most ``distributed.default_threads()``
+            threads per rank during the call.
+        **batch_options
+            ``batching`` (every model; not for a stream): ``"sorted"`` (the default)
+            sorts each epoch's shuffled examples by length within pools of 16 batches
+            and shuffles the batches, so a batch holds examples of similar length;
+            ``"random"`` draws plain random batches (PyTorch's
+            ``DataLoader(shuffle=True)``). On lines of mixed lengths ``"sorted"`` gives
+            the lower held-out loss per second of training (docs/performance.md,
+            "Batching lines"). For the language model also ``seq_len`` (the truncated
+            BPTT length) and ``stream`` (``data`` is one running text).
+
+        Returns
+        -------
+        dict
+            The history: ``"step"`` and ``"loss"`` (per token) of every update,
+            ``"valid_step"``, ``"valid_loss"``, ``"valid_perplexity"`` of each held-out
+            measurement, ``"stopped"``, ``"seconds"``, ``"tokens_per_second"``, and
+            ``"allreduce_seconds"``/``"allreduce_bytes"`` when distributed.
+
+        Raises
+        ------
+        TypeError
+            Data of the wrong form (a bad item names its argument and index), or an
+            argument of the wrong type.
+        ValueError
+            A value out of range.
+        seqcore.TrainingDiverged
+            The loss or the gradients became NaN or infinite; the model was not updated
+            with that step.
         """
         resume = V.check_bool(resume, "resume")
         if batch_options.get("batching") is not None:

@@ -145,10 +145,30 @@ def _read(path):
 
 
 def load(path, *, backend="cython"):
-    """The model saved at ``path``, with its optimizer restored as ``model.optimizer``.
+    """Read a model written by ``model.save(path)``.
 
-    Refuses (ValueError, one line) files that are not seqcore models, are truncated
-    or altered (checksum), or were written by a newer format version.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A model file (docs/spec.md §Model files).
+    backend : {"cython", "numpy"}, default "cython"
+        The backend of the model's layers.
+
+    Returns
+    -------
+    LanguageModel, SequenceClassifier, SequenceTagger or Seq2Seq
+        The model, with its optimizer restored as ``model.optimizer`` and its
+        training run as ``model.run``: ``model.fit(..., resume=True)`` continues it.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    IsADirectoryError
+        ``path`` is a directory.
+    ValueError
+        The file is not a seqcore model, is truncated or altered (checksum), or was
+        written by a newer format version; the message says which, in one line.
     """
     path = os.fspath(path)
     arrays = _read(path)

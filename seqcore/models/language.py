@@ -28,19 +28,61 @@ from .decoding import _check_sampling, draw, log_softmax
 
 
 class LanguageModel(Model):
-    """Next-token model over a Vocab: P(x<t+1> | x<1..t>), trained on the sequences of a corpus.
+    """Next-token model over a Vocab: ``P(x⟨t+1⟩ | x⟨1..t⟩)``, trained on the sequences of a corpus.
 
-    x<1> = 0 (no token), a<0> = 0; the target at step t is the input at t+1, and
-    ``<EOS>`` is the target after the last token. Layers: inputs (1-hot or
-    Embedding) -> rnn (RNN/GRU/LSTM, ``num_layers``) -> out (Dense H -> V).
+    ``x⟨1⟩ = 0`` (no token), ``a⟨0⟩ = 0``; the target at step ``t`` is the input at
+    ``t+1``, and ``<EOS>`` is the target after the last token. Layers: ``inputs``
+    (1-hot or ``Embedding``) → ``rnn`` (``RNN``/``GRU``/``LSTM``, ``num_layers``) →
+    ``out`` (``Dense`` H → V).
 
-    ``dropout`` = p drops, in training mode, the inputs x, the outputs of every
-    recurrent layer but the last (the layers' own ``dropout``) and the last layer's
-    output a before ``out`` (as PyTorch's word_language_model). ``tie_weights``
-    shares the embedding matrix with ``out``'s W (Press & Wolf 2016; needs
-    ``embedding_dim == hidden_size``): one (V, E) parameter, its gradient the sum of
-    both uses. ``stream`` says the model reads running text (set by
-    ``fit(..., stream=True)``): then ``sample`` writes ``max_len`` tokens of it.
+    Parameters
+    ----------
+    vocab : seqcore.Vocab
+        The tokens (``Vocab.build(texts, level="char"|"word")``).
+    cell : {"lstm", "gru", "rnn"}, default "lstm"
+        The recurrent cell.
+    hidden_size : int, default 128
+        ``H``, hidden units per direction.
+    num_layers : int, default 1
+        Stacked recurrent layers.
+    embedding_dim : int, optional
+        Width of a learned ``Embedding`` of the tokens; None: 1-hot inputs.
+    dropout : float, default 0.0
+        Drops, in training mode, the inputs, the outputs of every recurrent layer
+        but the last (the layers' own ``dropout``) and the last layer's output
+        before ``out`` (as PyTorch's word_language_model).
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        The parameters' dtype.
+    backend : {"cython", "numpy"}, default "cython"
+        The compiled core or the NumPy reference.
+    seed : int, optional
+        Seed of the initial weights and of the dropout masks.
+    **cell_options
+        The cell's options: ``reset_after`` (GRU), ``peephole`` (LSTM),
+        ``nonlinearity`` (RNN).
+    tie_weights : bool, default False
+        Share the embedding matrix with ``out``'s ``W`` (Press & Wolf 2016; needs
+        ``embedding_dim == hidden_size``): one ``(V, E)`` parameter, its gradient the
+        sum of both uses.
+    stream : bool, default False
+        The model reads running text (set by ``fit(..., stream=True)``): then
+        ``sample`` writes ``max_len`` tokens of it.
+
+    Raises
+    ------
+    TypeError
+        ``vocab`` not a ``seqcore.Vocab``, or an argument of the wrong type.
+    ValueError
+        ``tie_weights`` with ``embedding_dim != hidden_size``, or a value out of range.
+
+    Examples
+    --------
+    >>> import seqcore
+    >>> names = ["anna", "bob", "carla", "dave", "eve"] * 20
+    >>> lm = seqcore.LanguageModel(seqcore.Vocab.build(names), hidden_size=32, seed=0)
+    >>> history = lm.fit(names, steps=50, batch_size=16, progress=False)
+    >>> len(lm.sample(3, seed=1))
+    3
     """
 
     kind = "LanguageModel"
@@ -230,8 +272,8 @@ class LanguageModel(Model):
     def score(self, texts, *, per_token=False, batch_size=64, seq_len=256):
         """The natural-log probability of each text under the model, ``<EOS>`` included.
 
-        Each text is read as ``fit`` reads a line: from x<1> = 0 and a<0> = 0, its
-        tokens (symbols outside the vocabulary as ``<UNK>``), then ``<EOS>``::
+        Each text is read as ``fit`` reads a line: from ``x⟨1⟩ = 0`` and ``a⟨0⟩ = 0``,
+        its tokens (symbols outside the vocabulary as ``<UNK>``), then ``<EOS>``::
 
             score(text) = sum_t log P(y<t> | x<1..t>),  y = (tokens..., <EOS>)
 
@@ -247,16 +289,26 @@ class LanguageModel(Model):
             The texts to score (one string each; an empty string scores ``<EOS>``).
         per_token : bool, default False
             Also return each token's log-probability.
-        batch_size, seq_len : int
-            Texts per batch and steps per window.
+        batch_size : int, default 64
+            Texts per batch.
+        seq_len : int, default 256
+            Steps per window.
 
         Returns
         -------
-        scores : numpy.ndarray, shape (n,), float64
-            log P(text) of each text (natural log, <= 0).
-        token_scores : list of numpy.ndarray, float64
-            Only with ``per_token=True``: for text i an array of ``len(tokens) + 1``
-            log-probabilities, the last one that of ``<EOS>``; it sums to ``scores[i]``.
+        scores : numpy.ndarray
+            ``(n,)`` float64: ``log P(text)`` of each text (natural log, ``<= 0``).
+        token_scores : list of numpy.ndarray
+            Only with ``per_token=True``: for text ``i`` a float64 array of
+            ``len(tokens) + 1`` log-probabilities, the last one that of ``<EOS>``; it sums
+            to ``scores[i]``.
+
+        Raises
+        ------
+        TypeError
+            ``texts`` not a list of strings (one string alone is refused).
+        ValueError
+            A model of running text (``stream``).
         """
         texts = V.check_texts(texts, "texts")
         per_token = V.check_bool(per_token, "per_token")
@@ -285,17 +337,40 @@ class LanguageModel(Model):
     @_inference
     def sample(self, n=1, *, max_len=100, temperature=1.0, top_k=None, greedy=False,
                prime="", seed=None, allow_unk=False):
-        """n texts drawn from the model, as the notes sample.
+        """Texts drawn from the model, as the notes sample.
 
-        Start from x<1> = 0 and a<0> = 0 (after reading ``prime``, whose unknown
-        symbols become ``<UNK>``), draw x<t+1> from softmax(y_hat<t> / temperature)
+        Start from ``x⟨1⟩ = 0`` and ``a⟨0⟩ = 0`` (after reading ``prime``, whose unknown
+        symbols become ``<UNK>``), draw ``x⟨t+1⟩`` from ``softmax(ŷ⟨t⟩ / temperature)``
         (or its argmax when ``greedy``, among the ``top_k`` most likely when given),
-        feed it back, until ``<EOS>`` or ``max_len`` new tokens. The same ``seed`` gives
-        the same texts. ``<UNK>`` is never drawn unless ``allow_unk``. Each text
-        starts with the prime. A stream model (``stream``) writes running text of
-        ``max_len`` new tokens: it starts as after a line break when there is no
-        prime, and ``<EOS>`` is a line break (word level) or never drawn (char level,
-        where the newline is a character).
+        feed it back, until ``<EOS>`` or ``max_len`` new tokens. A stream model
+        (``stream``) writes running text of ``max_len`` new tokens: it starts as after a
+        line break when there is no prime, and ``<EOS>`` is a line break (word level) or
+        never drawn (char level, where the newline is a character). Runs in evaluation
+        mode.
+
+        Parameters
+        ----------
+        n : int, default 1
+            How many texts.
+        max_len : int, default 100
+            New tokens at most per text.
+        temperature : float, default 1.0
+            Divides the logits; below 1 is more conservative.
+        top_k : int, optional
+            Draw among the ``top_k`` most likely tokens only.
+        greedy : bool, default False
+            Take the most likely token at every step.
+        prime : str, default ""
+            The text each sample starts with.
+        seed : int, optional
+            The same seed gives the same texts.
+        allow_unk : bool, default False
+            Let ``<UNK>`` be drawn.
+
+        Returns
+        -------
+        list of str
+            ``n`` texts, each starting with ``prime``.
         """
         n = V.check_int(n, "n")
         _check_sampling(temperature, top_k, max_len)

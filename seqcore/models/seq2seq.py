@@ -21,40 +21,94 @@ __all__ = ["Seq2Seq", "plot_attention"]
 
 
 class Seq2Seq(Model):
-    """Encoder-decoder for Tx != Ty, with optional (Luong-style) attention.
+    """Encoder–decoder for ``Tx != Ty``, with optional (Luong-style) attention.
 
-    Encoder: src inputs -> rnn over the source followed by ``<EOS>`` (read backwards
-    first when ``reverse_source``, Sutskever et al. 2014); with
+    Encoder: the source inputs → ``rnn`` over the source followed by ``<EOS>`` (read
+    backwards first when ``reverse_source``, Sutskever et al. 2014); with
     ``bidirectional_encoder=True`` a bidirectional rnn whose outputs are
-    ``[h->_j, h<-_j]`` (width 2H). Decoder: starts from the encoder's final state with
-    x<1> = 0 and, in training, reads the true previous target token (teacher
+    ``[h→_j, h←_j]`` (width 2H). Decoder: starts from the encoder's final state with
+    ``x⟨1⟩ = 0`` and, in training, reads the true previous target token (teacher
     forcing); it predicts the target followed by ``<EOS>``. Both recurrent layers share
-    cell, hidden size and depth. Data: a list of (source text, target text) pairs.
+    cell, hidden size and depth. Data for ``fit`` and ``evaluate``: a list of
+    ``(source text, target text)`` pairs.
 
+    Parameters
+    ----------
+    src_vocab : seqcore.Vocab
+        The source tokens.
+    tgt_vocab : seqcore.Vocab
+        The target tokens.
+    cell : {"lstm", "gru", "rnn"}, default "lstm"
+        The recurrent cell of the encoder and the decoder.
+    hidden_size : int, default 128
+        ``H``, hidden units per direction.
+    num_layers : int, default 1
+        Stacked recurrent layers, in the encoder and in the decoder.
+    embedding_dim : int, optional
+        Width of learned embeddings of the tokens; None: 1-hot inputs.
+    reverse_source : bool, default False
+        The encoder reads each source backwards.
+    attention : {"bahdanau", "luong", "dot"} or None, default None
+        ``None``: the logits come from the decoder state alone. Otherwise Luong et
+        al. (2015) global attention without input feeding, scored as Bahdanau's
+        additive form, Luong's general form, or the dot product (which needs a
+        unidirectional encoder).
+    bidirectional_encoder : bool, default False
+        A bidirectional encoder; the decoder starts from the sum of its two final
+        states per layer.
+    attention_size : int, optional
+        The width of ``"bahdanau"`` attention (default ``H``).
+    dropout : float, default 0.0
+        Drops, in training mode, the source and target embeddings, the outputs of
+        every encoder and decoder layer but the last, and what ``out`` reads.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        The parameters' dtype.
+    backend : {"cython", "numpy"}, default "cython"
+        The compiled core or the NumPy reference.
+    seed : int, optional
+        Seed of the initial weights and of the dropout masks.
+    **cell_options
+        The cell's options: ``reset_after`` (GRU), ``peephole`` (LSTM),
+        ``nonlinearity`` (RNN).
+
+    Raises
+    ------
+    TypeError
+        A vocabulary that is not a ``seqcore.Vocab``, or an argument of the wrong type.
+    ValueError
+        ``attention="dot"`` with a bidirectional encoder, ``attention_size``
+        without ``"bahdanau"``, or a value out of range.
+
+    Notes
+    -----
     The hand-off (bridge) from a bidirectional encoder: the decoder's initial state of
-    layer l is the *sum* of the encoder's two final states of layer l,
-    ``s<0>[l] = a->[l] + a<-[l]`` (each of a and c for an LSTM). Its backward copies
-    the decoder's dstate0[l] to both directions. No parameters.
+    layer ``l`` is the *sum* of the encoder's two final states of layer ``l``,
+    ``s⟨0⟩[l] = a→[l] + a←[l]`` (each of ``a`` and ``c`` for an LSTM). Its backward
+    copies the decoder's ``dstate0[l]`` to both directions. No parameters.
 
-    ``attention=None`` (default): logits<t> = out(s<t>), the decoder state alone.
-    ``attention="bahdanau"|"luong"|"dot"`` (``seqcore.nn.attention``): Luong et al.
-    (2015) global attention *without input feeding*. The decoder runs over the whole
-    teacher-forced target in one call, S = (s<1> .. s<Ty>) (Ty, B, H); then::
+    With attention the decoder runs over the whole teacher-forced target in one call,
+    ``S = (s⟨1⟩ .. s⟨Ty⟩)`` (Ty, B, H); then::
 
         C, alpha = attention(S, H_enc, src_lengths)    C (Ty, B, Hh), alpha (Ty, B, Tx)
-        h~<t>    = tanh(W_c [c<t>; s<t>] + b_c)         ``combine``: Dense(Hh + H -> H)
+        h~<t>    = tanh(W_c [c<t>; s<t>] + b_c)         combine: Dense(Hh + H -> H)
         logits   = out(h~)                              (Ty, B, V)
 
-    H_enc (Tx, B, Hh) are the encoder outputs (zero at padded source steps, which the
-    attention masks out exactly). Backward mirrors it: dh~ -> tanh' -> combine ->
-    (dC, dS1); attention.backward(dC) -> (dS2, dH_enc); decoder.backward(dS1 + dS2)
-    -> dstate0; encoder.backward(dH_enc, bridged-back dstate0). "dot" needs Hh == H,
-    so it cannot be combined with a bidirectional encoder (use "luong" or
-    "bahdanau"). ``attention_size``: the width A of "bahdanau" (default H).
+    ``H_enc`` (Tx, B, Hh) are the encoder outputs (zero at padded source steps, which
+    the attention masks out exactly). Backward mirrors it: dh~ → tanh' → combine →
+    (dC, dS1); attention.backward(dC) → (dS2, dH_enc); decoder.backward(dS1 + dS2) →
+    dstate0; encoder.backward(dH_enc, bridged-back dstate0).
 
-    ``dropout`` = p drops, in training mode, the source and target embeddings, the
-    outputs of every encoder and decoder layer but the last, and what ``out`` reads
-    (s<t>, or h~<t> with attention).
+    Examples
+    --------
+    >>> import seqcore
+    >>> pairs = [("3rd of May 1999", "1999-05-03"), ("25th of June 2026", "2026-06-25")]
+    >>> s2s = seqcore.Seq2Seq(seqcore.Vocab.build(s for s, _ in pairs),
+    ...                       seqcore.Vocab.build(t for _, t in pairs), cell="gru",
+    ...                       hidden_size=16, attention="luong", seed=0)
+    >>> history = s2s.fit(pairs, steps=5, progress=False)
+    >>> texts, attn = s2s.translate(["3rd of May 1999"], return_attention=True)
+    >>> attn[0].shape[1] == len(s2s.source_tokens("3rd of May 1999"))
+    True
     """
 
     kind = "Seq2Seq"
@@ -134,8 +188,19 @@ class Seq2Seq(Model):
         return pad_ids(seqs)
 
     def source_tokens(self, text):
-        """The source positions of ``text`` as the encoder reads them (the columns of its
-        attention matrix): its tokens (reversed if ``reverse_source``) then "<EOS>"."""
+        """The source positions of ``text`` as the encoder reads them.
+
+        Parameters
+        ----------
+        text : str
+            A source text.
+
+        Returns
+        -------
+        list of str
+            Its tokens (reversed if ``reverse_source``) then ``"<EOS>"``: the columns of
+            its attention matrix.
+        """
         toks = list(self.src_vocab.tokenize(text))
         return (toks[::-1] if self.reverse_source else toks) + ["<EOS>"]
 
@@ -261,18 +326,53 @@ class Seq2Seq(Model):
                   return_attention=False):
         """Decode each source text: greedy (default), sampled (``greedy=False``) or beam search.
 
-        The decoder starts from the encoder's final state with x<1> = 0 and feeds
-        each output token back, until ``<EOS>`` or ``max_len`` decoder steps.
-        ``beam_size`` > 1: ``seqcore.models.beam.beam_search`` with the GNMT
-        ``length_penalty`` (needs ``greedy=True``); ``beam_size=1`` is greedy decoding.
+        The decoder starts from the encoder's final state with ``x⟨1⟩ = 0`` and feeds
+        each output token back, until ``<EOS>`` or ``max_len`` decoder steps. Runs in
+        evaluation mode.
 
-        ``return_attention=True`` (attention models only) returns ``(translations,
-        attentions)``: ``attentions[i]`` (Ty_i, Tx_i) float64, row t the weights of
-        decoder step t over example i's own source positions, the source as the
-        encoder read it (``source_tokens``: its tokens, reversed if
-        ``reverse_source``, then <EOS>, so Tx_i = tokens + 1). The rows cover every
-        decoder step *including the step that produced <EOS>*: Ty_i = output tokens + 1,
-        or max_len when cut off without <EOS>. Each row sums to 1.
+        Parameters
+        ----------
+        sources : list of str
+            The source texts.
+        greedy : bool, default True
+            Take the most likely token at every step; ``False`` samples.
+        temperature : float, default 1.0
+            Sampling temperature (``greedy=False``).
+        top_k : int, optional
+            Sample among the ``top_k`` most likely tokens only.
+        seed : int, optional
+            The sampling's random source.
+        max_len : int, default 100
+            Decoder steps at most.
+        allow_unk : bool, default False
+            Let ``<UNK>`` be produced.
+        beam_size : int, default 1
+            Above 1: beam search with that many hypotheses per source (needs
+            ``greedy=True``); 1 is greedy decoding exactly.
+        length_penalty : float, default 0.0
+            GNMT's ``alpha``: hypotheses rank by ``log P / ((5 + |Y|) / 6) ** alpha``,
+            ``|Y|`` counting ``<EOS>``.
+        return_attention : bool, default False
+            Also return the attention weights (attention models only).
+
+        Returns
+        -------
+        translations : list of str
+            One per source.
+        attentions : list of numpy.ndarray
+            Only with ``return_attention=True``: ``attentions[i]`` (Ty_i, Tx_i) float64,
+            row ``t`` the weights of decoder step ``t`` over example ``i``'s own source
+            positions, the source as the encoder read it (``source_tokens``: its tokens,
+            reversed if ``reverse_source``, then ``<EOS>``, so Tx_i = tokens + 1). The
+            rows cover every decoder step *including the step that produced* ``<EOS>``:
+            Ty_i = output tokens + 1, or ``max_len`` when cut off without ``<EOS>``. Each
+            row sums to 1.
+
+        Raises
+        ------
+        ValueError
+            ``return_attention=True`` on a model without attention, or ``beam_size > 1``
+            with ``greedy=False``.
         """
         sources = V.check_texts(sources, "sources")
         _check_sampling(temperature, top_k, max_len)
@@ -347,11 +447,33 @@ class Seq2Seq(Model):
     @_inference
     def evaluate(self, data, *, batch_size=64, metrics=False, beam_size=1, length_penalty=0.0,
                  max_len=100):
-        """Held-out cost (see ``Model.evaluate``: "loss", "token_loss", "perplexity",
-        "tokens"); with ``metrics=True`` also the scores of ``translate(sources,
-        beam_size=beam_size, length_penalty=length_penalty, max_len=max_len)`` against
-        the targets: "exact_match" (fraction 0-1, ``seqcore.metrics.exact_match``) and
-        "bleu" (0-100, corpus BLEU, ``seqcore.metrics.bleu``; needs sacrebleu)."""
+        """The held-out cost of ``(source, target)`` pairs, and optionally the translations' scores.
+
+        Parameters
+        ----------
+        data : list of (str, str)
+            ``(source, target)`` pairs.
+        batch_size : int, default 64
+            Pairs per batch.
+        metrics : bool, default False
+            Also translate the sources (``translate(sources, beam_size=beam_size,
+            length_penalty=length_penalty, max_len=max_len)``) and score the
+            translations against the targets.
+        beam_size : int, default 1
+            As in ``translate``.
+        length_penalty : float, default 0.0
+            As in ``translate``.
+        max_len : int, default 100
+            As in ``translate``.
+
+        Returns
+        -------
+        dict
+            ``"loss"``, ``"token_loss"``, ``"perplexity"``, ``"tokens"``, ``"total"`` (as
+            the other models' ``evaluate``); with ``metrics=True`` also
+            ``"exact_match"`` (fraction 0-1, ``seqcore.metrics.exact_match``) and
+            ``"bleu"`` (0-100, corpus BLEU, ``seqcore.metrics.bleu``; needs sacrebleu).
+        """
         pairs = V.check_text_pairs(data, "data")
         result = super().evaluate(pairs, batch_size=batch_size)
         if V.check_bool(metrics, "metrics"):
@@ -365,12 +487,36 @@ class Seq2Seq(Model):
 
 
 def plot_attention(attention, source_tokens, output_tokens, path, *, title=None):
-    """Write the attention matrix (Ty, Tx) as a PNG heat map: source along x, output along y.
+    """Write an attention matrix as a PNG heat map: source along x, output along y.
 
-    ``source_tokens`` (Tx labels, e.g. ``model.source_tokens(text)``), ``output_tokens``
-    (Ty labels: the output tokens and "<EOS>" for the EOS step, as ``translate(...,
-    return_attention=True)`` counts them). Needs matplotlib (``pip install
-    'seqcore[plot]'``). Returns ``path``.
+    Needs matplotlib (``pip install 'seqcore[plot]'``).
+
+    Parameters
+    ----------
+    attention : array_like
+        ``(Ty, Tx)``, one of the ``attentions`` of ``Seq2Seq.translate(...,
+        return_attention=True)``.
+    source_tokens : list of str
+        ``Tx`` labels, e.g. ``model.source_tokens(text)``.
+    output_tokens : list of str
+        ``Ty`` labels: the output tokens and ``"<EOS>"`` for the EOS step, as
+        ``translate`` counts them.
+    path : str or os.PathLike
+        The PNG file to write.
+    title : str, optional
+        A title above the map.
+
+    Returns
+    -------
+    str or os.PathLike
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        ``attention`` not 2-D, or label counts that do not match its shape.
+    ImportError
+        matplotlib is not installed.
     """
     A = np.asarray(attention, dtype=np.float64)
     if A.ndim != 2:

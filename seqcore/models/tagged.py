@@ -92,12 +92,52 @@ class _Tagged(Model):
 
 
 class SequenceClassifier(_Tagged):
-    """Many-to-one: y_hat = softmax(W_y h + b_y), h = the state after each sequence's last valid step.
+    """Many-to-one: ``ŷ = softmax(W_y h + b_y)``, ``h`` the state after each sequence's last valid step.
 
-    With ``bidirectional=True`` h = [a-> at the last valid step, a<- at step 1] (both
-    ends). Layers: inputs (when token inputs) -> rnn -> out (Dense dirs*H -> C).
-    Data for ``fit``/``evaluate``: (xs, labels), xs a list of texts (with a vocab) or
-    of (T_b, D) arrays, labels a list of ints in [0, C).
+    With ``bidirectional=True`` ``h = [a→ at the last valid step, a← at step 1]``
+    (both ends). Layers: ``inputs`` (for token inputs) → ``rnn`` → ``out`` (``Dense``
+    dirs*H → C). Data for ``fit`` and ``evaluate``: ``(xs, labels)``, ``xs`` a list of
+    texts (with a ``vocab``) or of ``(T_b, D)`` arrays, ``labels`` a list of ints in
+    ``[0, C)``.
+
+    Parameters
+    ----------
+    num_classes : int
+        ``C``, the number of classes (at least 2).
+    vocab : seqcore.Vocab, optional
+        For inputs that are texts; give ``vocab`` or ``input_size``.
+    input_size : int, optional
+        ``D``, for inputs that are ``(T_b, D)`` float arrays.
+    cell : {"lstm", "gru", "rnn"}, default "lstm"
+        The recurrent cell.
+    hidden_size : int, default 64
+        ``H``, hidden units per direction.
+    num_layers : int, default 1
+        Stacked recurrent layers.
+    embedding_dim : int, optional
+        Width of a learned ``Embedding`` of the tokens; None: 1-hot inputs.
+    dropout : float, default 0.0
+        Drops, in training mode, the layer inputs, the outputs of every recurrent
+        layer but the last, and what ``out`` reads.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        The parameters' dtype.
+    backend : {"cython", "numpy"}, default "cython"
+        The compiled core or the NumPy reference.
+    seed : int, optional
+        Seed of the initial weights and of the dropout masks.
+    **cell_options
+        The cell's options: ``reset_after`` (GRU), ``peephole`` (LSTM),
+        ``nonlinearity`` (RNN).
+    bidirectional : bool, default False
+        A bidirectional recurrent layer.
+
+    Examples
+    --------
+    >>> import seqcore
+    >>> clf = seqcore.SequenceClassifier(2, vocab=seqcore.Vocab.build(["ab"]), seed=0)
+    >>> history = clf.fit((["aab", "bba", "abaa"], [1, 0, 1]), steps=20, progress=False)
+    >>> clf.predict(["aaab", "bbb"]).shape
+    (2,)
     """
 
     kind = "SequenceClassifier"
@@ -161,7 +201,18 @@ class SequenceClassifier(_Tagged):
 
     @_inference
     def predict_proba(self, xs):
-        """Class probabilities (B, C) for a list of texts (or of (T_b, D) arrays)."""
+        """The class probabilities of each sequence, in evaluation mode.
+
+        Parameters
+        ----------
+        xs : list
+            Texts (with a ``vocab``) or ``(T_b, D)`` arrays.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(B, C)``, each row summing to 1.
+        """
         x, lengths = self._pad(self._check_inputs(xs, "xs"))
         z = self.forward(x, lengths).astype(np.float64)
         p = np.exp(z - z.max(axis=1, keepdims=True))
@@ -169,16 +220,67 @@ class SequenceClassifier(_Tagged):
 
     @_inference
     def predict(self, xs):
-        """The most likely class of each sequence, (B,) ints."""
+        """The most likely class of each sequence.
+
+        Parameters
+        ----------
+        xs : list
+            Texts (with a ``vocab``) or ``(T_b, D)`` arrays.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(B,)`` ints in ``[0, C)``.
+        """
         return self.predict_proba(xs).argmax(axis=1)
 
 
 class SequenceTagger(_Tagged):
-    """Many-to-many with Tx = Ty: y_hat<t> = softmax(W_y a<t> + b_y) at every step.
+    """Many-to-many with ``Tx = Ty``: ``ŷ⟨t⟩ = softmax(W_y a⟨t⟩ + b_y)`` at every step.
 
-    Layers: inputs (when token inputs) -> rnn (optionally bidirectional) -> out (Dense
-    dirs*H -> C). Data: (xs, tags), xs a list of texts (with a vocab) or of (T_b, D)
-    arrays, tags a list of int sequences of the same lengths.
+    Layers: ``inputs`` (for token inputs) → ``rnn`` (optionally bidirectional) →
+    ``out`` (``Dense`` dirs*H → C). Data for ``fit`` and ``evaluate``: ``(xs, tags)``,
+    ``xs`` a list of texts (with a ``vocab``) or of ``(T_b, D)`` arrays, ``tags`` a
+    list of int sequences of the same lengths.
+
+    Parameters
+    ----------
+    num_classes : int
+        ``C``, the number of classes (at least 2).
+    vocab : seqcore.Vocab, optional
+        For inputs that are texts; give ``vocab`` or ``input_size``.
+    input_size : int, optional
+        ``D``, for inputs that are ``(T_b, D)`` float arrays.
+    cell : {"lstm", "gru", "rnn"}, default "lstm"
+        The recurrent cell.
+    hidden_size : int, default 64
+        ``H``, hidden units per direction.
+    num_layers : int, default 1
+        Stacked recurrent layers.
+    embedding_dim : int, optional
+        Width of a learned ``Embedding`` of the tokens; None: 1-hot inputs.
+    dropout : float, default 0.0
+        Drops, in training mode, the layer inputs, the outputs of every recurrent
+        layer but the last, and what ``out`` reads.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        The parameters' dtype.
+    backend : {"cython", "numpy"}, default "cython"
+        The compiled core or the NumPy reference.
+    seed : int, optional
+        Seed of the initial weights and of the dropout masks.
+    **cell_options
+        The cell's options: ``reset_after`` (GRU), ``peephole`` (LSTM),
+        ``nonlinearity`` (RNN).
+    bidirectional : bool, default False
+        A bidirectional recurrent layer.
+
+    Examples
+    --------
+    >>> import seqcore
+    >>> tagger = seqcore.SequenceTagger(2, vocab=seqcore.Vocab.build(["ab"]), seed=0)
+    >>> history = tagger.fit((["ab", "bba"], [[1, 0], [0, 0, 1]]), steps=20, progress=False)
+    >>> [t.shape for t in tagger.predict(["abba", "a"])]
+    [(4,), (1,)]
     """
 
     kind = "SequenceTagger"
@@ -219,7 +321,18 @@ class SequenceTagger(_Tagged):
 
     @_inference
     def predict(self, xs):
-        """The most likely tag at every step: a list of B int arrays, one per sequence."""
+        """The most likely tag at every step of each sequence.
+
+        Parameters
+        ----------
+        xs : list
+            Texts (with a ``vocab``) or ``(T_b, D)`` arrays.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            One int array per sequence, as long as it.
+        """
         x, lengths = self._pad(self._check_inputs(xs, "xs"))
         best = self.forward(x, lengths).argmax(axis=2)           # (T, B)
         return [best[:n, b] for b, n in enumerate(lengths)]

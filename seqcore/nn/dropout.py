@@ -61,10 +61,30 @@ class Switchable:
 
 
 class Dropout(Switchable):
-    """Inverted dropout over arrays of any shape; ``p`` the probability of dropping.
+    """Inverted dropout over arrays of any shape.
 
-    forward(x) -> y, backward(dy) -> dx with the mask of the last forward. No
-    parameters (``params``/``grads`` are empty, so it sits in a model's layers).
+    In training mode each element is dropped with probability ``p`` and the kept ones
+    are scaled by ``1 / (1 - p)``; in evaluation mode (``eval()``) the input passes
+    through. No parameters (``params`` and ``grads`` are empty, so it sits among a
+    model's layers).
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The probability of dropping, in ``[0, 1)``.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        The masks' dtype.
+    seed : int, optional
+        Seed of the masks' generator (when ``generator`` is None).
+    generator : numpy.random.Generator, optional
+        The masks' random source, shared with other layers.
+
+    Raises
+    ------
+    TypeError
+        ``p`` not a number.
+    ValueError
+        ``p`` outside ``[0, 1)``.
     """
 
     def __init__(self, p=0.5, *, dtype=np.float32, seed=None, generator=None):
@@ -82,7 +102,18 @@ class Dropout(Switchable):
         pass
 
     def forward(self, x):
-        """x (...) -> y (...); a fresh mask per call in training mode."""
+        """Drop elements of ``x`` with a fresh mask (training mode), or return ``x``.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Any shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shaped like ``x``.
+        """
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
@@ -91,7 +122,18 @@ class Dropout(Switchable):
         return x * mask
 
     def backward(self, dy):
-        """dy (...) -> dx (...): the gradient passes where the element was kept, scaled alike."""
+        """The gradient passes where the element was kept, scaled alike.
+
+        Parameters
+        ----------
+        dy : numpy.ndarray
+            Shaped like the last ``forward``'s output.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``dx``, shaped like ``dy``.
+        """
         return dy if self._mask is None else dy * self._mask
 
     def config(self):

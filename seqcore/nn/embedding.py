@@ -34,13 +34,37 @@ def _check_ids(ids, num_embeddings):
 
 
 class Embedding:
-    """x = W[id] at every position of ids (...): the learned alternative to 1-hot inputs.
+    """``x = W[id]`` at every position of ``ids``: the learned alternative to 1-hot inputs.
 
-    params: W (V, E), initialized N(0, 1) as PyTorch's nn.Embedding. forward(ids)
-    -> x (..., E); backward(dx) adds into grads['W'] and returns None (ids have no
-    gradient). Same grads/zero_grad contract as the other layers. The backward's
-    scatter runs compiled, or with ``backend="numpy"`` its NumPy twin
-    (``seqcore.reference.embedding_backward``).
+    Same ``params``/``grads``/``zero_grad`` contract as the other layers.
+
+    Parameters
+    ----------
+    num_embeddings : int
+        ``V``, the number of token ids.
+    embedding_dim : int
+        ``E``, the width of each vector.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        The parameters' dtype.
+    backend : {"cython", "numpy"}, default "cython"
+        Where the backward's scatter runs: compiled, or its NumPy twin
+        (``seqcore.reference.embedding_backward``).
+    seed : int, optional
+        Seed of the initial weights, ``N(0, 1)`` as PyTorch's ``nn.Embedding``.
+
+    Attributes
+    ----------
+    params : dict of str to numpy.ndarray
+        ``W (V, E)``.
+    grads : dict of str to numpy.ndarray
+        Its gradient; ``backward`` adds into it.
+
+    Examples
+    --------
+    >>> import numpy as np, seqcore
+    >>> emb = seqcore.Embedding(10, 4, seed=0)
+    >>> emb.forward(np.array([[1, 2], [3, -1]])).shape     # id -1: the zero vector
+    (2, 2, 4)
     """
 
     def __init__(self, num_embeddings, embedding_dim, *, dtype=np.float32, backend="cython",
@@ -77,7 +101,25 @@ class Embedding:
         self.grads = {k: np.zeros(v.shape, self.dtype) for k, v in self.params.items()}
 
     def forward(self, ids):
-        """ids (...) -> x (..., E); id -1 gives the zero vector."""
+        """Look up the vectors of ``ids``.
+
+        Parameters
+        ----------
+        ids : array_like of int
+            ``(...)``, ids in ``[0, V)``, or -1 for no token (the zero vector).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(..., E)``.
+
+        Raises
+        ------
+        TypeError
+            ``ids`` not integers.
+        ValueError
+            An id outside ``[-1, V)``.
+        """
         ids = _check_ids(ids, self.num_embeddings)
         W = V.check_array(self.params.get("W"), "params['W']",
                           (self.num_embeddings, self.embedding_dim), self.dtype, finite=False)
@@ -90,7 +132,25 @@ class Embedding:
         return x
 
     def backward(self, dx):
-        """dx (..., E): dW[id] += dx at every position with a token; returns None."""
+        """Add ``dx`` into ``grads["W"]`` at the rows of the most recent ``forward``'s ids.
+
+        A token seen at several positions collects the sum of their gradients.
+
+        Parameters
+        ----------
+        dx : numpy.ndarray
+            ``(..., E)``, shaped like the output of ``forward``.
+
+        Returns
+        -------
+        None
+            Ids have no gradient.
+
+        Raises
+        ------
+        ValueError
+            ``backward`` before ``forward``, or ``dx`` of the wrong shape.
+        """
         if self._ids is None:
             raise ValueError("backward() called before forward(): run forward() first")
         ids = self._ids

@@ -12,7 +12,7 @@ G gate blocks (RNN 1, GRU 3, LSTM 4), L layers, dirs directions (1 or 2).
 
 Kernels only run forward in time. The reverse direction runs them on each sequence
 reversed within its own length (``reverse_padded``), and reverses the results back, which
-gives exactly the packed-sequence semantics of SPEC.md.
+gives exactly the packed-sequence semantics of docs/spec.md §Cells (variable lengths).
 
 Threads: a layer owns mutable scratch that its kernels write with the GIL released
 (the forward cache and workspaces ``_cache``/``_workspaces``, the one-token
@@ -141,7 +141,7 @@ class _Recurrent(Switchable):
         return self.input_size if l == 0 else self.hidden_size * self.num_directions
 
     def param_shapes(self):
-        """{name: shape} of every parameter, in SPEC.md's layout."""
+        """{name: shape} of every parameter, in the layout of docs/spec.md §Parameter names."""
         shapes = {}
         for l in range(self.num_layers):
             for sfx in self._suffixes():
@@ -382,12 +382,38 @@ class _Recurrent(Switchable):
         layer's output but the last is multiplied by a fresh mask m / (1 - p) (drawn
         from ``generator``) before the next layer reads it; ``eval()`` turns it off.
 
-        x: (T, B, D), or (B, T, D) with batch_first. state: initial state, one array
-        (L*dirs, B, H), for LSTM a pair (a, c); zeros when None. lengths: (B,)
-        integers in [1, T], or None for full length.
-        Returns y (T, B, dirs*H) (or batch-first) and the final state, shaped like
-        ``state``. y is 0 at steps past a sequence's length. Thread-safe: see the
-        module notes.
+        Parameters
+        ----------
+        x : numpy.ndarray
+            ``(T, B, D)``, or ``(B, T, D)`` with ``batch_first``, of the layer's dtype.
+        state : numpy.ndarray or tuple of numpy.ndarray, optional
+            The initial state: one array ``(L*dirs, B, H)``, for the LSTM a pair
+            ``(a, c)`` of them; row ``l*dirs + d`` is layer ``l``, direction ``d``.
+            Zeros when None.
+        lengths : array_like of int, optional
+            ``(B,)``, each in ``[1, T]``: steps past a sequence's length leave its
+            state as it was and output 0. None: every sequence has length ``T``.
+
+        Returns
+        -------
+        y : numpy.ndarray
+            ``(T, B, dirs*H)`` (or batch-first): the last layer's output at every step.
+        state : numpy.ndarray or tuple of numpy.ndarray
+            The final state (after each sequence's last valid step), shaped like
+            ``state``.
+
+        Raises
+        ------
+        TypeError
+            ``x`` or a state that is not an array of the layer's dtype, or
+            ``lengths`` that are not integers.
+        ValueError
+            A wrong shape or number of dimensions, an empty dimension, NaN or
+            infinity, ``lengths`` outside ``[1, T]``.
+
+        Notes
+        -----
+        Calls on one layer from several threads run one at a time (``lock``).
         """
         with self.lock:
             if lengths is None and self._stepper is not None and not self._dropping():
@@ -464,11 +490,35 @@ class _Recurrent(Switchable):
     def backward(self, dy, dstate=None):
         """Backpropagation through time for the most recent ``forward``.
 
-        dy: gradient of the cost w.r.t. y, shaped like y. dstate: gradient w.r.t. the
-        final state, shaped like it (None for zero). Returns (dx, dstate0), shaped
-        like x and the initial state, and *adds* the parameter gradients into
-        ``self.grads``. Thread-safe, but see the module notes for training a layer
-        shared between threads.
+        *Adds* the parameter gradients into ``self.grads`` (``zero_grad`` clears them).
+
+        Parameters
+        ----------
+        dy : numpy.ndarray
+            Gradient of the cost with respect to ``y``, shaped like ``y``.
+        dstate : numpy.ndarray or tuple of numpy.ndarray, optional
+            Gradient with respect to the final state, shaped like it; None for zero.
+
+        Returns
+        -------
+        dx : numpy.ndarray
+            Gradient with respect to ``x``, shaped like ``x``.
+        dstate0 : numpy.ndarray or tuple of numpy.ndarray
+            Gradient with respect to the initial state, shaped like it.
+
+        Raises
+        ------
+        ValueError
+            ``backward`` before any ``forward``, or ``dy``/``dstate`` of the wrong
+            shape or with NaN or infinity.
+        TypeError
+            ``dy`` or ``dstate`` not an array of the layer's dtype.
+
+        Notes
+        -----
+        It uses the most recent ``forward`` of any thread: a thread that trains a
+        layer shared with other threads holds ``with layer.lock:`` around its
+        forward/backward pair.
         """
         with self.lock:
             return self._backward(dy, dstate)
@@ -544,7 +594,64 @@ class _Recurrent(Switchable):
 
 
 class RNN(_Recurrent):
-    """Vanilla RNN: a<t> = g(W [a<t-1>, x<t>] + b), g = tanh or relu."""
+    """Vanilla RNN: ``a⟨t⟩ = g(W [a⟨t-1⟩, x⟨t⟩] + b)``, ``g`` = tanh or relu.
+
+    One weight matrix ``W = [W_aa | W_ax]`` of shape ``(H, H + D_in)`` and a bias
+    ``b (H,)`` per layer and direction (docs/spec.md §Cells).
+
+    Parameters
+    ----------
+    input_size : int
+        ``D``, the features of each input step.
+    hidden_size : int
+        ``H``, the hidden units per direction.
+    num_layers : int, default 1
+        ``L``, stacked layers; layer ``l > 0`` reads the output sequence of ``l - 1``.
+    bidirectional : bool, default False
+        Add a second set of parameters that runs from the end of each sequence to its
+        start; the output at ``t`` is ``[a→⟨t⟩, a←⟨t⟩]``, width ``2H``.
+    batch_first : bool, default False
+        Inputs and outputs are ``(B, T, ...)`` instead of time-major ``(T, B, ...)``.
+    dropout : float, default 0.0
+        Probability of dropping each output of every layer but the last, in training
+        mode only (PyTorch's semantics); in ``[0, 1)``.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        The parameters' and the inputs' dtype.
+    backend : {"cython", "numpy"}, default "cython"
+        The compiled core, or the NumPy reference that states the same math.
+    seed : int or None, default None
+        Seed of the initial weights (uniform in ``±1/√H``) and of the dropout masks.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        ``g``.
+
+    Attributes
+    ----------
+    params : dict of str to numpy.ndarray
+        The parameters, named as in docs/spec.md §Parameter names
+        (``W_l{l}``, ``b_l{l}``, suffix ``_reverse`` for the reverse direction).
+    grads : dict of str to numpy.ndarray
+        The gradients, same keys and shapes; ``backward`` adds into them.
+    training : bool
+        Training mode (dropout on); ``train()`` and ``eval()`` switch it.
+    lock : threading.RLock
+        Held for the whole of every ``forward``, ``backward`` and ``zero_grad``.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (``True`` for a size, a dtype other than
+        float32 or float64).
+    ValueError
+        A size below 1, an unknown choice, a dropout outside ``[0, 1)``.
+
+    Examples
+    --------
+    >>> import numpy as np, seqcore
+    >>> rnn = seqcore.RNN(8, 16, nonlinearity="relu", seed=0)
+    >>> y, a = rnn.forward(np.zeros((5, 3, 8), np.float32))
+    >>> y.shape, a.shape
+    ((5, 3, 16), (1, 3, 16))
+    """
 
     _cell, _num_gates, _num_states = "rnn", 1, 1
 
@@ -580,7 +687,68 @@ class RNN(_Recurrent):
 
 
 class GRU(_Recurrent):
-    """Gated recurrent unit; ``reset_after=False`` is the notes' form (SPEC.md)."""
+    """Gated recurrent unit, in the notes' form or (``reset_after=True``) PyTorch's.
+
+    Gate blocks ``r`` (Γr), ``u`` (Γu), ``c`` (c̃) of ``W (3H, H + D_in)`` and
+    ``b (3H,)``; ``c⟨t⟩ = Γu * c̃ + (1 - Γu) * c⟨t-1⟩`` and ``a⟨t⟩ = c⟨t⟩``
+    (docs/spec.md §Cells). PyTorch's ``z`` is ``1 - Γu``.
+
+    Parameters
+    ----------
+    input_size : int
+        ``D``, the features of each input step.
+    hidden_size : int
+        ``H``, the hidden units per direction.
+    num_layers : int, default 1
+        ``L``, stacked layers; layer ``l > 0`` reads the output sequence of ``l - 1``.
+    bidirectional : bool, default False
+        Add a second set of parameters that runs from the end of each sequence to its
+        start; the output at ``t`` is ``[a→⟨t⟩, a←⟨t⟩]``, width ``2H``.
+    batch_first : bool, default False
+        Inputs and outputs are ``(B, T, ...)`` instead of time-major ``(T, B, ...)``.
+    dropout : float, default 0.0
+        Probability of dropping each output of every layer but the last, in training
+        mode only (PyTorch's semantics); in ``[0, 1)``.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        The parameters' and the inputs' dtype.
+    backend : {"cython", "numpy"}, default "cython"
+        The compiled core, or the NumPy reference that states the same math.
+    seed : int or None, default None
+        Seed of the initial weights (uniform in ``±1/√H``) and of the dropout masks.
+    reset_after : bool, default False
+        ``False``: the notes' form, ``c̃ = tanh(W_c [Γr * c⟨t-1⟩, x⟨t⟩] + b_c)``.
+        ``True``: the form of PyTorch, cuDNN and Keras,
+        ``c̃ = tanh(W_cx x⟨t⟩ + b_c + Γr * (W_cc c⟨t-1⟩ + b_cc))``, with one more
+        bias ``b_cc_l{l} (H,)``.
+
+    Attributes
+    ----------
+    params : dict of str to numpy.ndarray
+        The parameters, named as in docs/spec.md §Parameter names
+        (``W_l{l}``, ``b_l{l}``, suffix ``_reverse`` for the reverse direction).
+    grads : dict of str to numpy.ndarray
+        The gradients, same keys and shapes; ``backward`` adds into them.
+    training : bool
+        Training mode (dropout on); ``train()`` and ``eval()`` switch it.
+    lock : threading.RLock
+        Held for the whole of every ``forward``, ``backward`` and ``zero_grad``.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (``True`` for a size, a dtype other than
+        float32 or float64).
+    ValueError
+        A size below 1, an unknown choice, a dropout outside ``[0, 1)``.
+
+    Examples
+    --------
+    >>> import numpy as np, seqcore
+    >>> gru = seqcore.GRU(8, 16, num_layers=2, bidirectional=True, seed=0)
+    >>> y, a = gru.forward(np.zeros((5, 3, 8), np.float32), lengths=[5, 4, 2])
+    >>> y.shape, a.shape
+    ((5, 3, 32), (4, 3, 16))
+    """
 
     _cell, _num_gates, _num_states = "gru", 3, 1
 
@@ -626,7 +794,69 @@ class GRU(_Recurrent):
 
 
 class LSTM(_Recurrent):
-    """Long short-term memory; ``peephole=True`` adds diagonal peepholes (SPEC.md)."""
+    """Long short-term memory, with or without diagonal peepholes.
+
+    Gate blocks ``u`` (Γu), ``f`` (Γf), ``c`` (c̃), ``o`` (Γo) of ``W (4H, H + D_in)``
+    and ``b (4H,)``; ``c⟨t⟩ = Γu * c̃ + Γf * c⟨t-1⟩``, ``a⟨t⟩ = Γo * tanh(c⟨t⟩)``
+    (docs/spec.md §Cells). The forget-gate bias starts at 1. The state is a pair
+    ``(a, c)``.
+
+    Parameters
+    ----------
+    input_size : int
+        ``D``, the features of each input step.
+    hidden_size : int
+        ``H``, the hidden units per direction.
+    num_layers : int, default 1
+        ``L``, stacked layers; layer ``l > 0`` reads the output sequence of ``l - 1``.
+    bidirectional : bool, default False
+        Add a second set of parameters that runs from the end of each sequence to its
+        start; the output at ``t`` is ``[a→⟨t⟩, a←⟨t⟩]``, width ``2H``.
+    batch_first : bool, default False
+        Inputs and outputs are ``(B, T, ...)`` instead of time-major ``(T, B, ...)``.
+    dropout : float, default 0.0
+        Probability of dropping each output of every layer but the last, in training
+        mode only (PyTorch's semantics); in ``[0, 1)``.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        The parameters' and the inputs' dtype.
+    backend : {"cython", "numpy"}, default "cython"
+        The compiled core, or the NumPy reference that states the same math.
+    seed : int or None, default None
+        Seed of the initial weights (uniform in ``±1/√H``) and of the dropout masks.
+    peephole : bool, default False
+        Add diagonal peephole weights ``p_l{l} (3, H)``: ``c⟨t-1⟩`` reaches Γu and Γf,
+        ``c⟨t⟩`` reaches Γo, element by element (Gers & Schmidhuber 2000).
+
+    Attributes
+    ----------
+    params : dict of str to numpy.ndarray
+        The parameters, named as in docs/spec.md §Parameter names
+        (``W_l{l}``, ``b_l{l}``, suffix ``_reverse`` for the reverse direction).
+    grads : dict of str to numpy.ndarray
+        The gradients, same keys and shapes; ``backward`` adds into them.
+    training : bool
+        Training mode (dropout on); ``train()`` and ``eval()`` switch it.
+    lock : threading.RLock
+        Held for the whole of every ``forward``, ``backward`` and ``zero_grad``.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (``True`` for a size, a dtype other than
+        float32 or float64).
+    ValueError
+        A size below 1, an unknown choice, a dropout outside ``[0, 1)``.
+
+    Examples
+    --------
+    >>> import numpy as np, seqcore
+    >>> lstm = seqcore.LSTM(8, 32, num_layers=2, bidirectional=True, seed=0)
+    >>> x = np.random.randn(20, 4, 8).astype(np.float32)        # (T, B, D)
+    >>> y, (a, c) = lstm.forward(x, lengths=[20, 17, 9, 3])
+    >>> dx, (da0, dc0) = lstm.backward(np.ones_like(y))         # adds into lstm.grads
+    >>> y.shape, a.shape, dx.shape
+    ((20, 4, 64), (4, 4, 32), (20, 4, 8))
+    """
 
     _cell, _num_gates, _num_states = "lstm", 4, 2
 

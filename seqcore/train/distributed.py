@@ -87,9 +87,14 @@ class MPIUnavailable(ImportError):
 # ------------------------------------------------------------------ the ranks
 
 def launched():
-    """True when an MPI launcher (mpiexec, mpirun, srun) started this process as one of several ranks.
+    """Whether an MPI launcher (mpiexec, mpirun, srun) started this process as one of several ranks.
 
-    Reads the launcher's environment variables only: needs neither mpi4py nor MPI_Init.
+    Reads the launcher's environment variables only: needs neither mpi4py nor
+    ``MPI_Init``.
+
+    Returns
+    -------
+    bool
     """
     return _launch.launched()
 
@@ -115,13 +120,24 @@ def _import_mpi():
 
 
 def init(comm=None):
-    """Start MPI (once; later calls do nothing) and use ``comm`` (default COMM_WORLD) for every collective.
+    """Start MPI (once; later calls do nothing) and use ``comm`` for every collective.
 
     Every rank must call it (directly or through its first collective): it also counts
-    the ranks that share this machine (``local_size``). Raises MPIUnavailable without
-    mpi4py, and RuntimeError when the launcher started several ranks but MPI sees one:
-    the mpiexec run is not the one of the MPI library that mpi4py loaded (use the
-    environment's own, ``<venv>/bin/mpiexec``).
+    the ranks that share this machine (``local_size``).
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm, optional
+        The ranks' communicator; default ``COMM_WORLD``.
+
+    Raises
+    ------
+    MPIUnavailable
+        mpi4py, or the MPI library it loads, is not installed.
+    RuntimeError
+        The launcher started several ranks but MPI sees one: the mpiexec run is not
+        the one of the MPI library that mpi4py loaded (use the environment's own,
+        ``<venv>/bin/mpiexec``).
     """
     global _MPI, _comm, _local_size
     if _comm is not None:
@@ -144,7 +160,12 @@ def init(comm=None):
 
 
 def is_initialized():
-    """True once init() ran (directly or through the first call that needs MPI)."""
+    """Whether ``init()`` ran (directly or through the first call that needs MPI).
+
+    Returns
+    -------
+    bool
+    """
     return _comm is not None
 
 
@@ -155,22 +176,45 @@ def _world():
 
 
 def communicator():
-    """The mpi4py communicator of the ranks, for collectives this module does not wrap (starts MPI)."""
+    """The mpi4py communicator of the ranks, for collectives this module does not wrap.
+
+    Starts MPI.
+
+    Returns
+    -------
+    mpi4py.MPI.Comm
+    """
     return _world()
 
 
 def rank():
-    """This process's rank, 0 .. size()-1 (starts MPI on first use)."""
+    """This process's rank (starts MPI on first use).
+
+    Returns
+    -------
+    int
+        ``0 .. size() - 1``.
+    """
     return _world().Get_rank()
 
 
 def size():
-    """The number of ranks (starts MPI on first use)."""
+    """The number of ranks (starts MPI on first use).
+
+    Returns
+    -------
+    int
+    """
     return _world().Get_size()
 
 
 def is_root():
-    """True on rank 0: the one rank that prints, evaluates for the log and writes files."""
+    """Whether this is rank 0: the one rank that prints, evaluates for the log and writes files.
+
+    Returns
+    -------
+    bool
+    """
     return rank() == 0
 
 
@@ -180,16 +224,27 @@ def barrier():
 
 
 def local_size():
-    """Ranks on this machine: measured by init(), else the launcher's variables, else 1."""
+    """The ranks on this machine: measured by ``init()``, else the launcher's variables, else 1.
+
+    Returns
+    -------
+    int
+    """
     if _local_size is not None:
         return _local_size
     return max(_launch.env_int(_LOCAL_SIZE_VARS) or 1, 1)
 
 
 def default_threads():
-    """Compiled-core threads for one rank: SEQCORE_NUM_THREADS when set, else the machine's
-    cores shared among its ranks, max(1, cpu_count // local_size()), and no more than the
-    cores this process may run on (a launcher that binds ranks to cores has already split them).
+    """Compiled-core threads for one rank.
+
+    Returns
+    -------
+    int
+        ``SEQCORE_NUM_THREADS`` when set, else the machine's cores shared among its
+        ranks, ``max(1, cpu_count // local_size())``, and no more than the cores this
+        process may run on (a launcher that binds ranks to cores has already split
+        them).
     """
     from .._threads import default_core_threads
     if os.environ.get("SEQCORE_NUM_THREADS"):
@@ -199,15 +254,28 @@ def default_threads():
 
 
 def shard(items, rank=None, size=None):
-    """Rank ``rank``'s block of ``items`` (a sequence: list, str, array) or of ``range(n)`` for an int n.
+    """Rank ``rank``'s block of ``items``.
 
-    The blocks are contiguous and in order: block r of ``size`` holds items
-    [r*q + min(r, m), (r+1)*q + min(r+1, m)) with q, m = divmod(n, size), so block lengths
-    differ by at most one, the blocks are disjoint and together hold every item once.
-    Contiguous blocks suit a token stream (each rank reads its own stretch of the text
-    and carries the state across its chunks); for examples, each rank then draws its
-    batches from its block. The same on every run: no randomness. ``rank`` and ``size``
-    default to this process's (given both, no MPI is needed).
+    The blocks are contiguous and in order: block ``r`` of ``size`` holds items
+    ``[r*q + min(r, m), (r+1)*q + min(r+1, m))`` with ``q, m = divmod(n, size)``, so
+    block lengths differ by at most one, the blocks are disjoint and together hold
+    every item once. Contiguous blocks suit a token stream (each rank reads its own
+    stretch of the text and carries the state across its chunks); for examples, each
+    rank then draws its batches from its block. The same on every run: no randomness.
+
+    Parameters
+    ----------
+    items : sequence or int
+        A list, str or array; an int ``n`` stands for ``range(n)``.
+    rank : int, optional
+        Default: this process's rank.
+    size : int, optional
+        Default: the number of ranks (given ``rank`` and ``size``, no MPI is needed).
+
+    Returns
+    -------
+    sequence
+        The block, a slice of ``items`` (a ``range`` for an int).
     """
     if rank is None or size is None:
         comm = _world()
@@ -231,8 +299,20 @@ def shard(items, rank=None, size=None):
 
 
 def rank_seed(seed, rank=None):
-    """The seed of this rank's batch order and dropout masks: ``seed`` itself on rank 0 (so a
-    one-rank run repeats a plain run), on rank r > 0 one derived from (seed, r); None stays None.
+    """The seed of this rank's batch order and dropout masks.
+
+    Parameters
+    ----------
+    seed : int or None
+        The run's seed.
+    rank : int, optional
+        Default: this process's rank.
+
+    Returns
+    -------
+    int or None
+        ``seed`` itself on rank 0 (so a one-rank run repeats a plain run), on rank
+        ``r > 0`` one derived from ``(seed, r)``; None stays None.
     """
     if seed is None:
         return None
@@ -282,9 +362,19 @@ def _agree(comm, ok, what, detail):
 def broadcast_parameters(params, root=0):
     """Overwrite every rank's parameters with ``root``'s, in place (call once, before training).
 
-    ``params``: a model (its ``parameters()``), a list of ``(name, param, grad)``, or a
-    ``{name: array}`` dict. The ranks first compare names, shapes and dtypes with the
-    root's and all raise ValueError when any rank differs (no rank is left waiting).
+    Parameters
+    ----------
+    params : model, list or dict
+        A model (its ``parameters()``), a list of ``(name, param, grad)``, or a
+        ``{name: array}`` dict.
+    root : int, default 0
+        The rank whose parameters win.
+
+    Raises
+    ------
+    ValueError
+        On every rank, when the ranks' names, shapes or dtypes differ from the root's
+        (compared first, so that no rank is left waiting).
     """
     comm = _world()
     if comm.Get_size() == 1:
@@ -307,6 +397,13 @@ def broadcast_optimizer_state(optimizer, root=0):
     step): the root sends the names, shapes and dtypes first, then the arrays, and
     every other rank's old state is dropped. Hyperparameters (lr, schedule) are not
     sent: every rank builds its optimizer from the same command line or file.
+
+    Parameters
+    ----------
+    optimizer : seqcore.optim.SGD, Adam or AdamW
+        This rank's optimizer.
+    root : int, default 0
+        The rank whose state wins.
     """
     comm = _world()
     if comm.Get_size() == 1:
@@ -330,14 +427,40 @@ def broadcast_optimizer_state(optimizer, root=0):
 
 
 def broadcast_object(obj, root=0):
-    """``root``'s ``obj`` (anything picklable: a vocabulary, a config, a seed) on every rank."""
+    """``root``'s ``obj`` on every rank.
+
+    Parameters
+    ----------
+    obj : object
+        Anything picklable: a vocabulary, a config, a seed.
+    root : int, default 0
+        The rank that sends.
+
+    Returns
+    -------
+    object
+        ``root``'s ``obj``.
+    """
     comm = _world()
     return obj if comm.Get_size() == 1 else comm.bcast(obj, root=root)
 
 
 def gather_object(obj, root=0):
-    """On ``root``, the list of every rank's ``obj`` in rank order (e.g. each rank's data
-    position and random state, to save them in one file); None on the other ranks."""
+    """Every rank's ``obj``, on ``root``.
+
+    Parameters
+    ----------
+    obj : object
+        Anything picklable (e.g. each rank's data position and random state, to save
+        them in one file).
+    root : int, default 0
+        The rank that receives.
+
+    Returns
+    -------
+    list or None
+        On ``root`` the objects in rank order; None on the other ranks.
+    """
     comm = _world()
     return [obj] if comm.Get_size() == 1 else comm.gather(obj, root=root)
 
@@ -360,25 +483,38 @@ def _buffer(dtype, n):
 
 
 def allreduce_gradients(grads, weight, *, loss=None, totals=()):
-    """Replace every rank's gradients with the weighted mean sum_r w_r g_r / sum_r w_r, in place.
+    """Replace every rank's gradients with the weighted mean ``Σ_r w_r g_r / Σ_r w_r``, in place.
 
-    grads: the gradient arrays in one fixed order, the same on every rank (a model's
-    ``grads()``: a list of arrays or of grads dicts; or ``parameters()`` triples).
-    weight: what this rank's loss is averaged over (its batch size): the result is then
-    the gradient of the loss averaged over the union of the ranks' batches. A rank with
-    weight 0 (no data this step) contributes nothing. loss: this rank's loss, averaged
-    the same way; its weighted mean comes back in the result. totals: a few numbers
-    summed over the ranks in the same message (e.g. the step's token count).
+    The arrays, each scaled by the weight, are packed with the weight, weight * loss
+    and the totals into one flat buffer per dtype (reused between calls) and summed by
+    one ``Allreduce``: one message per step for a model of one dtype. The sum runs in
+    the gradients' own dtype: float32 stays float32 (half the bytes of float64; the
+    R - 1 additions round at float32's 6e-8 relative precision, far below the noise of
+    a mini-batch gradient). Counts (weights, totals) are exact in float32 up to 2**24.
+    With one rank the arrays are left exactly as they are.
 
-    The arrays, each scaled by the weight, are packed with the weight, weight * loss and
-    the totals into one flat buffer per dtype (reused between calls) and summed by one
-    Allreduce: one message per step for a model of one dtype. The sum runs in the
-    gradients' own dtype: float32 stays float32 (half the bytes of float64; the R - 1
-    additions round at float32's 6e-8 relative precision, far below the noise of a
-    mini-batch gradient). Counts (weights, totals) are exact in float32 up to 2**24.
+    Parameters
+    ----------
+    grads : list
+        The gradient arrays in one fixed order, the same on every rank (a model's
+        ``grads()``: a list of arrays or of grads dicts; or ``parameters()``
+        triples).
+    weight : float
+        What this rank's loss is averaged over (its batch size): the result is then
+        the gradient of the loss averaged over the union of the ranks' batches. A
+        rank with weight 0 (no data this step) contributes nothing.
+    loss : float, optional
+        This rank's loss, averaged the same way; its weighted mean comes back in the
+        result.
+    totals : tuple of float, default ()
+        A few numbers summed over the ranks in the same message (e.g. the step's
+        token count).
 
-    Returns Allreduced(weight, loss, totals, seconds, nbytes); ``allreduce_stats`` adds
-    up the seconds and bytes. With one rank the arrays are left exactly as they are.
+    Returns
+    -------
+    Allreduced
+        ``(weight, loss, totals, seconds, nbytes)``; ``allreduce_stats`` adds up the
+        seconds and bytes.
     """
     weight = float(weight)
     if not (weight >= 0 and np.isfinite(weight)):
@@ -425,8 +561,18 @@ def allreduce_gradients(grads, weight, *, loss=None, totals=()):
 
 
 def allreduce_sum(values):
-    """The sum over the ranks of a number or a short sequence of numbers (float64), e.g.
-    held-out loss totals and token counts; same shape back (a float for a number)."""
+    """The sum over the ranks of a number or a short sequence of numbers, in float64.
+
+    Parameters
+    ----------
+    values : float or sequence of float
+        E.g. held-out loss totals and token counts.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The same shape back (a float for a number).
+    """
     comm = _world()
     arr = np.array(values, dtype=np.float64)
     if comm.Get_size() > 1:
@@ -435,7 +581,18 @@ def allreduce_sum(values):
 
 
 def allreduce_stats(reset=False):
-    """{"calls", "seconds", "bytes"} of allreduce_gradients so far (per rank); ``reset`` zeroes them."""
+    """What ``allreduce_gradients`` did so far, on this rank.
+
+    Parameters
+    ----------
+    reset : bool, default False
+        Zero the counts after reading them.
+
+    Returns
+    -------
+    dict
+        ``{"calls", "seconds", "bytes"}``.
+    """
     out = dict(_stats)
     if reset:
         _stats.update(calls=0, seconds=0.0, bytes=0)

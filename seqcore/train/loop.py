@@ -22,7 +22,12 @@ __all__ = ["train", "TrainingDiverged"]
 
 
 class TrainingDiverged(FloatingPointError, ValueError):
-    """The loss or the gradients became NaN or infinite: training stopped before the update."""
+    """The loss or the gradients became NaN or infinite: training stopped before the update.
+
+    A ``FloatingPointError`` and a ``ValueError``. The message names exploding
+    gradients and suggests clipping (``clip_norm=`` / ``clip_value=``, ``--clip``) or a
+    lower learning rate; the model was not updated with the step that diverged.
+    """
 
 
 def _diverged_message(step, what):

@@ -60,14 +60,39 @@ _FLOAT_MAX = {dt: float(np.finfo(dt).max) for dt in FLOAT_DTYPES}
 
 
 def global_norm(grads, *, backend="cython"):
-    """sqrt(sum of squares) over every gradient array (computed in float64), by the
-    compiled core or, with ``backend="numpy"``, by NumPy."""
+    """The global norm of the gradients: the square root of the sum of every entry's square.
+
+    Parameters
+    ----------
+    grads : list
+        Gradient dicts (``[layer.grads, ...]``, ``model.grads()``) or arrays.
+    backend : {"cython", "numpy"}, default "cython"
+        The compiled sum of squares, or its NumPy twin (``seqcore.reference.sum_squares``).
+
+    Returns
+    -------
+    float
+        Computed in float64.
+    """
     V.check_backend(backend)
     return math.sqrt(sum(_sum_squares(g, backend) for g in grad_arrays(grads)))
 
 
 def clip_grad_value(grads, clip):
-    """Clip every gradient entry to [-clip, clip], in place."""
+    """Clip every gradient entry to ``[-clip, clip]``, in place.
+
+    Parameters
+    ----------
+    grads : list
+        Gradient dicts (``[layer.grads, ...]``, ``model.grads()``) or arrays.
+    clip : float
+        A positive number.
+
+    Raises
+    ------
+    ValueError
+        ``clip`` not positive.
+    """
     if not clip > 0:
         raise ValueError(f"clip: expected a positive number, got {clip}")
     for g in grad_arrays(grads):
@@ -75,10 +100,27 @@ def clip_grad_value(grads, clip):
 
 
 def clip_grad_norm(grads, max_norm, *, backend="cython"):
-    """Scale all gradients together so their global norm is at most ``max_norm``, in place.
+    """Scale all gradients together so that their global norm is at most ``max_norm``, in place.
 
-    Returns the global norm before clipping (inf or nan when a gradient is not finite,
-    in which case nothing is scaled).
+    Parameters
+    ----------
+    grads : list
+        Gradient dicts (``[layer.grads, ...]``, ``model.grads()``) or arrays.
+    max_norm : float
+        A positive number.
+    backend : {"cython", "numpy"}, default "cython"
+        As in ``global_norm``.
+
+    Returns
+    -------
+    float
+        The global norm before clipping (inf or nan when a gradient is not finite, in
+        which case nothing is scaled).
+
+    Raises
+    ------
+    ValueError
+        ``max_norm`` not positive.
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm: expected a positive number, got {max_norm}")
@@ -93,7 +135,7 @@ def clip_grad_norm(grads, max_norm, *, backend="cython"):
 # ----------------------------------------------------------------------- schedules
 
 class Constant:
-    """lr(t) = lr."""
+    """A constant learning rate: ``lr(t) = lr``."""
 
     def __call__(self, step):
         return 1.0
@@ -103,7 +145,20 @@ class Constant:
 
 
 class StepDecay:
-    """lr(t) = lr * factor ** (t // every)."""
+    """Step decay: ``lr(t) = lr * factor ** (t // every)``.
+
+    Parameters
+    ----------
+    every : int
+        Steps between decays, ``>= 1``.
+    factor : float, default 0.5
+        In ``(0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        A value out of range.
+    """
 
     def __init__(self, every, factor=0.5):
         if every < 1 or not 0 < factor <= 1:
@@ -119,7 +174,22 @@ class StepDecay:
 
 
 class Cosine:
-    """Linear warm-up over ``warmup`` steps, then cosine decay from lr to ``final * lr`` at ``total``."""
+    """Linear warm-up over ``warmup`` steps, then cosine decay from ``lr`` to ``final * lr`` at ``total``.
+
+    Parameters
+    ----------
+    total : int
+        The step at which the decay ends (usually the run's ``steps``), ``>= 1``.
+    warmup : int, default 0
+        Steps of linear warm-up.
+    final : float, default 0.1
+        The final rate as a fraction of ``lr``, in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        A value out of range.
+    """
 
     def __init__(self, total, warmup=0, final=0.1):
         if total < 1 or warmup < 0 or not 0 <= final <= 1:
@@ -143,14 +213,34 @@ class ReduceOnPlateau:
     """Multiply the learning rate by ``factor`` when the held-out loss stops improving.
 
     PyTorch's ``ReduceLROnPlateau`` in mode "min" with a relative threshold, as a
-    multiplier: ``observe(metric)`` is told the loss after each evaluation. A loss
-    below ``best * (1 - threshold)`` is an improvement (it becomes ``best``); after
-    more than ``patience`` evaluations in a row without one, the multiplier becomes
-    ``max(scale * factor, min_scale)``, and the next ``cooldown`` evaluations count
-    no bad ones. ``schedule(step)`` returns the current multiplier, whatever the step.
-    (PyTorch skips a reduction smaller than ``eps`` in lr units; here in units of
-    the multiplier, the same for lr = 1.) Its state (``state_dict``) is saved with
-    the optimizer's.
+    multiplier: ``observe(metric)`` is told the loss after each evaluation (``fit``
+    does it for every held-out measurement). A loss below ``best * (1 - threshold)``
+    is an improvement (it becomes ``best``); after more than ``patience`` evaluations
+    in a row without one, the multiplier becomes ``max(scale * factor, min_scale)``,
+    and the next ``cooldown`` evaluations count no bad ones. ``schedule(step)``
+    returns the current multiplier, whatever the step. (PyTorch skips a reduction
+    smaller than ``eps`` in lr units; here in units of the multiplier, the same for
+    lr = 1.) Its state (``state_dict``) is saved with the optimizer's.
+
+    Parameters
+    ----------
+    factor : float, default 0.25
+        In ``(0, 1)``.
+    patience : int, default 0
+        Evaluations without improvement tolerated.
+    threshold : float, default 1e-4
+        The relative improvement that counts.
+    min_scale : float, default 0.0
+        The multiplier's floor.
+    cooldown : int, default 0
+        Evaluations after a reduction that count no bad ones.
+    eps : float, default 1e-8
+        A smaller reduction of the multiplier is skipped.
+
+    Raises
+    ------
+    ValueError
+        A value out of range.
     """
 
     def __init__(self, factor=0.25, patience=0, threshold=1e-4, min_scale=0.0, cooldown=0,
@@ -174,7 +264,18 @@ class ReduceOnPlateau:
         return self.scale
 
     def observe(self, metric):
-        """Take the held-out loss of one evaluation; returns the multiplier after it."""
+        """Take the held-out loss of one evaluation.
+
+        Parameters
+        ----------
+        metric : float
+            The held-out loss.
+
+        Returns
+        -------
+        float
+            The multiplier after it.
+        """
         metric = float(metric)
         if metric < self.best * (1 - self.threshold):
             self.best, self.bad = metric, 0
@@ -248,11 +349,16 @@ class _Optimizer:
         return self.lr * self.schedule(self.t)
 
     def step(self, parameters, *, backend="cython"):
-        """One update of every (name, param, grad) in ``parameters``, in place.
+        """One update of every parameter, in place.
 
-        ``backend="numpy"`` runs the update's NumPy twin (Adam's
-        ``seqcore.reference.adam_update``) instead of the compiled one; ``fit`` passes
-        the model's backend."""
+        Parameters
+        ----------
+        parameters : list of (str, numpy.ndarray, numpy.ndarray)
+            ``(name, param, grad)``, as ``model.parameters()`` gives them.
+        backend : {"cython", "numpy"}, default "cython"
+            The compiled update, or its NumPy twin (Adam's
+            ``seqcore.reference.adam_update``); ``fit`` passes the model's backend.
+        """
         V.check_backend(backend)
         lr = self.current_lr
         for name, p, g in parameters:
@@ -298,10 +404,33 @@ class _Optimizer:
 
 
 class SGD(_Optimizer):
-    """p -= lr * v,  v = momentum * v + g  (plain gradient descent when momentum = 0).
+    """Stochastic gradient descent: ``v = momentum * v + g``, ``p -= lr * v``.
 
-    ``weight_decay`` adds ``weight_decay * p`` to the gradient first (coupled L2, as
-    torch.optim.SGD); the model's grads themselves are left as they are.
+    Plain gradient descent when ``momentum = 0``. ``weight_decay`` adds
+    ``weight_decay * p`` to the gradient first (coupled L2, as ``torch.optim.SGD``);
+    the model's grads themselves are left as they are.
+
+    Parameters
+    ----------
+    lr : float, default 0.1
+        The learning rate (``fit(optimizer="sgd")`` uses 0.5).
+    momentum : float, default 0.0
+        In ``[0, 1)``.
+    weight_decay : float, default 0.0
+        Coupled L2 weight decay, ``>= 0``.
+    schedule : schedule object, optional
+        A multiplier of ``lr`` by step (``Cosine``, ``StepDecay``,
+        ``ReduceOnPlateau``, ``Constant``); None for a constant rate.
+
+    Raises
+    ------
+    ValueError
+        A learning rate that is not positive, or a value out of range.
+
+    Examples
+    --------
+    >>> import seqcore
+    >>> opt = seqcore.optim.SGD(0.5, momentum=0.9, schedule=seqcore.optim.Cosine(1000))
     """
 
     name = "sgd"
@@ -338,7 +467,28 @@ class SGD(_Optimizer):
 
 
 class Adam(_Optimizer):
-    """Adam (Kingma & Ba 2015): m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, p -= lr m_hat / (sqrt(v_hat) + eps)."""
+    """Adam (Kingma & Ba 2015).
+
+    ``m = β1 m + (1 - β1) g``, ``v = β2 v + (1 - β2) g²``,
+    ``p -= lr m̂ / (√v̂ + eps)`` with the bias-corrected ``m̂`` and ``v̂``.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        The learning rate (``fit`` uses 1e-2 by default).
+    betas : tuple of float, default (0.9, 0.999)
+        ``(β1, β2)``, each in ``[0, 1)``.
+    eps : float, default 1e-8
+        Added to the denominator.
+    schedule : schedule object, optional
+        A multiplier of ``lr`` by step (``Cosine``, ``StepDecay``,
+        ``ReduceOnPlateau``, ``Constant``); None for a constant rate.
+
+    Raises
+    ------
+    ValueError
+        A learning rate that is not positive, or betas outside ``[0, 1)``.
+    """
 
     name = "adam"
     weight_decay = 0.0             # decoupled weight decay: AdamW's; none for Adam
@@ -382,8 +532,29 @@ class Adam(_Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as torch.optim.AdamW:
-    p *= 1 - lr * weight_decay, then the Adam step (lr: the scheduled rate)."""
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as ``torch.optim.AdamW``.
+
+    ``p *= 1 - lr * weight_decay``, then the Adam step (``lr``: the scheduled rate).
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        The learning rate.
+    betas : tuple of float, default (0.9, 0.999)
+        ``(β1, β2)``, each in ``[0, 1)``.
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0.01
+        Decoupled weight decay, ``>= 0``.
+    schedule : schedule object, optional
+        A multiplier of ``lr`` by step (``Cosine``, ``StepDecay``,
+        ``ReduceOnPlateau``, ``Constant``); None for a constant rate.
+
+    Raises
+    ------
+    ValueError
+        A learning rate that is not positive, or a value out of range.
+    """
 
     name = "adamw"
 

@@ -14,7 +14,7 @@
    shape, empty dimensions, wrong dtypes, NaN/inf, lengths out of range, of the wrong
    count or type, state tuples of the wrong structure, objects of the wrong type,
    backward before forward) raise ValueError or TypeError, in-process, with a message
-   that names the argument (SPEC.md); the failed call changes no parameter or
+   that names the argument (docs/spec.md §Errors); the failed call changes no parameter or
    gradient, and the next valid call still matches the reference.
 
 Budget. Every property runs a fixed number of examples, ``EXAMPLES``, derandomized
