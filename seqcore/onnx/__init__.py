@@ -7,7 +7,7 @@ peepholes) is ``seqcore.onnx.cells``. Needs the ``onnx`` extra
 (``pip install 'seqcore[onnx]'``); onnx is imported when a function runs.
 """
 
-from .export import INPUTS, OPSET, OUTPUTS, export
+from .export import INPUTS, OPSET, OUTPUTS, export, seq2seq_paths
 from .load import layers
 
-__all__ = ["export", "layers", "OPSET", "INPUTS", "OUTPUTS"]
+__all__ = ["export", "layers", "seq2seq_paths", "OPSET", "INPUTS", "OUTPUTS"]
