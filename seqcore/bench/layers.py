@@ -7,7 +7,7 @@ Three *sides* run the same operations on the same shapes and the same weights:
 ``seqcore`` (the compiled core, ``backend="cython"``), ``reference`` (the NumPy
 reference, ``backend="numpy"``) and ``torch`` (``nn.RNN``/``GRU``/``LSTM`` and their
 ``*Cell``, when PyTorch is installed). Each side lives in its own worker process
-(``python -m seqcore.bench.layers --worker SIDE``, JSON lines on stdin/stdout): an
+(``python -m seqcore.bench.worker layers SIDE``, JSON lines on stdin/stdout): an
 OpenBLAS-based core and PyTorch in one process distort each other, because the idle
 threads of one spin on the cores the other needs. The parent visits the sides in
 turn, rotating the order every round, and takes the median of every timed call.
@@ -554,9 +554,9 @@ class WorkerError(RuntimeError):
 class WorkerProcess:
     """The parent's handle on one worker subprocess."""
 
-    def __init__(self, side, env=None, module="seqcore.bench.layers"):
+    def __init__(self, side, env=None, bench="layers"):
         self.side = side
-        cmd = [sys.executable, "-m", module, "--worker", side]
+        cmd = [sys.executable, "-m", "seqcore.bench.worker", bench, side]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=env, bufsize=1)
         self._started = False
@@ -1140,15 +1140,3 @@ def busy_processes(n, kind="bursty"):
 
 
 LOAD_HELP = {"bursty": "computing 5 ms, pausing 1 ms", "spin": "a loop that never pauses"}
-
-
-def main(argv=None):
-    """`python -m seqcore.bench.layers --worker SIDE`: a worker process of the benchmark."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] != ["--worker"] or len(argv) != 2:
-        sys.exit("usage: python -m seqcore.bench.layers --worker SIDE (run `seqcore bench`)")
-    return worker_main(argv[1])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -102,7 +102,7 @@ def _rss_kb():
     return 0
 
 
-class _TrainWorker:
+class TrainWorker:
     """One side in its own process: builds the model, checks it, times steps."""
 
     def __init__(self, side):
@@ -364,7 +364,7 @@ class TrainBench:
         r = {"config": name, "cell": cell, "threads": threads, **cfg, "tok_s": {},
              "median_step_s": {}, "round_medians": {}, "check": {}, "peak_mb": {},
              "growth_mb": {}, "mismatch": "", "info": {}}
-        workers = {s: _bench.WorkerProcess(s, env=env, module="seqcore.bench.training")
+        workers = {s: _bench.WorkerProcess(s, env=env, bench="training")
                    for s in sides}
         tmp = tempfile.mkdtemp(prefix="seqcore-bench-train-")
         weights = os.path.join(tmp, "weights.npz")
@@ -456,16 +456,3 @@ class TrainBench:
                 f"processes used while the row was timed, shown from {100 * _bench.BUSY:.0f}% "
                 "(those timings are unreliable)."]
         return "\n".join(out)
-
-
-def main(argv=None):
-    """`python -m seqcore.bench.training --worker SIDE`: a worker process of the benchmark."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] != ["--worker"] or len(argv) != 2:
-        sys.exit("usage: python -m seqcore.bench.training --worker SIDE "
-                 "(run `seqcore bench --train`)")
-    return _bench.worker_main(argv[1], make=_TrainWorker)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
