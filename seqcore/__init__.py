@@ -30,10 +30,10 @@ __version__ = "0.1.0"
 
 # Submodules reachable as attributes after a plain `import seqcore` (docs/spec.md §Submodules),
 # each imported on first use (PEP 562): `seqcore.interop` imports torch only when a
-# conversion runs, `seqcore.distributed` loads no MPI until it is used. A name here
-# whose module this version does not ship is not an attribute (AttributeError, as
-# for any other missing name).
-_LAZY_SUBMODULES = ("interop", "diagnostics", "experiments", "metrics", "distributed")
+# conversion runs, `seqcore.distributed` loads no MPI and `seqcore.onnx` no onnx until
+# they are used. A name here whose module this version does not ship is not an
+# attribute (AttributeError, as for any other missing name).
+_LAZY_SUBMODULES = ("interop", "diagnostics", "experiments", "metrics", "distributed", "onnx")
 
 
 def __getattr__(name):

@@ -51,8 +51,11 @@ SEED = 20240517          # weights and inputs: identical on every side
 SAMPLE = 256             # entries of each output compared across sides
 STEP_TOKENS = 32         # tokens per timed call of the one-step op
 TOLERANCE = {"float32": 2e-3, "float64": 1e-9}   # max |a - b| / max |b| over the sample
-SIDES = ("seqcore", "reference", "torch")
-SHORT = {"seqcore": "sc", "reference": "ref", "torch": "torch"}   # column names
+SIDES = ("seqcore", "reference", "torch", "onnxruntime")
+SHORT = {"seqcore": "sc", "reference": "ref", "torch": "torch", "onnxruntime": "ort"}
+# --onnx: seqcore against onnxruntime on the same exported layers, forward and the
+# one-token step (onnxruntime has no backward)
+ONNX_CONFIGS = ("small", "medium", "stream", "step")
 BUSY = 0.05              # flag a row when other processes used this share of the CPUs
 
 # The environment that holds PyTorch (ATen's kernels, oneDNN, MKL) and NumPy (OpenBLAS'
@@ -201,6 +204,9 @@ class Worker:
         if side == "torch":
             import torch
             self.torch = torch
+        if side == "onnxruntime":
+            import onnxruntime
+            self.ort, self.ort_threads, self.sess = onnxruntime, 1, None
 
     # -- commands
 
@@ -226,6 +232,9 @@ class Worker:
                 + ([f"oneDNN {dnn.group(1)}"] if dnn else []))
             info["mkldnn"] = bool(torch.backends.mkldnn.is_available())
             info["cpu_capability"] = torch.backends.cpu.get_cpu_capability().lower()
+        elif self.side == "onnxruntime":
+            info["onnxruntime"] = self.ort.__version__
+            info["ort_threads"] = self.ort_threads
         else:
             import seqcore
             info["seqcore"] = seqcore.__version__
@@ -238,6 +247,9 @@ class Worker:
         if self.side == "torch":
             self.torch.set_num_threads(n)
             return {"threads": self.torch.get_num_threads()}
+        if self.side == "onnxruntime":
+            self.ort_threads = n                      # the sessions' intra-op threads
+            return {"threads": n}
         import seqcore
         seqcore.set_num_threads(n)                    # the compiled core's own threads
         try:
@@ -288,6 +300,8 @@ class Worker:
         self.layer = self._make_layer(case, cell, backend)
         if self.side == "torch":
             self._setup_torch(case)
+        if self.side == "onnxruntime":
+            self._setup_ort(case)
         self.case = case
         return {"exact": self.exact, "ran_cell": cell}
 
@@ -322,6 +336,24 @@ class Worker:
         else:
             self.tx = torch.from_numpy(self.x.copy()).requires_grad_(True)
             self.tdy = torch.from_numpy(self.dy.copy())
+
+    def _setup_ort(self, case):
+        """The layer of the case exported (seqcore.onnx), in a session of the run's threads."""
+        import tempfile
+        import seqcore.onnx
+        if case["op"] == "fwd+bwd" or case["dtype"] != "float32":
+            raise ValueError("onnxruntime runs float32 forward passes only")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "layer.onnx")
+            seqcore.onnx.export(self.layer, path)
+            options = self.ort.SessionOptions()
+            options.intra_op_num_threads = self.ort_threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            self.sess = self.ort.InferenceSession(path, options,
+                                                  providers=["CPUExecutionProvider"])
+        T, B = self.x.shape[:2] if case["op"] != "step" else (1, 1)
+        self.ort_lengths = self.np.full(B, T, self.np.int64)
 
     # The ops. Each returns the outputs the agreement check compares.
 
@@ -383,6 +415,26 @@ class Worker:
         self._state = state
         return {"y": self.np.stack(ys)} if check else None
 
+    def op_ort(self, check=False):
+        """onnxruntime: the exported graph; the step feeds the state back, as seqcore's."""
+        if self.case["op"] == "forward":
+            y = self.sess.run(["y"], {"x": self.x, "lengths": self.ort_lengths})[0]
+            return {"y": y} if check else None
+        lstm = self.case["cell"].startswith("lstm")
+        state = self._zero_state() if check or self._state is None else self._state
+        state = state if lstm else (state,)
+        names = ["y", "a", "c"] if lstm else ["y", "a"]
+        ys = []
+        for t in range(STEP_TOKENS):
+            feed = {"x": self.x[t], "lengths": self.ort_lengths, "a0": state[0]}
+            if lstm:
+                feed["c0"] = state[1]
+            y, *state = self.sess.run(names, feed)
+            if check:
+                ys.append(y)
+        self._state = tuple(state) if lstm else state[0]
+        return {"y": self.np.concatenate(ys)} if check else None
+
     def _torch_dW(self):
         """PyTorch's dW of layer 0 in seqcore's layout (W = [W_hh | W_ih], GRU u block negated)."""
         g = lambda n: getattr(self.module, n + "_l0").grad.numpy()  # noqa: E731
@@ -393,10 +445,11 @@ class Worker:
         return dW
 
     def run(self, check=False):
-        return (self.op_torch if self.side == "torch" else self.op_seqcore)(check)
+        op = {"torch": self.op_torch, "onnxruntime": self.op_ort}.get(self.side, self.op_seqcore)
+        return op(check)
 
     def cmd_clear(self, msg):
-        self.case = self.layer = self.module = self.cell = None
+        self.case = self.layer = self.module = self.cell = self.sess = None
         gc.collect()
         return {}
 
@@ -587,6 +640,9 @@ def blas_line(info):
     if info.get("side") == "torch":
         parts.insert(0, f"torch {info.get('torch')}: {info.get('torch_blas')}, "
                         f"{info.get('torch_threads')} threads (mkldnn={info.get('mkldnn')})")
+    if info.get("side") == "onnxruntime":
+        parts.insert(0, f"onnxruntime {info.get('onnxruntime')}: its own kernels, "
+                        f"{info.get('ort_threads')} intra-op threads")
     return "; ".join(parts) or "BLAS unknown (pip install threadpoolctl to see it)"
 
 
@@ -641,13 +697,19 @@ class Bench:
         return env
 
     def sides(self):
-        sides = [s for s in (self.args.sides or "seqcore,reference,torch").split(",") if s]
+        default = "seqcore,onnxruntime" if self.args.onnx else "seqcore,reference,torch"
+        sides = [s for s in (self.args.sides or default).split(",") if s]
         for s in sides:
             if s not in SIDES:
                 raise ValueError(f"--sides: unknown side {s!r}; choose from {', '.join(SIDES)}")
         if "torch" in sides and importlib.util.find_spec("torch") is None:
             self.log("seqcore bench: PyTorch is not installed; the torch side is left out")
             sides.remove("torch")
+        if "onnxruntime" in sides and (importlib.util.find_spec("onnxruntime") is None
+                                       or importlib.util.find_spec("onnx") is None):
+            self.log("seqcore bench: onnx or onnxruntime is not installed (pip install "
+                     "'seqcore[onnx]'); the onnxruntime side is left out")
+            sides.remove("onnxruntime")
         return sides
 
     def cases(self):
@@ -661,6 +723,8 @@ class Bench:
             names = ["custom"]
         elif a.only:
             names = [n for n in a.only.split(",") if n]
+        elif a.onnx:
+            names = list(ONNX_CONFIGS)
         else:
             names = list(QUICK_CONFIGS if self.quick else CONFIGS)
         for n in names:
@@ -671,7 +735,10 @@ class Bench:
         for c in cells:
             if c not in CELLS:
                 raise ValueError(f"--cells: unknown cell {c!r}; choose from {', '.join(CELLS)}")
-        return make_cases(names, cells)
+        cases = make_cases(names, cells)
+        if a.onnx:                                    # onnxruntime has no backward pass
+            cases = [c for c in cases if c["op"] != "fwd+bwd"]
+        return cases
 
     def run(self):
         sides, cases = self.sides(), self.cases()
@@ -680,8 +747,8 @@ class Bench:
         env = dict(os.environ, **self.path_env())
         mem_env = dict(env, MALLOC_MMAP_THRESHOLD_="131072")
         workers = {s: WorkerProcess(s, env=env) for s in sides}
-        memw = ({s: WorkerProcess(s, env=mem_env) for s in sides if s != "reference"}
-                if not self.args.no_memory else {})
+        memw = ({s: WorkerProcess(s, env=mem_env) for s in sides
+                 if s not in ("reference", "onnxruntime")} if not self.args.no_memory else {})
         try:
             return self._run(sides, cases, workers, memw)
         finally:
@@ -775,6 +842,9 @@ class Bench:
         # 1. Build and check: every side once on the fixed input.
         checks, warm = {}, {}
         for s in list(sides):
+            if s == "onnxruntime" and (case["op"] == "fwd+bwd" or dtype != "float32"):
+                r["status"][s] = "n/a"                  # float32 forward passes only
+                continue
             try:
                 setup = workers[s].call("setup", case=case, perturb=s in self.perturb)
                 if s == "torch":
@@ -805,6 +875,8 @@ class Bench:
         for s in sides:
             if s in r["mismatch"]:
                 r["status"].setdefault(s, "mismatch")
+                continue
+            if r["status"].get(s) == "n/a":
                 continue
             call_s = max(warm[s] * (STEP_TOKENS if case["op"] == "step" else 1), 1e-9)
             if s == "reference" and call_s > self.ref_budget:
@@ -841,7 +913,8 @@ class Bench:
         # 3. Ratios (time of seqcore / time of the other: < 1 means seqcore is faster),
         # paired by round; the ratio of the overall medians is kept for comparison.
         rm, med = r["round_medians"], r["median_s"]
-        for other, key in (("torch", "ratio_torch"), ("reference", "ratio_reference")):
+        for other, key in (("torch", "ratio_torch"), ("reference", "ratio_reference"),
+                           ("onnxruntime", "ratio_onnxruntime")):
             both = "seqcore" in med and other in med
             r[key] = paired_ratio(rm["seqcore"], rm[other]) if both else None
             r[key + "_of_medians"] = med["seqcore"] / med[other] if both else None
@@ -863,9 +936,10 @@ class Bench:
     def table(self, results, sides):
         head = ["config", "cell", "op"] + [s for s in sides] + \
                (["sc/torch"] if "torch" in sides else []) + \
-               (["sc/ref"] if "reference" in sides else []) + ["GFLOP/s", "%gemm"] + \
+               (["sc/ref"] if "reference" in sides else []) + \
+               (["sc/ort"] if "onnxruntime" in sides else []) + ["GFLOP/s", "%gemm"] + \
                [f"%gemm {SHORT[s]}" for s in sides if s != "seqcore"]
-        mem_sides = [s for s in sides if s != "reference"]
+        mem_sides = [s for s in sides if s not in ("reference", "onnxruntime")]
         if not self.args.no_memory:
             head += [f"mem {s}" for s in mem_sides]
         head.append("busy")
@@ -875,7 +949,8 @@ class Bench:
             for s in sides:
                 st = r["status"].get(s, "")
                 row.append(fmt_time(r["median_s"].get(s)) if st == "ok" else
-                           {"mismatch": "MISMATCH", "error": "ERROR"}.get(st, "skipped"))
+                           {"mismatch": "MISMATCH", "error": "ERROR", "n/a": "-"}.get(
+                               st, "skipped"))
             if "torch" in sides:
                 v = r["ratio_torch"]
                 row.append("-" if v is None else
@@ -883,6 +958,9 @@ class Bench:
             if "reference" in sides:
                 v = r["ratio_reference"]
                 row.append("-" if v is None else f"{v:.3f}")
+            if "onnxruntime" in sides:
+                v = r["ratio_onnxruntime"]
+                row.append("-" if v is None else f"{v:.2f}")
             main = "seqcore" if "seqcore" in r["gflops"] else next(iter(r["gflops"]), None)
             row.append(f"{r['gflops'][main]:.1f}" if main else "-")
             row.append(f"{r['pct_gemm'][main]:.0f}%" if main else "-")
@@ -899,7 +977,7 @@ class Bench:
                                        for i, (c, w) in enumerate(zip(cells, widths)))
         out = ["", line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
         out.append("")
-        out.append("medians per call (per token for op=step). sc/torch, sc/ref: time of seqcore "
+        out.append("medians per call (per token for op=step). sc/torch, sc/ref, sc/ort: time of seqcore "
                    "over time of the other side (< 1: seqcore is faster; 0.50 = 2x faster), the "
                    "median over rounds of the ratio within a round; ~ marks PyTorch's closest "
                    "cell (gru: reset-after GRU; lstm-peep: LSTM without peepholes). GFLOP/s and "
@@ -1018,6 +1096,10 @@ def add_arguments(p):
     p.add_argument("--load-kind", choices=("bursty", "spin"), default="bursty",
                    help="what each busy process of --load does: bursty, compute 5 ms and "
                         "pause 1 ms (default); spin, never pause")
+    p.add_argument("--onnx", action="store_true",
+                   help="seqcore against onnxruntime on the same exported layers (seqcore.onnx), "
+                        "each in its own process with the same threads: forward and the "
+                        "one-token step of small, medium and stream (needs the onnx extra)")
     p.add_argument("--perturb", action="append", choices=SIDES, help=argparse.SUPPRESS)
 
 

@@ -188,3 +188,36 @@ def test_load_option_runs_the_benchmark_beside_busy_processes(tmp_path):
     assert doc["meta"]["load"] == 1 and doc["meta"]["load_kind"] == "bursty"
     assert doc["failures"] == []
     assert set(_busy_loops()) <= before                  # none left behind
+
+
+def test_onnx_mode_times_seqcore_against_onnxruntime(tmp_path):
+    pytest.importorskip("onnxruntime")
+    proc, doc = run_bench(tmp_path, "--onnx", "--cells", "lstm-peep,gru", "--no-memory")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert doc["meta"]["sides"] == ["seqcore", "onnxruntime"]
+    assert doc["meta"]["workers"]["onnxruntime"]["onnxruntime"]
+    assert {r["op"] for r in doc["results"]} == {"forward"}        # no backward in onnxruntime
+    for r in doc["results"]:
+        assert r["status"] == {"seqcore": "ok", "onnxruntime": "ok"}
+        assert max(r["agreement"]["onnxruntime"].values()) < 2e-3
+        assert r["ratio_onnxruntime"] > 0
+    assert "sc/ort" in proc.stdout
+
+
+def test_onnxruntime_rows_it_cannot_run_are_marked_not_failed(tmp_path):
+    pytest.importorskip("onnxruntime")
+    proc, doc = run_bench(tmp_path, "--sides", "seqcore,onnxruntime", "--cells", "rnn",
+                          "--no-memory")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    by_op = {r["op"]: r for r in doc["results"]}
+    assert by_op["fwd+bwd"]["status"]["onnxruntime"] == "n/a"
+    assert by_op["forward"]["status"]["onnxruntime"] == "ok"
+    assert not doc["failures"]
+
+
+def test_a_wrong_onnxruntime_side_fails_the_check(tmp_path):
+    pytest.importorskip("onnxruntime")
+    proc, doc = run_bench(tmp_path, "--onnx", "--cells", "gru-ra", "--no-memory",
+                          "--perturb", "onnxruntime")
+    assert proc.returncode == 1
+    assert doc["results"][0]["mismatch"] == ["onnxruntime"]

@@ -71,6 +71,8 @@ NOT_RUN = {
                             "--kernels avx2 --rounds 3"),
     ("docs/performance.md", "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE seqcore bench "
                             "--train            # 20 rows, ~10 min"),
+    ("docs/onnx.md", "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE seqcore bench --onnx "
+                     "--json onnx.json"),
 }
 PYTHON = ("python", "py", "python3")
 SHELL = ("sh", "bash", "shell", "console")
