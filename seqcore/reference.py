@@ -52,9 +52,25 @@ def _active(t, lengths):
 def rnn_forward(a, x, a0, W, b, lengths, relu):
     """Vanilla RNN, forward through time.
 
-        a<t> = g(W [a<t-1>, x<t>] + b),   g = tanh, or relu when ``relu``
+        a<t> = g(W [a<t-1>, x<t>] + b),   g = tanh, or relu when relu
 
-    a (T+1, B, H) out: states; x (T, B, D); a0 (B, H); W (H, H+D); b (H,).
+    Parameters
+    ----------
+    a : numpy.ndarray
+        Out: ``(T+1, B, H)``, the states; ``a[0] = a0``.
+    x : numpy.ndarray
+        ``(T, B, D)``.
+    a0 : numpy.ndarray
+        ``(B, H)``, the initial state.
+    W : numpy.ndarray
+        ``(H, H+D)``, ``[W_aa | W_ax]``.
+    b : numpy.ndarray
+        ``(H,)``.
+    lengths : numpy.ndarray
+        ``(B,)`` int64, each in ``[1, T]``: step ``t`` of sequence ``b`` runs when
+        ``t < lengths[b]``.
+    relu : bool
+        ``g`` is relu instead of tanh.
     """
     T = x.shape[0]
     a[0] = a0
@@ -67,8 +83,24 @@ def rnn_forward(a, x, a0, W, b, lengths, relu):
 def rnn_backward(dx, da0, dW, db, da_sq, dy, da_T, x, a, W, lengths, relu):
     """Backpropagation through time for ``rnn_forward``.
 
-    dx (T, B, D), da0 (B, H), da_sq (T, B) out; dW (H, H+D), db (H,) accumulate;
-    dy (T, B, H); da_T (B, H); x, a, W as in forward.
+    Parameters
+    ----------
+    dx : numpy.ndarray
+        Out: ``(T, B, D)``.
+    da0 : numpy.ndarray
+        Out: ``(B, H)``, the gradient with respect to ``a0``.
+    dW : numpy.ndarray
+        Accumulates: ``(H, H+D)``.
+    db : numpy.ndarray
+        Accumulates: ``(H,)``.
+    da_sq : numpy.ndarray
+        Out: ``(T, B)``, ``||dC/da<t+1>||^2`` per sequence.
+    dy : numpy.ndarray
+        ``(T, B, H)``, the gradient with respect to the outputs.
+    da_T : numpy.ndarray
+        ``(B, H)``, the gradient with respect to the final state.
+    x, a, W, lengths, relu
+        As in ``rnn_forward``.
     """
     T = x.shape[0]
     H = a.shape[2]
@@ -93,20 +125,43 @@ def rnn_backward(dx, da0, dW, db, da_sq, dy, da_T, x, a, W, lengths, relu):
 # ----------------------------------------------------------------------------- GRU
 
 def gru_forward(c, gates, hc, x, c0, W, b, b_cc, lengths, reset_after):
-    """GRU, forward through time. Row blocks of W and b: (r, u, c).
+    """GRU, forward through time. Row blocks of ``W`` and ``b``: ``(r, u, c)``.
 
-    reset_after=False (the notes, Cho et al. 2014):
+    ``reset_after=False`` (the notes, Cho et al. 2014):
+
         gamma_r = sigma(W_r [c<t-1>, x<t>] + b_r)
         gamma_u = sigma(W_u [c<t-1>, x<t>] + b_u)
         c_tilde = tanh(W_c [gamma_r * c<t-1>, x<t>] + b_c)
         c<t>    = gamma_u * c_tilde + (1 - gamma_u) * c<t-1>          (a<t> = c<t>)
-    reset_after=True (PyTorch, cuDNN, Keras), with W_c = [W_cc | W_cx]:
+
+    ``reset_after=True`` (PyTorch, cuDNN, Keras), with ``W_c = [W_cc | W_cx]``:
+
         c_tilde = tanh(W_cx x<t> + b_c + gamma_r * (W_cc c<t-1> + b_cc))
 
-    c (T+1, B, H) out: states; gates (T, B, 3H) out: [gamma_r, gamma_u, c_tilde];
-    hc (T, B, H) out: what the candidate saw of the old state, gamma_r * c<t-1>
-    (reset before) or W_cc c<t-1> + b_cc (reset after); x (T, B, D); c0 (B, H);
-    W (3H, H+D); b (3H,); b_cc (H,), used only when reset_after.
+    Parameters
+    ----------
+    c : numpy.ndarray
+        Out: ``(T+1, B, H)``, the states; ``c[0] = c0``.
+    gates : numpy.ndarray
+        Out: ``(T, B, 3H)``, ``[gamma_r, gamma_u, c_tilde]``.
+    hc : numpy.ndarray
+        Out: ``(T, B, H)``, what the candidate saw of the old state:
+        ``gamma_r * c<t-1>`` (reset before) or ``W_cc c<t-1> + b_cc`` (reset after).
+    x : numpy.ndarray
+        ``(T, B, D)``.
+    c0 : numpy.ndarray
+        ``(B, H)``, the initial state.
+    W : numpy.ndarray
+        ``(3H, H+D)``.
+    b : numpy.ndarray
+        ``(3H,)``.
+    b_cc : numpy.ndarray
+        ``(H,)``, used only when ``reset_after``.
+    lengths : numpy.ndarray
+        ``(B,)`` int64, each in ``[1, T]``: step ``t`` of sequence ``b`` runs when
+        ``t < lengths[b]``.
+    reset_after : bool
+        The form of the candidate.
     """
     T = x.shape[0]
     H = c0.shape[1]
@@ -133,8 +188,26 @@ def gru_backward(dx, dc0, dW, db, db_cc, da_sq, dy, dc_T, x, c, gates, hc, W,
                  lengths, reset_after):
     """Backpropagation through time for ``gru_forward``.
 
-    dx (T, B, D), dc0 (B, H), da_sq (T, B) out; dW (3H, H+D), db (3H,),
-    db_cc (H,) accumulate (db_cc only when reset_after); the rest as in forward.
+    Parameters
+    ----------
+    dx : numpy.ndarray
+        Out: ``(T, B, D)``.
+    dc0 : numpy.ndarray
+        Out: ``(B, H)``, the gradient with respect to ``c0``.
+    dW : numpy.ndarray
+        Accumulates: ``(3H, H+D)``.
+    db : numpy.ndarray
+        Accumulates: ``(3H,)``.
+    db_cc : numpy.ndarray
+        Accumulates: ``(H,)``, only when ``reset_after``.
+    da_sq : numpy.ndarray
+        Out: ``(T, B)``, ``||dC/da<t+1>||^2`` per sequence.
+    dy : numpy.ndarray
+        ``(T, B, H)``, the gradient with respect to the outputs.
+    dc_T : numpy.ndarray
+        ``(B, H)``, the gradient with respect to the final state.
+    x, c, gates, hc, W, lengths, reset_after
+        As in ``gru_forward``.
     """
     T = x.shape[0]
     H = c.shape[2]
@@ -187,7 +260,7 @@ def gru_backward(dx, dc0, dW, db, db_cc, da_sq, dy, dc_T, x, c, gates, hc, W,
 # ---------------------------------------------------------------------------- LSTM
 
 def lstm_forward(a, c, gates, x, a0, c0, W, b, p, lengths, peephole):
-    """LSTM, forward through time. Row blocks of W and b: (u, f, c, o).
+    """LSTM, forward through time. Row blocks of ``W`` and ``b``: ``(u, f, c, o)``.
 
         gamma_u = sigma(W_u [a<t-1>, x<t>] + b_u + p_u * c<t-1>)
         gamma_f = sigma(W_f [a<t-1>, x<t>] + b_f + p_f * c<t-1>)
@@ -195,11 +268,31 @@ def lstm_forward(a, c, gates, x, a0, c0, W, b, p, lengths, peephole):
         c<t>    = gamma_u * c_tilde + gamma_f * c<t-1>
         gamma_o = sigma(W_o [a<t-1>, x<t>] + b_o + p_o * c<t>)
         a<t>    = gamma_o * tanh(c<t>)
-    The peephole terms p * c exist only when ``peephole``.
 
-    a, c (T+1, B, H) out: states; gates (T, B, 4H) out:
-    [gamma_u, gamma_f, c_tilde, gamma_o]; x (T, B, D); a0, c0 (B, H);
-    W (4H, H+D); b (4H,); p (3, H) = [p_u; p_f; p_o], used only when peephole.
+    The peephole terms ``p * c`` exist only when ``peephole``.
+
+    Parameters
+    ----------
+    a, c : numpy.ndarray
+        Out: ``(T+1, B, H)``, the states and the memory cells; ``a[0] = a0``,
+        ``c[0] = c0``.
+    gates : numpy.ndarray
+        Out: ``(T, B, 4H)``, ``[gamma_u, gamma_f, c_tilde, gamma_o]``.
+    x : numpy.ndarray
+        ``(T, B, D)``.
+    a0, c0 : numpy.ndarray
+        ``(B, H)``, the initial state.
+    W : numpy.ndarray
+        ``(4H, H+D)``.
+    b : numpy.ndarray
+        ``(4H,)``.
+    p : numpy.ndarray
+        ``(3, H)``, ``[p_u; p_f; p_o]``, used only when ``peephole``.
+    lengths : numpy.ndarray
+        ``(B,)`` int64, each in ``[1, T]``: step ``t`` of sequence ``b`` runs when
+        ``t < lengths[b]``.
+    peephole : bool
+        Use the peephole terms.
     """
     T = x.shape[0]
     H = a0.shape[1]
@@ -230,9 +323,26 @@ def lstm_backward(dx, da0, dc0, dW, db, dp, da_sq, dc_sq, dy, da_T, dc_T,
                   x, a, c, gates, W, p, lengths, peephole):
     """Backpropagation through time for ``lstm_forward``.
 
-    dx (T, B, D), da0, dc0 (B, H), da_sq, dc_sq (T, B) out; dW (4H, H+D),
-    db (4H,), dp (3, H) accumulate (dp only when peephole); dy (T, B, H);
-    da_T, dc_T (B, H); the rest as in forward.
+    Parameters
+    ----------
+    dx : numpy.ndarray
+        Out: ``(T, B, D)``.
+    da0, dc0 : numpy.ndarray
+        Out: ``(B, H)``, the gradients with respect to ``a0`` and ``c0``.
+    dW : numpy.ndarray
+        Accumulates: ``(4H, H+D)``.
+    db : numpy.ndarray
+        Accumulates: ``(4H,)``.
+    dp : numpy.ndarray
+        Accumulates: ``(3, H)``, only when ``peephole``.
+    da_sq, dc_sq : numpy.ndarray
+        Out: ``(T, B)``, ``||dC/da<t+1>||^2`` and ``||dC/dc<t+1>||^2`` per sequence.
+    dy : numpy.ndarray
+        ``(T, B, H)``, the gradient with respect to the outputs.
+    da_T, dc_T : numpy.ndarray
+        ``(B, H)``, the gradients with respect to the final state.
+    x, a, c, gates, W, p, lengths, peephole
+        As in ``lstm_forward``.
     """
     T = x.shape[0]
     H = a.shape[2]
