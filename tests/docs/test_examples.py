@@ -39,6 +39,7 @@ shell block, ``int(os.environ.get("STEPS", 300))`` in Python); this test sets
 ``STEPS`` (``SHORT_STEPS`` below), and ``SEQCORE_NUM_THREADS=1``, so that the whole
 file takes well under a minute of CPU time.
 """
+import importlib.util
 import os
 import pathlib
 import re
@@ -217,6 +218,9 @@ def _pages_with_examples():
 @pytest.mark.parametrize("path", _pages_with_examples(), ids=_rel)
 def test_examples_run(path, tmp_path):
     found = [b for b in blocks(path) if not b[3] and b[1] in PYTHON + SHELL]
+    if any(re.search(r"^\s*(import|from) torch\b", code, re.M) for _, lang, code, _ in found
+           if lang in PYTHON) and importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch is not installed: pip install torch (CI installs it)")
     env = _environment(_bin(tmp_path))
     page = _rel(path)
     items = []
