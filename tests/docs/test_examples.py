@@ -240,10 +240,13 @@ def test_examples_run(path, tmp_path):
 # The docstrings' examples appear in the API reference (docs/api/): they run too, found
 # through the public names the reference documents, wherever their modules live.
 def _public_objects():
+    import seqcore.models.beam
     import seqcore.models.seq2seq
-    from seqcore import diagnostics, distributed, experiments, interop, metrics, optim
+    from seqcore import (attention, diagnostics, distributed, experiments, interop, io,
+                         metrics, optim, reference, text)
     names = [getattr(seqcore, n) for n in seqcore.__all__ if n != "optim"]
-    for module in (optim, interop, metrics, diagnostics, experiments, distributed):
+    for module in (optim, interop, metrics, diagnostics, experiments, distributed, text,
+                   attention, seqcore.models.beam, io, reference):
         names += [getattr(module, n) for n in module.__all__]
     names.append(seqcore.models.seq2seq.plot_attention)
     return [obj for obj in names if callable(obj) and hasattr(obj, "__name__")]
