@@ -150,11 +150,26 @@ def copy_batch(lag, batch_size, rng, *, symbols=8, length=5, dtype=np.float32):
 # -------------------------------------------------------------------------- model
 
 class AddingRegressor(Model):
-    """Many-to-one regression: y_hat = W_y a<T> + b_y from the last state; MSE cost.
+    """Many-to-one regression: ``ŷ = W_y a⟨T⟩ + b_y`` from the last state; MSE cost.
 
-    Layers: rnn (RNN/GRU/LSTM over D inputs) -> out (Dense H -> 1). The cost is
-    mean_b (y_hat_b - y_b)^2, the loss only at the last step. Data for ``fit``: an
-    int (the lag: fresh adding batches forever) or a pair (x (T, N, D), y (N,)).
+    Layers: ``rnn`` (``RNN``/``GRU``/``LSTM`` over ``D`` inputs) → ``out`` (``Dense``
+    H → 1). The cost is ``mean_b (ŷ_b - y_b)²``, the loss only at the last step. Data
+    for ``fit``: an int (the lag: fresh adding batches forever) or a pair
+    ``(x (T, N, D), y (N,))``.
+
+    Parameters
+    ----------
+    input_size : int, default 2
+        ``D``.
+    cell : {"lstm", "gru", "rnn"}, default "lstm"
+        The recurrent cell.
+    hidden_size : int, default 32
+        ``H``.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+    backend : {"cython", "numpy"}, default "cython"
+    seed : int, optional
+    **cell_options
+        The cell's options.
     """
 
     kind = "AddingRegressor"
@@ -597,8 +612,19 @@ def describe(result):
 
 
 def markdown_table(results):
-    """Cells as rows, lags as columns: how many seeds solved the task, their median
-    held-out MSE, and the steps the solved runs took."""
+    """The Markdown table of ``run_table``'s results.
+
+    Parameters
+    ----------
+    results : list of dict
+        Results of ``run_adding``.
+
+    Returns
+    -------
+    str
+        Cells as rows, lags as columns: how many seeds solved the task, their median
+        held-out MSE, and the steps the solved runs took.
+    """
     cells = list(dict.fromkeys(r["cell"] for r in results))
     lags = sorted({r["lag"] for r in results})
     lines = ["| cell | " + " | ".join(f"lag {n}" for n in lags) + " |",
@@ -613,7 +639,19 @@ def markdown_table(results):
 
 
 def gates_table(results):
-    """Gated cells as rows: each gate's mean activation after training (fraction saturated)."""
+    """The Markdown table of the gates after training.
+
+    Parameters
+    ----------
+    results : list of dict
+        Results of ``run_adding``.
+
+    Returns
+    -------
+    str
+        Gated cells as rows: each gate's mean activation after training (and the
+        fraction saturated).
+    """
     names = [("gamma_u", "Γu"), ("gamma_f", "Γf"), ("gamma_r", "Γr"), ("gamma_o", "Γo")]
     lines = ["| cell | " + " | ".join(f"{sym} mean (saturated)" for _, sym in names) + " |",
              "|---|" + "---|" * len(names)]
@@ -644,12 +682,21 @@ def _table_entry(runs):
 
 
 def plot_gradient_flow(results, path, *, title=None):
-    """PNG: ||dC/da<t>|| / ||dC/da<T>|| against t (log scale), one curve per run.
+    """Plot ``‖dC/da⟨t⟩‖ / ‖dC/da⟨T⟩‖`` against ``t`` (log scale), one curve per run, as a PNG.
 
     Left: at initialization; right: after training (when there is one). For the
     adding problem, whose loss is at the last step only, a curve says how much of the
-    gradient at the output reaches step t: how much BPTT can learn from step t.
+    gradient at the output reaches step ``t``: how much BPTT can learn from step ``t``.
     Values below ``FLOOR`` are off the plot. Needs matplotlib (imported here).
+
+    Parameters
+    ----------
+    results : list of dict
+        Results of ``run_adding`` (their ``grad_norms_init`` / ``grad_norms_end``).
+    path : str or os.PathLike
+        The PNG file to write.
+    title : str, optional
+        A title above the plots.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -711,12 +758,35 @@ DATE_STYLES = 5         # the short forms; with ``noise=True`` two long forms be
 
 
 def ordinal(d):
-    """1 -> "1st", 2 -> "2nd", 11 -> "11th", 23 -> "23rd"."""
+    """The ordinal of a day: 1 → "1st", 2 → "2nd", 11 → "11th", 23 → "23rd".
+
+    Parameters
+    ----------
+    d : int
+
+    Returns
+    -------
+    str
+    """
     return f"{d}{'th' if 10 <= d % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(d % 10, 'th')}"
 
 
 def human_date(date, style):
-    """A datetime.date as people write it; style 0-4 the short forms, 5-6 the long forms."""
+    """A date as people write it.
+
+    Parameters
+    ----------
+    date : datetime.date
+    style : int
+        0-4 the short forms ("25th of November 2026", "November 25, 2026",
+        "25 Nov 2026", "25.11.2026", "nov 25th 2026"), 5-6 the long forms
+        ("Wednesday, November 25th, 2026", "the 25th day of November in the year
+        2026").
+
+    Returns
+    -------
+    str
+    """
     m = MONTHS[date.month - 1]
     return [f"{ordinal(date.day)} of {m} {date.year}",           # 25th of November 2026
             f"{m} {date.day}, {date.year}",                      # November 25, 2026
@@ -730,10 +800,23 @@ def human_date(date, style):
 
 
 def date_pairs(days, n, rng, *, noise=False):
-    """n (human-readable date, ISO date) pairs of days drawn from ``days`` (ordinals).
+    """Pairs of (human-readable date, ISO date) of days drawn from ``days``.
 
-    ``noise=False``: the five short forms. ``noise=True``: also the two long forms, and
-    half of the sources get one or two noise words ("on", "due", ...) before them.
+    Parameters
+    ----------
+    days : numpy.ndarray
+        Day ordinals (``datetime.date.toordinal``), e.g. one part of ``date_split``.
+    n : int
+        How many pairs.
+    rng : numpy.random.Generator
+        The random source.
+    noise : bool, default False
+        ``False``: the five short forms. ``True``: also the two long forms, and half
+        of the sources get one or two noise words ("on", "due", ...) before them.
+
+    Returns
+    -------
+    list of (str, str)
     """
     if not noise:
         return [(human_date(datetime.date.fromordinal(int(d)), int(rng.integers(DATE_STYLES))),
@@ -750,8 +833,24 @@ def date_pairs(days, n, rng, *, noise=False):
 
 
 def date_split(first=1950, last=2050, held_out=0.1, rng=None):
-    """Day ordinals of [first-01-01, last-01-01): (training days, held-out days), a random
-    ``held_out`` fraction of the days kept out of training."""
+    """The day ordinals of ``[first-01-01, last-01-01)``, split into training and held-out days.
+
+    Parameters
+    ----------
+    first : int, default 1950
+        The first year.
+    last : int, default 2050
+        The year after the last.
+    held_out : float, default 0.1
+        The fraction of the days kept out of training, drawn at random.
+    rng : numpy.random.Generator, optional
+        The random source; default ``numpy.random.default_rng(0)``.
+
+    Returns
+    -------
+    train_days, held_out_days : numpy.ndarray
+        Day ordinals.
+    """
     rng = np.random.default_rng(0) if rng is None else rng
     days = np.arange(datetime.date(first, 1, 1).toordinal(), datetime.date(last, 1, 1).toordinal())
     out = rng.random(len(days)) < held_out

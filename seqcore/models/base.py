@@ -148,7 +148,12 @@ class Model(Switchable):
         return ()
 
     def grads(self):
-        """The gradient arrays of ``parameters()`` (for clipping)."""
+        """The gradient arrays of ``parameters()``, in the same order (for clipping).
+
+        Returns
+        -------
+        list of numpy.ndarray
+        """
         return [g for _, _, g in self.parameters()]
 
     @_locked

@@ -66,15 +66,38 @@ class Hypothesis(NamedTuple):
 
 
 def length_penalty_factor(length, alpha):
-    """The GNMT length penalty lp = ((5 + length) / 6) ** alpha; 1 for alpha = 0."""
+    """The GNMT length penalty ``lp = ((5 + length) / 6) ** alpha``; 1 for ``alpha = 0``.
+
+    Parameters
+    ----------
+    length : int
+        ``|Y|``, counting the eos.
+    alpha : float
+
+    Returns
+    -------
+    float
+    """
     return ((5.0 + length) / 6.0) ** alpha
 
 
 def reorder_rows(state, index):
-    """The state of the decoder rows ``index`` (N',): seqcore's layouts (see the module notes).
+    """The state of the decoder rows ``index``, in seqcore's layouts (see the module notes).
 
     Arrays of 1 or 2 dimensions are taken on axis 0, of 3 or more on axis 1; tuples,
     NamedTuples, lists and dicts are reordered item by item; None stays None.
+
+    Parameters
+    ----------
+    state
+        A decoder state.
+    index : numpy.ndarray
+        ``(N',)`` row indices.
+
+    Returns
+    -------
+    state
+        Of the same structure.
     """
     if state is None:
         return None
@@ -175,24 +198,54 @@ def beam_search(step, init_state, batch_size, *, bos, eos, beam_size, max_len,
                 length_penalty=0.0, banned=(), reorder=None, trace=None, return_all=False):
     """Beam search for ``batch_size`` sources at once (see the module notes).
 
-    step(tokens (N,) int64, state) -> (log_probs (N, V) float, new_state): runs the
-    decoder one token for all N = batch_size * beam_size rows. ``init_state``: the
-    decoder state of the B sources (B rows), tiled to N rows with ``reorder``.
-    bos: the token read at the first step (any integer; seqcore's decoders read -1,
-    ``seqcore.data.NO_TOKEN``, for x<1> = 0). eos: the token that ends a hypothesis.
-    ``max_len``: at most this many decoder steps, so at most max_len tokens counting
-    the eos. ``banned``: token ids never generated (eos may not be banned).
-    ``reorder(state, index)``: the state of rows ``index``; default ``reorder_rows``.
-    ``trace(state) -> (N, ...)`` array: something to record per row after every step
-    (e.g. the attention weights (N, Tx) the step kept in its state); each returned
-    ``Hypothesis`` then holds its own rows of it, stacked: ``trace`` (|Y|, ...), row i
-    from the step that produced its token i (the last row: the eos step, if it ended).
+    Parameters
+    ----------
+    step : callable
+        ``step(tokens, state) -> (log_probs, new_state)``: runs the decoder one token
+        for all ``N = batch_size * beam_size`` rows; ``tokens`` ``(N,)`` int64,
+        ``log_probs`` ``(N, V)`` float.
+    init_state
+        The decoder state of the ``B`` sources (``B`` rows), tiled to ``N`` rows with
+        ``reorder``.
+    batch_size : int
+        ``B``, the sources.
+    bos : int
+        The token read at the first step (any integer; seqcore's decoders read -1,
+        ``seqcore.data.NO_TOKEN``, for ``x⟨1⟩ = 0``).
+    eos : int
+        The token that ends a hypothesis.
+    beam_size : int
+        ``K``, hypotheses kept per source.
+    max_len : int
+        At most this many decoder steps, so at most ``max_len`` tokens counting the
+        eos.
+    length_penalty : float, default 0.0
+        GNMT's ``alpha``: hypotheses rank by ``log P / lp``, ``lp = ((5 + |Y|) / 6) **
+        alpha``.
+    banned : iterable of int, default ()
+        Token ids never generated (eos may not be banned).
+    reorder : callable, optional
+        ``reorder(state, index)``: the state of rows ``index``; default
+        ``reorder_rows``.
+    trace : callable, optional
+        ``trace(state) -> (N, ...)`` array: something to record per row after every
+        step (e.g. the attention weights ``(N, Tx)`` the step kept in its state); each
+        returned ``Hypothesis`` then holds its own rows of it, stacked: ``trace``
+        ``(|Y|, ...)``, row ``i`` from the step that produced its token ``i`` (the last
+        row: the eos step, if it ended).
+    return_all : bool, default False
+        Also return every source's finished hypotheses.
 
-    Returns ``(tokens, scores)``: tokens[b] the best hypothesis of source b as a list
-    of ids without eos, scores (B,) float64 its log P / lp. With ``return_all=True``,
-    ``(tokens, scores, nbest)``: nbest[b] the (up to K) finished ``Hypothesis`` of
-    source b, best first. A source whose every candidate had log-probability -inf
-    gets an empty hypothesis with score -inf.
+    Returns
+    -------
+    tokens : list of list of int
+        ``tokens[b]``, the best hypothesis of source ``b``, without eos.
+    scores : numpy.ndarray
+        ``(B,)`` float64, its ``log P / lp``. A source whose every candidate had
+        log-probability -inf gets an empty hypothesis with score -inf.
+    nbest : list of list of Hypothesis
+        Only with ``return_all=True``: ``nbest[b]`` the (up to ``K``) finished
+        hypotheses of source ``b``, best first.
     """
     if not callable(step):
         raise TypeError(f"step: expected a callable step(tokens, state), got "

@@ -65,7 +65,20 @@ def _get_state(arrays, prefix, count):
 
 
 def save(model, path):
-    """Write ``model`` (and its optimizer state, if any) to ``path``; returns the path."""
+    """Write ``model`` (and its optimizer state, if any) to ``path``, atomically.
+
+    ``model.save(path)`` calls it. The format is in docs/spec.md §Model files.
+
+    Parameters
+    ----------
+    model : LanguageModel, SequenceClassifier, SequenceTagger or Seq2Seq
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str or os.PathLike
+        ``path``.
+    """
     path = os.fspath(path)
     optimizer = getattr(model, "optimizer", None)
     run = getattr(model, "run", None)

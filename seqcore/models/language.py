@@ -122,7 +122,24 @@ class LanguageModel(Model):
 
     @_locked
     def forward(self, ids, state=None, lengths=None):
-        """ids (T, B) (-1 for x = 0) -> logits (T, B, V) and the final state."""
+        """The logits of every step, from token ids.
+
+        Parameters
+        ----------
+        ids : numpy.ndarray
+            ``(T, B)`` int token ids; -1 for ``x = 0`` (no token).
+        state : optional
+            The recurrent layer's initial state; zeros when None.
+        lengths : array_like of int, optional
+            ``(B,)``, each in ``[1, T]``.
+
+        Returns
+        -------
+        logits : numpy.ndarray
+            ``(T, B, V)``.
+        state
+            The final state of the recurrent layer.
+        """
         x = self.drop_in.forward(self.inputs.forward(ids))    # (T, B, D)
         a, state = self.rnn.forward(x, state, lengths)         # (T, B, H)
         return self.out.forward(self.drop_out.forward(a)), state   # (T, B, V)
@@ -226,8 +243,20 @@ class LanguageModel(Model):
         return ids[r * B * n:(r + 1) * B * n + 1]
 
     def stream_ids(self, text):
-        """The token ids of running text: at word level each line closed by ``<EOS>``
-        (the newline's token), at char level the newline a character like any other."""
+        """The token ids of running text.
+
+        At word level each line is closed by ``<EOS>`` (the newline's token); at char
+        level the newline is a character like any other.
+
+        Parameters
+        ----------
+        text : str
+
+        Returns
+        -------
+        list of int
+            The ids, one per token.
+        """
         if not isinstance(text, str):
             raise TypeError(f"data: stream=True reads one string (the whole text), got "
                             f"{type(text).__name__}")

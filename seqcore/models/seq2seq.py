@@ -231,7 +231,20 @@ class Seq2Seq(Model):
 
     @_locked
     def encode(self, src, src_lengths=None):
-        """src (Tx, B) ids -> the decoder's initial state (the encoder's final state, bridged)."""
+        """The decoder's initial state: the encoder's final state, bridged.
+
+        Parameters
+        ----------
+        src : numpy.ndarray
+            ``(Tx, B)`` source token ids.
+        src_lengths : array_like of int, optional
+            ``(B,)``.
+
+        Returns
+        -------
+        state
+            The decoder's initial state.
+        """
         return self._encode(src, src_lengths)[1]
 
     # ---------------------------------------------------------------- teacher forcing
@@ -246,7 +259,24 @@ class Seq2Seq(Model):
 
     @_locked
     def forward(self, src, src_lengths, dec_in, dec_lengths=None):
-        """Teacher-forced pass: src (Tx, B), dec_in (Ty, B) = [x<1> = 0, y<1..Ty-1>] -> logits (Ty, B, V)."""
+        """The teacher-forced pass over a batch.
+
+        Parameters
+        ----------
+        src : numpy.ndarray
+            ``(Tx, B)`` source token ids.
+        src_lengths : array_like of int
+            ``(B,)``.
+        dec_in : numpy.ndarray
+            ``(Ty, B)``: ``[x⟨1⟩ = 0, y⟨1..Ty-1⟩]``, the previous target tokens.
+        dec_lengths : array_like of int, optional
+            ``(B,)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(Ty, B, V)`` logits.
+        """
         h_enc, state = self._encode(src, src_lengths)                   # hand-off: a<Tx> -> s<0>
         self._h_enc_shape = h_enc.shape
         xd = self.drop_tgt.forward(self.tgt_inputs.forward(dec_in))     # (Ty, B, Dt)

@@ -145,7 +145,20 @@ class SequenceClassifier(_Tagged):
 
     @_locked
     def forward(self, x, lengths=None):
-        """x (T, B) ids or (T, B, D) -> logits (B, C)."""
+        """The class logits of each sequence, from its state after its last valid step.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            ``(T, B)`` token ids, or ``(T, B, D)`` features.
+        lengths : array_like of int, optional
+            ``(B,)``, each in ``[1, T]``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(B, C)`` logits.
+        """
         xin = self._encode(x)                                  # (T, B, D)
         T, B = xin.shape[:2]
         lengths = V.check_lengths(lengths, T, B)
@@ -288,7 +301,20 @@ class SequenceTagger(_Tagged):
 
     @_locked
     def forward(self, x, lengths=None):
-        """x (T, B) ids or (T, B, D) -> logits (T, B, C) (padding steps: meaningless)."""
+        """The tag logits of every step.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            ``(T, B)`` token ids, or ``(T, B, D)`` features.
+        lengths : array_like of int, optional
+            ``(B,)``, each in ``[1, T]``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(T, B, C)`` logits (meaningless at padding steps).
+        """
         a, _ = self.rnn.forward(self._encode(x), None, lengths)   # (T, B, dirs*H)
         return self.out.forward(self.drop_out.forward(a))          # (T, B, C)
 

@@ -226,10 +226,24 @@ class _Attention(Switchable):
     # ------------------------------------------------------------ inference
 
     def precompute(self, H, lengths=None):
-        """H (Tx, B, Hh), lengths (B,) or None (all Tx valid) -> AttentionSource(H, keys, lengths).
+        """The keys of a batch of sources, for inference; nothing is cached in the layer.
 
-        The keys are the part of every score that does not depend on the decoder
-        state, computed once per source. Nothing is cached in the layer."""
+        The keys are the part of every score that does not depend on the decoder state,
+        computed once per source.
+
+        Parameters
+        ----------
+        H : numpy.ndarray
+            ``(Tx, B, Hh)``, the encoder states.
+        lengths : array_like of int, optional
+            ``(B,)``, each in ``[1, Tx]``: positions ``j >= lengths[b]`` get weight 0;
+            None: all ``Tx`` positions are valid.
+
+        Returns
+        -------
+        AttentionSource
+            ``(H, keys, lengths)``.
+        """
         H = self._check_H(H)
         Tx, B, _ = H.shape
         lengths = V.check_lengths(lengths, Tx, B)
@@ -238,7 +252,22 @@ class _Attention(Switchable):
         return AttentionSource(H, self._keys_forward(H), lengths)
 
     def attend(self, s, source):
-        """s (B, Hs) -> context (B, Hh), alpha (B, Tx) against ``source``; no cache, no grads."""
+        """Attend from decoder states to a precomputed source; no cache, no gradients.
+
+        Parameters
+        ----------
+        s : numpy.ndarray
+            ``(B, Hs)``, the decoder state.
+        source : AttentionSource
+            From ``precompute``.
+
+        Returns
+        -------
+        context : numpy.ndarray
+            ``(B, Hh)``.
+        alpha : numpy.ndarray
+            ``(B, Tx)``, the attention weights.
+        """
         source = self._check_source(source)
         s = self._check_query(s, source.H.shape[1], "s")
         context, alpha, _ = self._attend_forward(s[None], source)
@@ -247,10 +276,23 @@ class _Attention(Switchable):
     # ------------------------------------------------------------ the step form
 
     def set_source(self, H, lengths=None):
-        """Start a step-by-step pass over H (Tx, B, Hh) with lengths (B,) or None.
+        """Start a step-by-step pass over a batch of sources.
 
         Computes the keys once, forgets the steps of any earlier pass and zeroes the
-        accumulated dH. Returns the AttentionSource."""
+        accumulated ``dH``.
+
+        Parameters
+        ----------
+        H : numpy.ndarray
+            ``(Tx, B, Hh)``, the encoder states.
+        lengths : array_like of int, optional
+            ``(B,)``, each in ``[1, Tx]``: positions ``j >= lengths[b]`` get weight 0;
+            None: all ``Tx`` positions are valid.
+
+        Returns
+        -------
+        AttentionSource
+        """
         self._source = self.precompute(H, lengths)
         self._steps = []
         self._dkeys = np.zeros(self._source.keys.shape, self.dtype)   # (Tx, B, K)
@@ -259,13 +301,29 @@ class _Attention(Switchable):
 
     @property
     def pending_steps(self):
-        """The number of forward_step calls that backward_step has not yet taken back."""
+        """The number of ``forward_step`` calls that ``backward_step`` has not yet taken back.
+
+        Returns
+        -------
+        int
+        """
         return len(self._steps)
 
     def forward_step(self, s):
-        """s (B, Hs), the decoder state at the next step -> context (B, Hh), alpha (B, Tx).
+        """Attend from the decoder state at the next step; caches what ``backward_step`` needs.
 
-        Caches what ``backward_step`` needs for this step."""
+        Parameters
+        ----------
+        s : numpy.ndarray
+            ``(B, Hs)``.
+
+        Returns
+        -------
+        context : numpy.ndarray
+            ``(B, Hh)``.
+        alpha : numpy.ndarray
+            ``(B, Tx)``.
+        """
         if self._source is None:
             raise ValueError("forward_step() called before set_source(): call "
                              "set_source(H, lengths) first")
@@ -275,11 +333,23 @@ class _Attention(Switchable):
         return context[0], alpha[0]
 
     def backward_step(self, dcontext, dalpha=None):
-        """Backward of the most recent not yet backpropagated ``forward_step``.
+        """Backward of the most recent ``forward_step`` not yet backpropagated.
 
-        dcontext (B, Hh) and dalpha (B, Tx) or None: the gradients w.r.t. that
-        step's outputs. Returns ds (B, Hs); adds the query-side grads and
-        accumulates the gradients of the keys and H for ``backward_source``."""
+        Adds the query-side grads and accumulates the gradients of the keys and of ``H``
+        for ``backward_source``.
+
+        Parameters
+        ----------
+        dcontext : numpy.ndarray
+            ``(B, Hh)``, the gradient with respect to that step's context.
+        dalpha : numpy.ndarray, optional
+            ``(B, Tx)``, the gradient with respect to its weights.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``ds``, ``(B, Hs)``.
+        """
         if not self._steps:
             raise ValueError("backward_step() called with no forward_step() left to take "
                              "back: one backward_step per forward_step, last step first")
@@ -294,12 +364,19 @@ class _Attention(Switchable):
         return dQ[0]
 
     def backward_source(self):
-        """Close a step-by-step backward pass -> dH (Tx, B, Hh), summed over all steps.
+        """Close a step-by-step backward pass.
 
-        Backpropagates the accumulated key gradient through the key projection
-        (adding its parameter grads). Every forward_step must have been taken back.
-        The accumulators start again from zero: another pass of forward_step /
-        backward_step / backward_source on the same source needs no set_source."""
+        Backpropagates the accumulated key gradient through the key projection (adding
+        its parameter grads). Every ``forward_step`` must have been taken back. The
+        accumulators start again from zero: another pass of ``forward_step`` /
+        ``backward_step`` / ``backward_source`` on the same source needs no
+        ``set_source``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``dH``, ``(Tx, B, Hh)``, summed over all steps.
+        """
         if self._source is None:
             raise ValueError("backward_source() called before set_source(): run the "
                              "step-by-step forward pass first")
@@ -314,8 +391,27 @@ class _Attention(Switchable):
     # ------------------------------------------------------------ the sequence form
 
     def forward(self, S, H, lengths=None):
-        """S (Ty, B, Hs) decoder states, H (Tx, B, Hh), lengths (B,) or None
-        -> context (Ty, B, Hh), alpha (Ty, B, Tx). Caches for ``backward``."""
+        """Attend from every decoder state of a sequence at once; caches for ``backward``.
+
+        Gives the same numbers as ``Ty`` calls of ``forward_step``.
+
+        Parameters
+        ----------
+        S : numpy.ndarray
+            ``(Ty, B, Hs)``, the decoder states.
+        H : numpy.ndarray
+            ``(Tx, B, Hh)``, the encoder states.
+        lengths : array_like of int, optional
+            ``(B,)``, each in ``[1, Tx]``: positions ``j >= lengths[b]`` get weight 0;
+            None: all ``Tx`` positions are valid.
+
+        Returns
+        -------
+        context : numpy.ndarray
+            ``(Ty, B, Hh)``.
+        alpha : numpy.ndarray
+            ``(Ty, B, Tx)``.
+        """
         source = self.precompute(H, lengths)
         S = V.check_array(S, "S", ("Ty", source.H.shape[1], self.query_size), self.dtype)
         context, alpha, cache = self._attend_forward(S, source)
@@ -323,9 +419,22 @@ class _Attention(Switchable):
         return context, alpha
 
     def backward(self, dcontext, dalpha=None):
-        """dcontext (Ty, B, Hh), dalpha (Ty, B, Tx) or None -> dS (Ty, B, Hs), dH (Tx, B, Hh).
+        """Backward of ``forward``; adds every parameter grad.
 
-        Adds every parameter grad."""
+        Parameters
+        ----------
+        dcontext : numpy.ndarray
+            ``(Ty, B, Hh)``.
+        dalpha : numpy.ndarray, optional
+            ``(Ty, B, Tx)``.
+
+        Returns
+        -------
+        dS : numpy.ndarray
+            ``(Ty, B, Hs)``.
+        dH : numpy.ndarray
+            ``(Tx, B, Hh)``.
+        """
         if self._seq is None:
             raise ValueError("backward() called before forward(): run forward() first")
         source, cache = self._seq
@@ -340,12 +449,31 @@ class _Attention(Switchable):
 
 
 class BahdanauAttention(_Attention):
-    """Additive attention: score(s, h_j) = v . tanh(W_s s + W_h h_j + b) (Bahdanau et al. 2015).
+    """Additive attention: ``score(s, h_j) = v · tanh(W_s s + W_h h_j + b)`` (Bahdanau et al. 2015).
 
-    params: W_s (A, Hs), W_h (A, Hh), b (A,), v (A,), uniform in +-1/sqrt(fan_in)
-    (A = ``attention_size``, default ``query_size``). Keys: W_h h_j + b (Tx, B, A).
-    The backward pass needs z = tanh(W_s s + k_j) at every (t, j): the forward caches
-    it, Ty * B * Tx * A values for a whole sequence (B * Tx * A per step).
+    Keys: ``W_h h_j + b`` (Tx, B, A). The backward pass needs ``z = tanh(W_s s + k_j)``
+    at every ``(t, j)``: the forward caches it, ``Ty * B * Tx * A`` values for a whole
+    sequence (``B * Tx * A`` per step).
+
+    Parameters
+    ----------
+    query_size : int
+        ``Hs``, the width of the decoder state ``s``.
+    key_size : int
+        ``Hh``, the width of the encoder states ``h_j`` (2H for a bidirectional
+        encoder).
+    attention_size : int, optional
+        ``A``; default ``query_size``.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+    seed : int, optional
+        Seed of the initial weights, uniform in ``±1/√fan_in``.
+
+    Attributes
+    ----------
+    params : dict of str to numpy.ndarray
+        ``W_s (A, Hs)``, ``W_h (A, Hh)``, ``b (A,)``, ``v (A,)``.
+    grads : dict of str to numpy.ndarray
+        Their gradients; the backward passes add into them.
     """
 
     kind = "bahdanau"
@@ -412,9 +540,26 @@ class BahdanauAttention(_Attention):
 
 
 class LuongAttention(_Attention):
-    """Multiplicative ("general") attention: score(s, h_j) = s . (W h_j) (Luong et al. 2015).
+    """Multiplicative ("general") attention: ``score(s, h_j) = s · (W h_j)`` (Luong et al. 2015).
 
-    params: W (Hs, Hh), uniform in +-1/sqrt(Hh). Keys: W h_j (Tx, B, Hs).
+    Keys: ``W h_j`` (Tx, B, Hs).
+
+    Parameters
+    ----------
+    query_size : int
+        ``Hs``, the width of the decoder state ``s``.
+    key_size : int
+        ``Hh``, the width of the encoder states ``h_j``.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+    seed : int, optional
+        Seed of the initial weights, uniform in ``±1/√Hh``.
+
+    Attributes
+    ----------
+    params : dict of str to numpy.ndarray
+        ``W (Hs, Hh)``.
+    grads : dict of str to numpy.ndarray
+        Its gradient.
     """
 
     kind = "luong"
@@ -447,9 +592,24 @@ class LuongAttention(_Attention):
 
 
 class DotAttention(_Attention):
-    """Dot-product attention: score(s, h_j) = s . h_j (Luong et al. 2015); needs Hs == Hh.
+    """Dot-product attention: ``score(s, h_j) = s · h_j`` (Luong et al. 2015).
 
-    No parameters. Keys: h_j itself.
+    No parameters. Keys: ``h_j`` itself.
+
+    Parameters
+    ----------
+    query_size : int
+        ``Hs``, the width of the decoder state ``s``.
+    key_size : int
+        ``Hh``; must equal ``query_size``.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+    seed : int, optional
+        Unused (no parameters).
+
+    Raises
+    ------
+    ValueError
+        ``query_size != key_size``.
     """
 
     kind = "dot"
@@ -492,11 +652,30 @@ _KINDS = {"bahdanau": BahdanauAttention, "luong": LuongAttention, "dot": DotAtte
 
 def make_attention(kind, query_size, key_size, *, attention_size=None, dtype=np.float32,
                    seed=None):
-    """The attention layer of ``kind`` ("bahdanau", "luong" or "dot").
+    """The attention layer of ``kind``.
 
-    query_size Hs: width of the decoder state s; key_size Hh: width of the encoder
-    states h_j (2H for a bidirectional encoder). ``attention_size`` A applies to
-    "bahdanau" only (default Hs); "dot" needs Hs == Hh.
+    Parameters
+    ----------
+    kind : {"bahdanau", "luong", "dot"}
+    query_size : int
+        ``Hs``, the width of the decoder state ``s``.
+    key_size : int
+        ``Hh``, the width of the encoder states ``h_j`` (2H for a bidirectional
+        encoder).
+    attention_size : int, optional
+        ``A``, for ``"bahdanau"`` only (default ``Hs``).
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+    seed : int, optional
+
+    Returns
+    -------
+    BahdanauAttention, LuongAttention or DotAttention
+
+    Raises
+    ------
+    ValueError
+        An unknown kind, ``attention_size`` for another kind, or ``"dot"`` with
+        ``Hs != Hh``.
     """
     V.check_choice(kind, "kind", ATTENTION_KINDS)
     if kind == "bahdanau":

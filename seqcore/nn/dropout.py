@@ -46,14 +46,29 @@ class Switchable:
     training = True
 
     def train(self, mode=True):
-        """Training mode (``mode=True``) or evaluation mode; returns self."""
+        """Switch to training mode (dropout on) or to evaluation mode.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True for training mode, False for evaluation mode.
+
+        Returns
+        -------
+        self
+        """
         self.training = V.check_bool(mode, "mode")
         for child in self._children():
             child.train(self.training)
         return self
 
     def eval(self):
-        """Evaluation mode: dropout passes its input through; returns self."""
+        """Switch to evaluation mode: dropout passes its input through.
+
+        Returns
+        -------
+        self
+        """
         return self.train(False)
 
     def _children(self):

@@ -311,7 +311,23 @@ class ReduceOnPlateau:
 
 
 def make_schedule(config):
-    """A schedule from its ``config()`` dict (or None for constant)."""
+    """A schedule from its ``config()`` dict (as saved with a model).
+
+    Parameters
+    ----------
+    config : dict or None
+        ``{"name": "constant" | "step" | "cosine" | "plateau", ...}``; None for
+        ``Constant()``.
+
+    Returns
+    -------
+    Constant, StepDecay, Cosine or ReduceOnPlateau
+
+    Raises
+    ------
+    ValueError
+        An unknown name.
+    """
     if config is None:
         return Constant()
     config = dict(config)
@@ -570,7 +586,22 @@ class AdamW(Adam):
 
 
 def make_optimizer(config):
-    """An optimizer from its ``config()`` dict."""
+    """An optimizer from its ``config()`` dict (as saved with a model).
+
+    Parameters
+    ----------
+    config : dict
+        ``{"name": "sgd" | "adam" | "adamw", ...}``.
+
+    Returns
+    -------
+    SGD, Adam or AdamW
+
+    Raises
+    ------
+    ValueError
+        An unknown name.
+    """
     config = dict(config)
     name = config.pop("name")
     schedule = make_schedule(config.pop("schedule", None))

@@ -39,6 +39,7 @@ shell block, ``int(os.environ.get("STEPS", 300))`` in Python); this test sets
 ``STEPS`` (``SHORT_STEPS`` below), and ``SEQCORE_NUM_THREADS=1``, so that the whole
 file takes well under a minute of CPU time.
 """
+import importlib.util
 import os
 import pathlib
 import re
@@ -219,6 +220,9 @@ def _pages_with_examples():
 @pytest.mark.parametrize("path", _pages_with_examples(), ids=_rel)
 def test_examples_run(path, tmp_path):
     found = [b for b in blocks(path) if not b[3] and b[1] in PYTHON + SHELL]
+    if any(re.search(r"^\s*(import|from) torch\b", code, re.M) for _, lang, code, _ in found
+           if lang in PYTHON) and importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch is not installed: pip install torch (CI installs it)")
     env = _environment(_bin(tmp_path))
     page = _rel(path)
     items = []
@@ -238,10 +242,13 @@ def test_examples_run(path, tmp_path):
 # The docstrings' examples appear in the API reference (docs/api/): they run too, found
 # through the public names the reference documents, wherever their modules live.
 def _public_objects():
+    import seqcore.models.beam
     import seqcore.models.seq2seq
-    from seqcore import diagnostics, distributed, experiments, interop, metrics, optim
+    from seqcore import (attention, diagnostics, distributed, experiments, interop, io,
+                         metrics, optim, reference, text)
     names = [getattr(seqcore, n) for n in seqcore.__all__ if n != "optim"]
-    for module in (optim, interop, metrics, diagnostics, experiments, distributed):
+    for module in (optim, interop, metrics, diagnostics, experiments, distributed, text,
+                   attention, seqcore.models.beam, io, reference):
         names += [getattr(module, n) for n in module.__all__]
     names.append(seqcore.models.seq2seq.plot_attention)
     return [obj for obj in names if callable(obj) and hasattr(obj, "__name__")]
