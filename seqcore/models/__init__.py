@@ -39,6 +39,7 @@ other threads use the model. Different models run in parallel.
 """
 
 from .base import Model, recurrent_stack, split_seeds  # noqa: F401  (seqcore.experiments)
+from .ctc import ctc_beam_search, ctc_greedy_decode  # noqa: F401
 from .decoding import draw  # noqa: F401
 from .io import MODELS, load, save  # noqa: F401
 from .language import LanguageModel
