@@ -17,7 +17,7 @@ from .nn import (GRU, LSTM, RNN, Dense, Dropout, Embedding, ctc_loss,  # noqa: E
 from .train.loop import TrainingDiverged  # noqa: E402
 from .data import Vocab  # noqa: E402
 from .models import (LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger,  # noqa: E402
-                     ctc_beam_search, ctc_greedy_decode, load)
+                     SequenceTranscriber, ctc_beam_search, ctc_greedy_decode, load)
 from ._threads import get_num_threads, limit_threads, set_num_threads  # noqa: E402
 from . import _threads  # noqa: E402
 
@@ -58,5 +58,6 @@ def __dir__():
 
 __all__ = ["RNN", "GRU", "LSTM", "Dense", "Dropout", "softmax_cross_entropy", "ctc_loss", "ctc_greedy_decode", "ctc_beam_search",
            "Vocab", "Embedding", "LanguageModel", "SequenceClassifier", "SequenceTagger",
+           "SequenceTranscriber",
            "Seq2Seq", "load", "optim", "TrainingDiverged", "set_num_threads", "get_num_threads",
            "limit_threads", "cpu_info"]
