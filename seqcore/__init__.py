@@ -12,10 +12,12 @@ from ._build_check import import_compiled as _import_compiled
 _import_compiled("_checks")
 from ._dispatch import cpu_info  # noqa: E402  (chooses the kernel path: SEQCORE_CPU)
 
-from .nn import GRU, LSTM, RNN, Dense, Dropout, Embedding, softmax_cross_entropy  # noqa: E402
+from .nn import (GRU, LSTM, RNN, Dense, Dropout, Embedding, ctc_loss,  # noqa: E402
+                 softmax_cross_entropy)
 from .train.loop import TrainingDiverged  # noqa: E402
 from .data import Vocab  # noqa: E402
-from .models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger, load  # noqa: E402
+from .models import (LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger,  # noqa: E402
+                     SequenceTranscriber, ctc_beam_search, ctc_greedy_decode, load)
 from ._threads import get_num_threads, limit_threads, set_num_threads  # noqa: E402
 from . import _threads  # noqa: E402
 
@@ -54,7 +56,8 @@ def __dir__():
     return sorted(set(globals()) | set(shipped))
 
 
-__all__ = ["RNN", "GRU", "LSTM", "Dense", "Dropout", "softmax_cross_entropy",
+__all__ = ["RNN", "GRU", "LSTM", "Dense", "Dropout", "softmax_cross_entropy", "ctc_loss", "ctc_greedy_decode", "ctc_beam_search",
            "Vocab", "Embedding", "LanguageModel", "SequenceClassifier", "SequenceTagger",
+           "SequenceTranscriber",
            "Seq2Seq", "load", "optim", "TrainingDiverged", "set_num_threads", "get_num_threads",
            "limit_threads", "cpu_info"]

@@ -87,17 +87,27 @@ def kernels(cell):
     return _modules[_active][cell]
 
 
-_train_modules = {}     # kernel path -> seqcore._kernels.{path}.train
+_other_modules = {}     # (kernel path, name) -> seqcore._kernels.{path}.{name}
+
+
+def _kernel_module(name):
+    """The active path's seqcore._kernels.{path}.{name} (loaded on first use, loudly
+    if not built)."""
+    module = _other_modules.get((_active, name))
+    if module is None:
+        module = _other_modules[_active, name] = import_compiled(f"_kernels.{_active}.{name}")
+    return module
 
 
 def train_kernels():
     """The active path's seqcore._kernels.{path}.train: Dense, softmax cross-entropy,
-    Adam, the global norm and the embedding's scatter (loaded on first use, loudly if
-    not built)."""
-    module = _train_modules.get(_active)
-    if module is None:
-        module = _train_modules[_active] = import_compiled(f"_kernels.{_active}.train")
-    return module
+    Adam, the global norm and the embedding's scatter."""
+    return _kernel_module("train")
+
+
+def ctc_kernels():
+    """The active path's seqcore._kernels.{path}.ctc: CTC's loss and gradient."""
+    return _kernel_module("ctc")
 
 
 def set_num_threads(n):

@@ -10,4 +10,5 @@ before anything is built.
 
 PATHS = ("avx512", "avx2", "generic")        # best first
 CELLS = ("rnn", "gru", "lstm")               # csrc/_{cell}.pyx: a recurrent cell's kernels
-KERNELS = CELLS + ("train",)                 # csrc/_train.pyx: the rest of a training step
+KERNELS = CELLS + ("train", "ctc")          # csrc/_train.pyx: the rest of a training step;
+                                             # csrc/_ctc.pyx: CTC's loss and gradient

@@ -39,13 +39,16 @@ other threads use the model. Different models run in parallel.
 """
 
 from .base import Model, recurrent_stack, split_seeds  # noqa: F401  (seqcore.experiments)
+from .ctc import ctc_beam_search, ctc_greedy_decode  # noqa: F401
 from .decoding import draw  # noqa: F401
 from .io import MODELS, load, save  # noqa: F401
 from .language import LanguageModel
 from .seq2seq import Seq2Seq
 from .tagged import SequenceClassifier, SequenceTagger
+from .transcriber import SequenceTranscriber
 
-__all__ = ["LanguageModel", "SequenceClassifier", "SequenceTagger", "Seq2Seq", "load", "save"]
+__all__ = ["LanguageModel", "SequenceClassifier", "SequenceTagger", "Seq2Seq",
+           "SequenceTranscriber", "load", "save"]
 
 MODELS.update({cls.kind: cls for cls in (LanguageModel, SequenceClassifier, SequenceTagger,
-                                         Seq2Seq)})      # what load() restores
+                                         Seq2Seq, SequenceTranscriber)})   # what load() restores

@@ -360,12 +360,13 @@ def seq2seq_paths(path):
 
 def _graphs(obj):
     """(name, builder) of each graph of ``obj``."""
-    from ..models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger
+    from ..models import (LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger,
+                          SequenceTranscriber)
     if type(obj) in _CELL:
         return lambda onnx, g: _layer_graph(onnx, g, obj)
     if isinstance(obj, SequenceClassifier):
         return lambda onnx, g: _tagged_graph(onnx, g, obj, classifier=True)
-    if isinstance(obj, SequenceTagger):
+    if isinstance(obj, (SequenceTagger, SequenceTranscriber)):    # logits at every step
         return lambda onnx, g: _tagged_graph(onnx, g, obj, classifier=False)
     if isinstance(obj, LanguageModel):
         return lambda onnx, g: _language_graph(onnx, g, obj)
@@ -373,7 +374,8 @@ def _graphs(obj):
         return {"encoder": lambda onnx, g: _encoder_graph(onnx, g, obj),
                 "decoder": lambda onnx, g: _decoder_graph(onnx, g, obj)}
     raise TypeError(f"obj: expected a seqcore RNN, GRU or LSTM layer, SequenceClassifier, "
-                    f"SequenceTagger, LanguageModel or Seq2Seq, got {type(obj).__name__}")
+                    f"SequenceTagger, SequenceTranscriber, LanguageModel or Seq2Seq, got "
+                    f"{type(obj).__name__}")
 
 
 def _write(onnx, build, name, path):
@@ -398,7 +400,7 @@ def export(obj, path):
 
     Parameters
     ----------
-    obj : seqcore.RNN, GRU, LSTM, SequenceClassifier, SequenceTagger, LanguageModel or Seq2Seq
+    obj : seqcore.RNN, GRU, LSTM, SequenceClassifier, SequenceTagger, SequenceTranscriber, LanguageModel or Seq2Seq
         A float32 layer (any cell variant, stacked, one or two directions) or model.
     path : str or os.PathLike
         Where the ``.onnx`` file goes. A Seq2Seq is two graphs, an encoder and a

@@ -1,8 +1,9 @@
 """The NumPy reference: the readable statement of every compiled kernel's math.
 
 Each compiled module of csrc/ has its twin here, in one place: ``cells`` for the
-recurrent cells (csrc/_rnn.pyx, _gru.pyx, _lstm.pyx) and ``train`` for the output
-map, the cost, the embedding's scatter and the optimizer (csrc/_train.pyx). The
+recurrent cells (csrc/_rnn.pyx, _gru.pyx, _lstm.pyx), ``train`` for the output
+map, the cost, the embedding's scatter and the optimizer (csrc/_train.pyx), and
+``ctc`` for CTC's loss and gradient (csrc/_ctc.pyx). The
 tests compare every kernel with its twin, on every kernel path, and
 ``backend="numpy"`` runs a whole model on them.
 """
@@ -11,6 +12,7 @@ from .cells import (gru_backward, gru_forward, lstm_backward, lstm_forward,  # n
                     rnn_backward, rnn_forward, sigmoid)
 from .train import (adam_update, dense_backward, dense_forward,  # noqa: F401
                     embedding_backward, softmax_cross_entropy, sum_squares)
+from . import ctc  # noqa: F401,E402  (ctc.ctc_loss: the twin of csrc/_ctc.pyx)
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward",
            "lstm_forward", "lstm_backward", "dense_forward", "dense_backward",

@@ -185,3 +185,17 @@ def test_models_other_than_these_are_refused(tmp_path):
     with pytest.raises(TypeError, match="float32 only"):
         seqcore.onnx.export(seqcore.LanguageModel(VOCAB, hidden_size=4, dtype=np.float64),
                             tmp_path / "lm.onnx")
+
+
+def test_transcriber_logits_and_transcripts(kernel_path, tmp_path, rng):
+    labels = seqcore.Vocab.build(["abc"])
+    model = seqcore.SequenceTranscriber(labels, input_size=4, hidden_size=6, seed=2)
+    xs = [rng.standard_normal((n, 4)).astype(np.float32) for n in (5, 9, 3)]
+    model.fit((xs, ["ab", "cab", "c"]), steps=10, progress=False)
+    _checked(model, tmp_path / "t.onnx")
+    x, lengths = pad_features(xs, np.float32)
+    logits = _run(_session(tmp_path / "t.onnx"), {"x": x, "lengths": lengths})["logits"]
+    valid = np.arange(x.shape[0])[:, None] < lengths[None, :]
+    assert _rel(logits[valid], model.forward(x, lengths)[valid]) < RTOL
+    paths = seqcore.ctc_greedy_decode(logits, lengths)
+    assert [labels.decode([c - 1 for c in p]) for p in paths] == model.predict(xs)
