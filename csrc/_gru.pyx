@@ -25,7 +25,6 @@ from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
                       product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
                       step_region_threads, step_threads, unit_split)
 
-include "_threads.pxi"
 include "_load.pxi"
 include "_scratch.pxi"
 
@@ -249,7 +248,8 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                 const floating[::1] b,          # (3H,)
                 const floating[::1] b_cc,       # (H,) used only when reset_after
                 const int64_t[::1] lengths,     # (B,) 1 <= lengths[i] <= T
-                bint reset_after):
+                bint reset_after,
+                int threads):                   # the core's threads (seqcore.get_num_threads)
     """GRU forward through time; inactive steps keep the state (gates still computed)."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c0.shape[1]
     cdef Py_ssize_t t, i, j
@@ -259,7 +259,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     cdef const floating* cp          # (H,) c<t>, one row
     cdef const floating* bp
 
-    cdef int threads = sc_threads(_threads)
+    threads = sc_threads(threads)       # one while the cores are taken (_load.h)
     cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
         with nogil:
@@ -497,6 +497,7 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                  const floating[:, ::1] W,      # (3H, H+D)
                  const int64_t[::1] lengths,    # (B,)
                  bint reset_after,
+                 int threads,                   # the core's threads
                  floating[:, :, ::1] dz_work=None):  # (C, B, 3H) scratch, or None
     """Backpropagation through time for gru_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c.shape[2]
@@ -521,7 +522,7 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     cdef floating[:, ::1] drc = np.empty((nr, H), dtype=dtype)
     # W_cc packed for the per-step products: reset before, Q1 = W[2H:3H, :H] (for
     # d(gamma_r * c)) and Q2 = W[0:2H, :H]; reset after, Q1 = W[:, :H].
-    cdef int threads = sc_threads(_threads)
+    threads = sc_threads(threads)       # one while the cores are taken (_load.h)
     cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     # workspace of the products over a chunk's C*B rows (dW, dx)
     cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),

@@ -27,7 +27,6 @@ from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
                       product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
                       step_region_threads, step_threads, unit_split)
 
-include "_threads.pxi"
 include "_load.pxi"
 include "_scratch.pxi"
 
@@ -279,13 +278,14 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
                  const floating[::1] b,              # (4H,)
                  const floating[:, ::1] p,           # (3, H) = [p_u; p_f; p_o]
                  const int64_t[::1] lengths,         # (B,)
-                 bint peephole):
+                 bint peephole,
+                 int threads):                       # the core's threads (seqcore.get_num_threads)
     """LSTM forward through time; see seqcore.reference.lstm_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a0.shape[1]
     cdef Py_ssize_t G = 4 * H, HD = H + D
     cdef Py_ssize_t t
     cdef floating* p_used = <floating*>&p[0, 0] if peephole else NULL   # NULL: no peepholes
-    cdef int threads = sc_threads(_threads)
+    threads = sc_threads(threads)       # one while the cores are taken (_load.h)
     cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
         with nogil:
@@ -349,6 +349,7 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
                   const floating[:, ::1] p,          # (3, H)
                   const int64_t[::1] lengths,        # (B,)
                   bint peephole,
+                  int threads,                       # the core's threads
                   floating[:, :, ::1] dz_work=None):  # (C, B, 4H) scratch, or None
     """Backpropagation through time for lstm_forward; see seqcore.reference.lstm_backward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
@@ -364,7 +365,7 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
     cdef Py_ssize_t C = dz.shape[0]
     # threads of the steps' one parallel region (or 1: step by step; always for a
     # single step of a single row, whose Pp is NULL)
-    cdef int threads = sc_threads(_threads)
+    threads = sc_threads(threads)       # one while the cores are taken (_load.h)
     cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 4)
     cdef floating[:, :, ::1] tot = np.empty((nt, 2, H), dtype=dtype)  # total da, dc of a row

@@ -22,7 +22,6 @@ from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
                       product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
                       step_region_threads, step_threads, unit_split)
 
-include "_threads.pxi"
 include "_load.pxi"
 include "_scratch.pxi"
 
@@ -110,14 +109,15 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
                 const floating[:, ::1] W,       # (H, H+D)
                 const floating[::1] b,          # (H,)
                 const int64_t[::1] lengths,     # (B,) 1 <= lengths[i] <= T
-                bint relu):
+                bint relu,
+                int threads):                   # the core's threads (seqcore.get_num_threads)
     """a<t> = g(W [a<t-1>, x<t>] + b), g = tanh (or relu); inactive steps keep the state."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a0.shape[1]
     cdef Py_ssize_t t, i, j
     cdef floating* z                 # (H,) pre-activation, then state a<t+1>, one row
     cdef const floating* a_prev      # (H,) a<t>, one row
     cdef const floating* bp
-    cdef int threads = sc_threads(_threads)
+    threads = sc_threads(threads)       # one while the cores are taken (_load.h)
     cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
         with nogil:
@@ -242,6 +242,7 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                  const floating[:, ::1] W,      # (H, H+D)
                  const int64_t[::1] lengths,    # (B,)
                  bint relu,
+                 int threads,                   # the core's threads
                  floating[:, :, ::1] dz_work=None):  # (C, B, H) scratch, or None
     """Backpropagation through time for rnn_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
@@ -253,7 +254,7 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     # dz: dC/d(pre-activations) of the steps of one chunk (see _scratch.pxi)
     cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, H, dtype)
     cdef Py_ssize_t C = dz.shape[0]
-    cdef int threads = sc_threads(_threads)
+    threads = sc_threads(threads)       # one while the cores are taken (_load.h)
     cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     # workspace of the products over a chunk's C*B rows (dW, dx)
     cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),

@@ -115,15 +115,16 @@ cdef class Stepper:
                 self.prm[l * 3 + i] = cnp.PyArray_DATA(<cnp.ndarray>p)
         return True
 
-    def step(self, x, state):
-        """(y, final state) as forward() returns them, or None (see the module notes)."""
+    def step(self, x, state, int threads):
+        """(y, final state) as forward() returns them, or None (see the module notes);
+        threads: the core's thread count (seqcore.get_num_threads())."""
         cdef cnp.npy_intp dims[3]
         cdef const char* s0[2]
         cdef char* out[2]
         cdef const char* x_in
         cdef char* y_data
         cdef Py_ssize_t l, i, D_l, H = self.H, nbytes = self.H * self.itemsize
-        cdef int threads = sc_threads(_threads)
+        threads = sc_threads(threads)       # one while the cores are taken (_load.h)
         dims[0], dims[1], dims[2] = 1, 1, self.D
         if not plain_array(x, self.typenum, 3, dims, True):
             return None

@@ -20,6 +20,7 @@ ENV = "SEQCORE_CPU"
 _cpu = import_compiled("_kernels.cpu")
 _modules = {}           # path -> {cell: module}, the paths imported so far
 _active = None          # the path new layers use
+_threads = 1            # the core's threads: every kernel call is given this count
 
 
 def supported():
@@ -45,14 +46,9 @@ def choose(environ=os.environ):
 
 
 def _load(path):
-    """The kernel modules of a path, imported on first use with the core's thread count."""
+    """The kernel modules of a path, imported on first use."""
     if path not in _modules:
-        modules = {cell: import_compiled(f"_kernels.{path}.{cell}") for cell in CELLS}
-        if _modules:                    # a later path starts with the current count
-            threads = get_num_threads()
-            for module in modules.values():
-                module.set_num_threads(threads)
-        _modules[path] = modules
+        _modules[path] = {cell: import_compiled(f"_kernels.{path}.{cell}") for cell in CELLS}
     return _modules[path]
 
 
@@ -111,14 +107,14 @@ def ctc_kernels():
 
 
 def set_num_threads(n):
-    """Sets the thread count of every imported kernel module (each keeps its own)."""
-    for modules in _modules.values():
-        for module in modules.values():
-            module.set_num_threads(n)
+    """Sets the process's one thread count, which the callers of every kernel pass it
+    (the kernels keep none)."""
+    global _threads
+    _threads = n if n > 0 else 1
 
 
 def get_num_threads():
-    return next(iter(_modules.values()))["lstm"].get_num_threads()
+    return _threads
 
 
 def cpu_info():

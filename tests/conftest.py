@@ -64,9 +64,26 @@ def kernel_path(request):
         yield request.param
 
 
+class _Compiled:
+    """A cell's compiled module whose {cell}_forward / {cell}_backward are given the
+    core's thread count (seqcore.get_num_threads()), as the layers give it; called with
+    the reference's arguments otherwise."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        kernel = getattr(self._module, name)
+        if not name.endswith(("_forward", "_backward")):
+            return kernel
+        return lambda *args, **kwargs: kernel(*args, threads=_dispatch.get_num_threads(),
+                                              **kwargs)
+
+
 def compiled(cell):
-    """The active kernel path's module of a cell ("rnn", "gru", "lstm")."""
-    return _dispatch.kernels(cell)
+    """The active kernel path's module of a cell ("rnn", "gru", "lstm"), its kernels
+    called with the core's thread count."""
+    return _Compiled(_dispatch.kernels(cell))
 
 
 @pytest.fixture

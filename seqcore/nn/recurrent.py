@@ -310,6 +310,10 @@ class _Recurrent(Switchable):
         shape = (self._kernels.dz_chunk_steps(T, B, n), B, n)
         return {"dz_work": self._workspace("backward", "dz", shape)}
 
+    def _threads(self):
+        """The compiled kernels' thread count, passed at every call (the reference takes none)."""
+        return {"threads": _dispatch.get_num_threads()} if self.backend == "cython" else {}
+
     def _make_stepper(self):
         """The compiled forward of one token (T = B = 1, generation) of a unidirectional
         layer on the cython backend, else None. It fills arrays of its own, laid out as
@@ -417,7 +421,7 @@ class _Recurrent(Switchable):
         """
         with self.lock:
             if lengths is None and self._stepper is not None and not self._dropping():
-                out = self._stepper.step(x, state)     # one token: all in C, or None
+                out = self._stepper.step(x, state, _dispatch.get_num_threads())  # all in C, or None
                 if out is not None:
                     self._cache = self._stepper.cache
                     return out
@@ -671,7 +675,7 @@ class RNN(_Recurrent):
     def _run_forward(self, k, x, s0, params, lens):
         W, b = params
         (a,) = self._workspaces_for(k, x)
-        self._forward_kernel(a, x, s0[0], W, b, lens, self._flag())
+        self._forward_kernel(a, x, s0[0], W, b, lens, self._flag(), **self._threads())
         return (x, a)
 
     def _run_backward(self, cache, dy, dT, params, grads, lens):
@@ -682,7 +686,7 @@ class RNN(_Recurrent):
         da0 = np.empty_like(dT[0])
         da_sq = np.empty(x.shape[:2], self.dtype)
         self._backward_kernel(dx, da0, dW, db, da_sq, dy, dT[0], x, a, W, lens, self._flag(),
-                              **self._backward_scratch(*x.shape[:2]))
+                              **self._threads(), **self._backward_scratch(*x.shape[:2]))
         return dx, (da0,), (da_sq,)
 
 
@@ -778,7 +782,7 @@ class GRU(_Recurrent):
     def _run_forward(self, k, x, s0, params, lens):
         c, gates, hc = self._workspaces_for(k, x)
         self._forward_kernel(c, gates, hc, x, s0[0], params[0], params[1],
-                             self._b_cc(params), lens, self.reset_after)
+                             self._b_cc(params), lens, self.reset_after, **self._threads())
         return (x, c, gates, hc)
 
     def _run_backward(self, cache, dy, dT, params, grads, lens):
@@ -789,7 +793,7 @@ class GRU(_Recurrent):
         db_cc = grads[2] if self.reset_after else np.zeros(self.hidden_size, self.dtype)
         self._backward_kernel(dx, dc0, grads[0], grads[1], db_cc, da_sq, dy, dT[0],
                               x, c, gates, hc, params[0], lens, self.reset_after,
-                              **self._backward_scratch(*x.shape[:2]))
+                              **self._threads(), **self._backward_scratch(*x.shape[:2]))
         return dx, (dc0,), (da_sq,)
 
 
@@ -894,7 +898,7 @@ class LSTM(_Recurrent):
     def _run_forward(self, k, x, s0, params, lens):
         a, c, gates = self._workspaces_for(k, x)
         self._forward_kernel(a, c, gates, x, s0[0], s0[1], params[0], params[1],
-                             self._p(params), lens, self.peephole)
+                             self._p(params), lens, self.peephole, **self._threads())
         return (x, a, c, gates)
 
     def _run_backward(self, cache, dy, dT, params, grads, lens):
@@ -907,5 +911,6 @@ class LSTM(_Recurrent):
         dp = grads[2] if self.peephole else np.zeros((3, self.hidden_size), self.dtype)
         self._backward_kernel(dx, da0, dc0, grads[0], grads[1], dp, da_sq, dc_sq, dy,
                               dT[0], dT[1], x, a, c, gates, params[0], self._p(params),
-                              lens, self.peephole, **self._backward_scratch(*x.shape[:2]))
+                              lens, self.peephole, **self._threads(),
+                              **self._backward_scratch(*x.shape[:2]))
         return dx, (da0, dc0), (da_sq, dc_sq)

@@ -27,7 +27,7 @@ def stepped(layer, x):
     ys, state = [], None
     for t in range(x.shape[0]):
         if state is not None and layer.backend == "cython":   # the stepper takes it
-            assert layer._stepper.step(x[t:t + 1], state) is not None
+            assert layer._stepper.step(x[t:t + 1], state, seqcore.get_num_threads()) is not None
         y, state = layer.forward(x[t:t + 1], state)
         ys.append(y)
     return np.concatenate(ys), state

@@ -113,7 +113,7 @@ def test_one_token_stepper_soak(kernel_path):
             layer.zero_grad()
 
     # the stepper took the calls (it returns None to hand a call to the general path)
-    assert layer._stepper.step(xs[0], None) is not None
+    assert layer._stepper.step(xs[0], None, seqcore.get_num_threads()) is not None
     soak(f"LSTM(8, 16, num_layers=2) one-token forward+backward [{kernel_path}]", call, 10_000)
 
 
