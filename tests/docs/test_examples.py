@@ -74,6 +74,8 @@ NOT_RUN = {
                             "--train            # 20 rows, ~10 min"),
     ("docs/onnx.md", "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE seqcore bench --onnx "
                      "--json onnx.json"),
+    ("docs/performance.md", "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE seqcore bench --onnx "
+                            "--kernels avx512 --rounds 3"),
 }
 PYTHON = ("python", "py", "python3")
 SHELL = ("sh", "bash", "shell", "console")
