@@ -14,7 +14,7 @@ from .args import CommandError, Parser
 __all__ = ["main", "build_parser", "CommandError"]
 
 COMMAND_MODULES = ["seqcore.cli.lm", "seqcore.cli.experiment", "seqcore.cli.bench",
-                   "seqcore.cli.translate", "seqcore.cli.export"]
+                   "seqcore.cli.translate", "seqcore.cli.export", "seqcore.cli.ocr"]
 
 
 def build_parser():
