@@ -8,7 +8,7 @@ types turn a bad value into argparse's one-line usage error naming the option.
 import argparse
 import math
 
-__all__ = ["CommandError", "Parser", "int_at_least", "positive_int", "nonnegative_int",
+__all__ = ["CommandError", "Parser", "check_output_folder", "int_at_least", "positive_int", "nonnegative_int",
            "fraction", "number", "require_matplotlib"]
 
 
@@ -74,3 +74,11 @@ def require_matplotlib():
         raise CommandError("--plot needs matplotlib, which is not installed: "
                            "pip install 'seqcore[plot]'") from None
     return plt
+
+
+def check_output_folder(path, option):
+    """Fail before any work: the folder that ``--option path`` writes into must exist."""
+    import os
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CommandError(f"--{option} {path}: directory {folder} does not exist")

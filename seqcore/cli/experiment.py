@@ -13,7 +13,8 @@ import os
 import sys
 import time
 
-from .args import CommandError, nonnegative_int, number, positive_int, require_matplotlib
+from .args import (CommandError, check_output_folder, nonnegative_int, number, positive_int,
+                   require_matplotlib)
 
 CELL_NAMES = ("rnn", "gru", "gru-reset-after", "lstm", "lstm-peephole")
 
@@ -160,9 +161,7 @@ def _check_outputs(args):
     for opt in ("plot", "json"):
         path = getattr(args, opt, None)
         if path:
-            folder = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(folder):
-                raise CommandError(f"--{opt} {path}: directory {folder} does not exist")
+            check_output_folder(path, opt)
     if getattr(args, "plot", None):
         require_matplotlib()
 

@@ -8,12 +8,12 @@ given: CTC learns it. Prints the held-out character and word error rates on line
 never seen in training, and with ``--plot`` draws one line above its CTC posteriors.
 """
 
-import os
 import time
 
 import numpy as np
 
-from .args import CommandError, nonnegative_int, number, positive_int, require_matplotlib
+from .args import (CommandError, check_output_folder, nonnegative_int, number, positive_int,
+                   require_matplotlib)
 
 __all__ = ["register"]
 
@@ -59,11 +59,9 @@ def register(subparsers):
 
 def cmd_ocr_demo(args):
     from .._threads import limit_threads
-    plt = require_matplotlib() if args.plot else None
     if args.plot:
-        folder = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(folder):
-            raise CommandError(f"--plot {args.plot}: directory {folder} does not exist")
+        check_output_folder(args.plot, "plot")
+    plt = require_matplotlib() if args.plot else None
     try:
         import jiwer  # noqa: F401
         import PIL  # noqa: F401

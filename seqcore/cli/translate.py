@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from .args import CommandError, nonnegative_int, number, positive_int
+from .args import (CommandError, check_output_folder, nonnegative_int, number,
+                   positive_int)
 
 ATTENTION_CHOICES = ("bahdanau", "luong", "dot", "none")
 
@@ -67,9 +68,7 @@ def cmd_translate_demo(args):
     from .._threads import limit_threads
     plot = None if args.no_plot else args.plot
     if plot:
-        folder = os.path.dirname(os.path.abspath(plot))
-        if not os.path.isdir(folder):
-            raise CommandError(f"--plot {plot}: directory {folder} does not exist")
+        check_output_folder(plot, "plot")
         try:
             import matplotlib  # noqa: F401
         except ImportError:

@@ -182,6 +182,7 @@ class SequenceTranscriber(_Tagged):
             out += [self.label_vocab.decode([c - 1 for c in p]) for p in paths]
         return out
 
+    @_inference
     def evaluate(self, data, *, batch_size=64, beam_size=1, lm=None, lm_weight=0.5,
                  **batch_options):
         """The held-out loss, and the character and word error rates of ``predict``.
@@ -192,7 +193,8 @@ class SequenceTranscriber(_Tagged):
             As the other models' ``evaluate`` (``"loss"`` per sequence, ``"token_loss"``
             per label, ``"perplexity"``, ``"tokens"``, ``"total"``), plus ``"cer"`` and
             ``"wer"``: the error rates of the predicted texts against the targets
-            (jiwer: edits over the reference's characters or words).
+            (jiwer: edits over the reference's characters or words). The model's lock is
+            held for the whole call, so the loss and the error rates are of one model.
         """
         result = super().evaluate(data, batch_size=batch_size, **batch_options)
         xs, texts = self._check_data(data, batch_options)

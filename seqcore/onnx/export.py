@@ -434,7 +434,8 @@ def export(obj, path):
     onnx = _onnx()
     _check_float32(obj)
     name = f"seqcore_{type(obj).__name__}"
-    if isinstance(build, dict):                                      # Seq2Seq: two graphs
-        return {part: _write(onnx, build[part], f"{name}_{part}", file)
-                for part, file in seq2seq_paths(path).items()}
-    return _write(onnx, build, name, os.fspath(path))
+    with obj.lock:               # the weights of one moment, whatever other threads do
+        if isinstance(build, dict):                                  # Seq2Seq: two graphs
+            return {part: _write(onnx, build[part], f"{name}_{part}", file)
+                    for part, file in seq2seq_paths(path).items()}
+        return _write(onnx, build, name, os.fspath(path))

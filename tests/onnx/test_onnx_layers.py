@@ -223,3 +223,24 @@ def test_the_cell_mapping_inverts_exactly(cell, rng):
     if cell == "lstm":
         assert np.array_equal(back[3], p)
         assert np.array_equal(R[H:2 * H], W[3 * H:, :H])            # ONNX o is seqcore's 4th
+
+
+def test_export_holds_the_layers_lock(tmp_path):
+    """Another thread that holds the layer (training it, say) makes export wait, so the
+    graph holds the weights of one moment."""
+    import threading
+    import time
+    layer = seqcore.GRU(3, 4, seed=0)
+    done = []
+    with layer.lock:
+        worker = threading.Thread(
+            target=lambda: done.append(seqcore.onnx.export(layer, tmp_path / "g.onnx")))
+        worker.start()
+        time.sleep(0.3)
+        assert not done                     # waiting for the lock
+        layer.params["W_l0"][...] = 0.25    # the change export must see
+    worker.join(30)
+    assert done
+    W = onnx.numpy_helper.to_array(next(t for t in onnx.load(tmp_path / "g.onnx").graph.initializer
+                                        if t.name.startswith("W_l0")))
+    assert np.all(np.abs(W) == 0.25)
