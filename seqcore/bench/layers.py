@@ -52,7 +52,8 @@ SAMPLE = 256             # entries of each output compared across sides
 STEP_TOKENS = 32         # tokens per timed call of the one-step op
 TOLERANCE = {"float32": 2e-3, "float64": 1e-9}   # max |a - b| / max |b| over the sample
 SIDES = ("seqcore", "reference", "torch", "onnxruntime")
-SHORT = {"seqcore": "sc", "reference": "ref", "torch": "torch", "onnxruntime": "ort"}
+SHORT = {"seqcore": "sc", "reference": "ref", "torch": "torch", "onnxruntime": "ort",
+         "baseline": "base"}
 # --onnx: seqcore against onnxruntime on the same exported layers, forward and the
 # one-token step (onnxruntime has no backward)
 ONNX_CONFIGS = ("small", "medium", "stream", "step")
@@ -554,9 +555,9 @@ class WorkerError(RuntimeError):
 class WorkerProcess:
     """The parent's handle on one worker subprocess."""
 
-    def __init__(self, side, env=None, bench="layers"):
-        self.side = side
-        cmd = [sys.executable, "-m", "seqcore.bench.worker", bench, side]
+    def __init__(self, side, env=None, bench="layers", runs=None):
+        self.side = side      # the parent's name for it; runs: the worker's side, if other
+        cmd = [sys.executable, "-m", "seqcore.bench.worker", bench, runs or side]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=env, bufsize=1)
         self._started = False
@@ -710,7 +711,19 @@ class Bench:
             self.log("seqcore bench: onnx or onnxruntime is not installed (pip install "
                      "'seqcore[onnx]'); the onnxruntime side is left out")
             sides.remove("onnxruntime")
+        if self.args.baseline:
+            sides.insert(sides.index("seqcore") + 1 if "seqcore" in sides else 0, "baseline")
         return sides
+
+    def baseline_env(self, env):
+        """The baseline side's environment: seqcore imported from --baseline PATH."""
+        path = os.path.abspath(self.args.baseline)
+        if not os.path.isfile(os.path.join(path, "seqcore", "__init__.py")):
+            raise ValueError(f"--baseline: {self.args.baseline!r} holds no seqcore package "
+                             "(expected a source tree built in place, or a site-packages "
+                             "folder)")
+        return dict(env, PYTHONPATH=os.pathsep.join(
+            p for p in (path, env.get("PYTHONPATH")) if p))
 
     def cases(self):
         a = self.args
@@ -746,9 +759,13 @@ class Bench:
         # Timing workers, and memory workers with glibc's mmap threshold pinned (see cmd_mem).
         env = dict(os.environ, **self.path_env())
         mem_env = dict(env, MALLOC_MMAP_THRESHOLD_="131072")
-        workers = {s: WorkerProcess(s, env=env) for s in sides}
+        base_env = self.baseline_env(env) if "baseline" in sides else None
+        workers = {s: WorkerProcess(s, env=env) for s in sides if s != "baseline"}
+        if base_env:
+            workers["baseline"] = WorkerProcess("baseline", env=base_env, runs="seqcore")
         memw = ({s: WorkerProcess(s, env=mem_env) for s in sides
-                 if s not in ("reference", "onnxruntime")} if not self.args.no_memory else {})
+                 if s not in ("reference", "onnxruntime", "baseline")}
+                if not self.args.no_memory else {})
         try:
             return self._run(sides, cases, workers, memw)
         finally:
@@ -914,7 +931,7 @@ class Bench:
         # paired by round; the ratio of the overall medians is kept for comparison.
         rm, med = r["round_medians"], r["median_s"]
         for other, key in (("torch", "ratio_torch"), ("reference", "ratio_reference"),
-                           ("onnxruntime", "ratio_onnxruntime")):
+                           ("onnxruntime", "ratio_onnxruntime"), ("baseline", "ratio_baseline")):
             both = "seqcore" in med and other in med
             r[key] = paired_ratio(rm["seqcore"], rm[other]) if both else None
             r[key + "_of_medians"] = med["seqcore"] / med[other] if both else None
@@ -937,9 +954,10 @@ class Bench:
         head = ["config", "cell", "op"] + [s for s in sides] + \
                (["sc/torch"] if "torch" in sides else []) + \
                (["sc/ref"] if "reference" in sides else []) + \
-               (["sc/ort"] if "onnxruntime" in sides else []) + ["GFLOP/s", "%gemm"] + \
-               [f"%gemm {SHORT[s]}" for s in sides if s != "seqcore"]
-        mem_sides = [s for s in sides if s not in ("reference", "onnxruntime")]
+               (["sc/ort"] if "onnxruntime" in sides else []) + \
+               (["sc/base"] if "baseline" in sides else []) + ["GFLOP/s", "%gemm"] + \
+               [f"%gemm {SHORT[s]}" for s in sides if s not in ("seqcore", "baseline")]
+        mem_sides = [s for s in sides if s not in ("reference", "onnxruntime", "baseline")]
         if not self.args.no_memory:
             head += [f"mem {s}" for s in mem_sides]
         head.append("busy")
@@ -961,11 +979,14 @@ class Bench:
             if "onnxruntime" in sides:
                 v = r["ratio_onnxruntime"]
                 row.append("-" if v is None else f"{v:.2f}")
+            if "baseline" in sides:
+                v = r["ratio_baseline"]
+                row.append("-" if v is None else f"{v:.3f}")
             main = "seqcore" if "seqcore" in r["gflops"] else next(iter(r["gflops"]), None)
             row.append(f"{r['gflops'][main]:.1f}" if main else "-")
             row.append(f"{r['pct_gemm'][main]:.0f}%" if main else "-")
             row += [f"{r['pct_gemm'][s]:.0f}%" if s in r["pct_gemm"] else "-"
-                    for s in sides if s != "seqcore"]
+                    for s in sides if s not in ("seqcore", "baseline")]
             if not self.args.no_memory:
                 row += [fmt_mem(r["peak_bytes"].get(s)) if r["op"] == "fwd+bwd" else ""
                         for s in mem_sides]
@@ -977,8 +998,8 @@ class Bench:
                                        for i, (c, w) in enumerate(zip(cells, widths)))
         out = ["", line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
         out.append("")
-        out.append("medians per call (per token for op=step). sc/torch, sc/ref, sc/ort: time of seqcore "
-                   "over time of the other side (< 1: seqcore is faster; 0.50 = 2x faster), the "
+        out.append("medians per call (per token for op=step). sc/torch, sc/ref, sc/ort, sc/base: time of "
+                   "seqcore over time of the other side (< 1: seqcore is faster; 0.50 = 2x faster), the "
                    "median over rounds of the ratio within a round; ~ marks PyTorch's closest "
                    "cell (gru: reset-after GRU; lstm-peep: LSTM without peepholes). GFLOP/s and "
                    "%gemm: seqcore's GEMM FLOPs over its median, against this run's sgemm/dgemm "
@@ -1100,6 +1121,10 @@ def add_arguments(p):
                    help="seqcore against onnxruntime on the same exported layers (seqcore.onnx), "
                         "each in its own process with the same threads: forward and the "
                         "one-token step of small, medium and stream (needs the onnx extra)")
+    p.add_argument("--baseline", metavar="PATH",
+                   help="also time the seqcore found at PATH (a source tree built in place, "
+                   "or a site-packages folder) as the side 'baseline', in its own process: "
+                   "before and after a change in one run (sc/base)")
     p.add_argument("--perturb", action="append", choices=SIDES, help=argparse.SUPPRESS)
 
 

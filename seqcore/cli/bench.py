@@ -7,6 +7,8 @@ __all__ = ["register"]
 
 
 def run(args):
+    if args.train and args.baseline:
+        raise ValueError("--baseline: the layer benchmark's option; --train does not take it")
     if args.load:
         print(f"  load:     {args.load} busy process(es) beside the benchmark "
               f"({args.load_kind}: {layers.LOAD_HELP[args.load_kind]})", flush=True)

@@ -221,3 +221,27 @@ def test_a_wrong_onnxruntime_side_fails_the_check(tmp_path):
                           "--perturb", "onnxruntime")
     assert proc.returncode == 1
     assert doc["results"][0]["mismatch"] == ["onnxruntime"]
+
+
+def test_baseline_times_a_second_build_side_by_side(tmp_path):
+    """--baseline PATH: the seqcore at PATH (here this same one) as a side of its own,
+    checked against the reference like the others, with its ratio sc/base."""
+    here = os.path.dirname(os.path.dirname(seqcore.__file__))
+    proc, doc = run_bench(tmp_path, "--sides", "seqcore,reference", "--cells", "gru",
+                          "--baseline", here, "--no-memory")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert doc["meta"]["sides"] == ["seqcore", "baseline", "reference"]
+    for r in doc["results"]:
+        assert r["status"]["baseline"] == "ok"
+        assert max(r["agreement"]["baseline"].values()) < 2e-3
+        assert r["ratio_baseline"] > 0
+    assert "sc/base" in proc.stdout
+
+
+def test_baseline_must_hold_a_seqcore(tmp_path):
+    proc, doc = run_bench(tmp_path, "--sides", "seqcore", "--baseline", str(tmp_path))
+    assert proc.returncode != 0 and doc is None
+    assert "--baseline" in proc.stderr and "holds no seqcore package" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc, _ = run_bench(tmp_path, "--train", "--baseline", str(tmp_path))
+    assert proc.returncode != 0 and "--train does not take it" in proc.stderr
