@@ -20,7 +20,8 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len, barrier, barrier_done, barrier_init,
+from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
+                      barrier_done, barrier_end, barrier_init, meet,
                       gemm_panels, KC, num_panels, pack, packed_len, product,
                       product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
                       step_region_threads, step_threads, unit_split)
@@ -208,12 +209,13 @@ cdef void forward_steps(floating* gates, floating* hc, floating* c, floating* h,
                         Py_ssize_t H, bint reset_after, Py_ssize_t q,
                         Py_ssize_t nt,
                         sc_barrier_t* bar) noexcept nogil:
-    """Thread q's part of all the forward steps, in one parallel region of nt threads:
+    """Thread q's part of all the forward steps, in one parallel region of nt threads
+    (meet: the barrier, where the team may go solo, thread 0 alone; csrc/_load.h):
     its panels of each product, then its rows of each gate pass, with a barrier after
     every phase. gates (T, B, 3H); hc (T, B, H); c (T+1, B, H); h (B, 3H) (reset
     after); P1, P2 the packed recurrent weights (see gru_forward); abuf: see
     packed_product."""
-    cdef Py_ssize_t t, G3 = 3 * H, r0 = q * B // nt, r1 = (q + 1) * B // nt
+    cdef Py_ssize_t t, G3 = 3 * H
     cdef size_t np1 = num_panels(P1, G3 if reset_after else 2 * H), np2 = num_panels(P1, H)
     cdef floating* g
     for t in range(T):
@@ -222,21 +224,27 @@ cdef void forward_steps(floating* gates, floating* hc, floating* c, floating* h,
             # gates[t, :, 0:2H] += c<t> @ W_cc[0:2H]^T, then gamma_r, gamma_u, hc[t]
             gemm_panels(g, G3, c + t * B * H, H, 1, P1, B, 2 * H, H, q * np1 // nt,
                         (q + 1) * np1 // nt, True, a_slot(abuf, H, q))
-            barrier(bar)
-            reset_rows(g, hc + t * B * H, c + t * B * H, r0, r1, H)
-            barrier(bar)
+            if meet(bar, &q, &nt):
+                return
+            reset_rows(g, hc + t * B * H, c + t * B * H, q * B // nt, (q + 1) * B // nt, H)
+            if meet(bar, &q, &nt):
+                return
             # gates[t, :, 2H:3H] += hc[t] @ W_cc[2H:3H]^T, then c_tilde, c<t+1>
             gemm_panels(g + 2 * H, G3, hc + t * B * H, H, 1, P2, B, H, H, q * np2 // nt,
                         (q + 1) * np2 // nt, True, a_slot(abuf, H, q))
-            barrier(bar)
-            candidate_rows(g, c + t * B * H, lengths, t, B, r0, r1, H)
+            if meet(bar, &q, &nt):
+                return
+            candidate_rows(g, c + t * B * H, lengths, t, B, q * B // nt, (q + 1) * B // nt, H)
         else:
             # h = c<t> @ W_cc^T, then the gates and c<t+1>
             gemm_panels(h, G3, c + t * B * H, H, 1, P1, B, G3, H, q * np1 // nt,
                         (q + 1) * np1 // nt, False, a_slot(abuf, H, q))
-            barrier(bar)
-            after_rows(g, h, hc + t * B * H, c + t * B * H, b_cc, lengths, t, B, r0, r1, H)
-        barrier(bar)
+            if meet(bar, &q, &nt):
+                return
+            after_rows(g, h, hc + t * B * H, c + t * B * H, b_cc, lengths, t, B, q * B // nt,
+                       (q + 1) * B // nt, H)
+        if meet(bar, &q, &nt):
+            return
 
 
 def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] = c0
@@ -315,6 +323,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                 forward_steps(&gates[0, 0, 0], &hc[0, 0, 0], &c[0, 0, 0], &h[0, 0] if reset_after
                               else NULL, P1, P2, &b_cc[0], &lengths[0], Ab, T, B, H,
                               reset_after, threadid(), nt, &bar)
+                barrier_end(&bar, threadid())
             barrier_done(&bar)
         else:
             for t in range(T):
@@ -455,23 +464,26 @@ cdef void backward_steps(floating* dz, floating* dh, floating* dz_hc, floating* 
     the chunk's steps from t0, the other arrays all steps; reset after, dh (B, 3H);
     drc (B, H) (reset before); dc (B, H) running; Q1, Q2 the packed recurrent weights
     (see gru_backward)."""
-    cdef Py_ssize_t t, G3 = 3 * H, r0 = q * B // nt, r1 = (q + 1) * B // nt
+    cdef Py_ssize_t t, G3 = 3 * H
     cdef size_t n_p = num_panels(Q1, H)
     cdef floating* dz_t
     for t in range(t1 - 1, t0 - 1, -1):
         dz_t = dz + (t - t0) * B * G3
         gradient_rows(dz_t, dh, dz_hc + (t - t0) * B * H if reset_after else NULL, dc,
                       da_sq + t * B, dy + t * B * H, gates + t * B * G3, c + t * B * H,
-                      hc + t * B * H, lengths, t, r0, r1, H, reset_after)
-        barrier(bar)
+                      hc + t * B * H, lengths, t, q * B // nt, (q + 1) * B // nt, H, reset_after)
+        if meet(bar, &q, &nt):
+            return
         if not reset_after:
             # drc = dz_c @ W_cc[2H:3H], then dz_r and the path through gamma_r
             gemm_panels(drc, H, dz_t + 2 * H, G3, 1, Q1, B, H, H, q * n_p // nt,
                         (q + 1) * n_p // nt, False, a_slot(abuf, H, q))
-            barrier(bar)
+            if meet(bar, &q, &nt):
+                return
             reset_gradient_rows(dz_t, dc, drc, gates + t * B * G3, c + t * B * H, lengths, t,
-                                r0, r1, H)
-            barrier(bar)
+                                q * B // nt, (q + 1) * B // nt, H)
+            if meet(bar, &q, &nt):
+                return
             # dc += [dz_r, dz_u] @ W_cc[0:2H]
             gemm_panels(dc, H, dz_t, G3, 1, Q2, B, H, 2 * H, q * n_p // nt,
                         (q + 1) * n_p // nt, True, a_slot(abuf, 2 * H, q))
@@ -479,7 +491,8 @@ cdef void backward_steps(floating* dz, floating* dh, floating* dz_hc, floating* 
             # dc += dh @ W_cc
             gemm_panels(dc, H, dh, G3, 1, Q1, B, H, G3, q * n_p // nt, (q + 1) * n_p // nt,
                         True, a_slot(abuf, G3, q))
-        barrier(bar)
+        if meet(bar, &q, &nt):
+            return
 
 
 def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
@@ -573,7 +586,10 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                                    &da_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
                                    &hc[0, 0, 0], Q1, Q2, &lengths[0], Ab, t0, t1, B, H,
                                    reset_after, threadid(), nt, &bar)
+                    barrier_end(&bar, threadid())
                 barrier_done(&bar)
+                if bar.solo:            # the rest of the call on one thread
+                    nt = threads = 1
             else:
                 for t in range(t1 - 1, t0 - 1, -1):
                     gradient_rows(&dz[t - t0, 0, 0], &dh[0, 0] if reset_after else NULL,

@@ -15,16 +15,23 @@
  *   - its threads spent over half their time in the region waiting: n threads that
  *     wait a fraction w of it do the work of n (1 - w) threads, under one for n = 2
  *     (cores shared with other processes, each thread running half the time).
- * The region's caller then reports the stall (sc_load_stall). SC_STALL_STREAK stalled
- * regions in a row (an idle virtual machine loses a core for a millisecond now and
- * then, a shared one all the time) send every kernel of the process to one thread
+ * The region's caller then reports the stall (sc_load_stall), or a clean region
+ * (sc_load_clean). Once a quarter of the recent regions stalled (an idle virtual machine
+ * loses a core for a millisecond now and then, a shared one all the time), every
+ * kernel of the process goes to one thread
  * (sc_threads) for a back-off time, doubling from
  * SC_BACKOFF_MIN_NS to SC_BACKOFF_MAX_NS while stalls recur, and never shorter than
  * SC_BACKOFF_REGIONS times the stalled region (so that a long call, which finds out
- * only part way through, does not try all its threads again on every call); a region
- * on all its threads without a stall resets it. On an idle machine no barrier waits that long
- * (a 2-thread region that waited half its time would be slower than one thread), so
- * the kernels keep all their threads.
+ * only part way through, does not try all its threads again on every call). While the
+ * back-off is longer than its shortest, load was seen lately, and one stalled region
+ * starts the next back-off; clean regions on all threads for SC_CLEAN_NS return it to
+ * its shortest. On an idle machine no barrier waits that long (a 2-thread region that
+ * waited half its time would be slower than one thread), so the kernels keep all their
+ * threads.
+ *
+ * Built with -DSC_OMP_BARRIER (CFLAGS), the steps' regions meet at OpenMP's barrier
+ * and nothing is noticed or backed off: the kernels as they were before this file, for
+ * measuring what it costs an idle machine (docs/performance.md, "Under load").
  *
  * The state (sc_load_t) is one per process: it lives in seqcore._kernels.load, and each
  * kernel module attaches to it at import (sc_load_attach), so a stall seen by the LSTM's
@@ -51,10 +58,15 @@
 
 #define SC_SPIN_NS 100000LL           /* at least 0.1 ms of spinning before a barrier sleeps */
 #define SC_STALL_NS 1000000LL         /* a barrier wait over 1 ms: a thread lost its core */
+#define SC_SOLO_NS 2000000LL          /* waits over 2 ms and half the region: thread 0 alone */
 #define SC_BACKOFF_MIN_NS 50000000LL  /* then one thread for 50 ms, */
 #define SC_BACKOFF_MAX_NS 2000000000LL /* doubling up to 2 s while stalls recur, */
 #define SC_BACKOFF_REGIONS 20         /* and at least 20 times the stalled region */
-#define SC_STALL_STREAK 3             /* stalled regions in a row that show a load */
+#define SC_SHARE_ONE 1024             /* the share of stalled regions lately, fixed point, */
+#define SC_SHARE_SPAN 8               /* over about the last 8 regions: */
+#define SC_SHARE_LOAD 256             /* a quarter of them show a load (3 in a row do), */
+#define SC_STALL_STREAK 3             /* (stalled regions in a row that start a back-off) */
+#define SC_CLEAN_NS 200000000LL       /* and clean ones for 0.2 s show it gone */
 
 static inline int64_t sc_now_ns(void)
 {
@@ -72,10 +84,13 @@ typedef struct {
     int64_t serial_calls;   /* calls sent to one thread so far */
     int64_t adaptive;       /* 0: never leave threads out (seqcore._kernels.load.set_adaptive) */
     int64_t by_wait, by_share, by_loop;   /* stalls seen by each test (see above) */
-    int64_t streak;         /* stalled regions since the last clean one */
+    int64_t share;          /* the share of stalled regions lately (sc_load_share) */
+    int64_t clean_since;    /* sc_now_ns() of the first clean region since a stall, or 0 */
+    int64_t solos;          /* steps' regions that thread 0 finished alone */
+    int64_t force_solo;     /* tests: every steps' region goes solo at this barrier (0: none) */
 } sc_load_t;
 
-static sc_load_t sc_load_own = {0, SC_BACKOFF_MIN_NS, 0, 0, 1, 0, 0, 0, 0};
+static sc_load_t sc_load_own = {0, SC_BACKOFF_MIN_NS, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0};
 static sc_load_t* sc_load = &sc_load_own;   /* the shared one once attached */
 
 static inline void sc_load_attach(void* shared)
@@ -87,6 +102,9 @@ static inline void sc_load_attach(void* shared)
 /* The threads a kernel call runs on: `requested`, or 1 while the back-off lasts. */
 static inline int sc_threads(int requested)
 {
+#ifdef SC_OMP_BARRIER
+    return requested;
+#endif
     if (requested <= 1)
         return 1;
     int64_t until = __atomic_load_n(&sc_load->serial_until, __ATOMIC_RELAXED);
@@ -97,14 +115,32 @@ static inline int sc_threads(int requested)
     return requested;
 }
 
-/* A region of region_ns waited out a lost core: one thread for the back-off time. */
+/* The share of stalled regions lately, in 1/SC_SHARE_ONE: each region reported moves it
+ * 1/SC_SHARE_SPAN of the way to "stalled" or to "clean". */
+static inline void sc_load_share(int stalled)
+{
+    int64_t s = __atomic_load_n(&sc_load->share, __ATOMIC_RELAXED);
+    s += ((stalled ? SC_SHARE_ONE : 0) - s) / SC_SHARE_SPAN;
+    __atomic_store_n(&sc_load->share, s, __ATOMIC_RELAXED);
+}
+
+/* A region of region_ns waited out a lost core. With no load seen lately (the back-off
+ * at its shortest), the back-off starts once stalled regions are SC_SHARE_LOAD of the
+ * recent ones (the third in a row, or the third of a stall every other region: a load
+ * that takes a core now and then costs more than the second thread gains); while the
+ * back-off is longer (load seen, and no clean stretch of SC_CLEAN_NS since), one
+ * stalled region does: a load that stays would otherwise cost those stalls again at
+ * each return to all threads. */
 static inline void sc_load_stall(int64_t region_ns)
 {
     __atomic_add_fetch(&sc_load->stalls, 1, __ATOMIC_RELAXED);
-    if (__atomic_add_fetch(&sc_load->streak, 1, __ATOMIC_RELAXED) < SC_STALL_STREAK
+    __atomic_store_n(&sc_load->clean_since, 0, __ATOMIC_RELAXED);
+    sc_load_share(1);
+    int64_t backoff = __atomic_load_n(&sc_load->backoff, __ATOMIC_RELAXED);
+    if ((__atomic_load_n(&sc_load->share, __ATOMIC_RELAXED) < SC_SHARE_LOAD
+                && backoff == SC_BACKOFF_MIN_NS)
             || !__atomic_load_n(&sc_load->adaptive, __ATOMIC_RELAXED))
         return;
-    int64_t backoff = __atomic_load_n(&sc_load->backoff, __ATOMIC_RELAXED);
     int64_t serial = backoff > SC_BACKOFF_REGIONS * region_ns ? backoff
                                                               : SC_BACKOFF_REGIONS * region_ns;
     __atomic_store_n(&sc_load->serial_until, sc_now_ns() + serial, __ATOMIC_RELAXED);
@@ -112,13 +148,24 @@ static inline void sc_load_stall(int64_t region_ns)
     __atomic_store_n(&sc_load->backoff, backoff, __ATOMIC_RELAXED);
 }
 
-/* A region ran on all its threads without a stall: the next back-off starts short. */
+/* A region ran on all its threads without a stall. The back-off returns to its
+ * shortest (one stall no longer starts it) once clean regions have lasted SC_CLEAN_NS
+ * with no stall between them. A region that began before a back-off started and ended
+ * inside it does not count: the stretch starts after the back-off. */
 static inline void sc_load_clean(void)
 {
-    if (__atomic_load_n(&sc_load->streak, __ATOMIC_RELAXED) != 0)
-        __atomic_store_n(&sc_load->streak, 0, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&sc_load->backoff, __ATOMIC_RELAXED) != SC_BACKOFF_MIN_NS)
+    sc_load_share(0);
+    if (__atomic_load_n(&sc_load->backoff, __ATOMIC_RELAXED) == SC_BACKOFF_MIN_NS)
+        return;
+    int64_t now = sc_now_ns(), since = __atomic_load_n(&sc_load->clean_since, __ATOMIC_RELAXED);
+    if (now < __atomic_load_n(&sc_load->serial_until, __ATOMIC_RELAXED))
+        return;
+    if (since == 0) {
+        __atomic_store_n(&sc_load->clean_since, now, __ATOMIC_RELAXED);
+    } else if (now - since >= SC_CLEAN_NS) {
         __atomic_store_n(&sc_load->backoff, SC_BACKOFF_MIN_NS, __ATOMIC_RELAXED);
+        __atomic_store_n(&sc_load->clean_since, 0, __ATOMIC_RELAXED);
+    }
 }
 
 /* ---- OpenMP's own regions (the per-product prange loops) ----
@@ -143,6 +190,9 @@ static inline void sc_region_mark(Py_ssize_t q)
 
 static inline void sc_region_end(void)
 {
+#ifdef SC_OMP_BARRIER
+    return;
+#endif
     if (sc_region_start == 0)
         return;
     int64_t now = sc_now_ns(), waited = now - sc_region_own;
@@ -150,7 +200,7 @@ static inline void sc_region_end(void)
         __atomic_add_fetch(&sc_load->by_loop, 1, __ATOMIC_RELAXED);
         sc_load_stall(now - sc_region_start);
     } else {
-        sc_load_clean();   /* else rare stalls of loops would add up to a streak */
+        sc_load_clean();   /* else rare stalls of loops would add up to a load */
     }
     sc_region_start = 0;
 }
@@ -163,6 +213,8 @@ typedef struct {
     unsigned int gen;       /* bumped by the last to arrive; the futex word */
     int sleepers;           /* threads asleep on gen */
     int stalled;            /* a wait looked like a lost core (see above) */
+    int solo;               /* the team stalled: thread 0 runs the rest alone */
+    int ended;              /* thread 0 has run it (after solo) */
     int64_t waited;         /* ns all threads waited for the last arrival, summed */
     int64_t released;       /* sc_now_ns() at the last release */
     int64_t start;          /* sc_now_ns() before the region */
@@ -176,6 +228,8 @@ static inline void sc_barrier_init(sc_barrier_t* b, int n)
     b->gen = 0;
     b->sleepers = 0;
     b->stalled = 0;
+    b->solo = 0;
+    b->ended = 0;
     b->waited = 0;
     b->released = 0;
     b->start = sc_now_ns();
@@ -205,19 +259,37 @@ static inline void sc_futex_wake(unsigned int* addr)
 }
 
 /* Every thread of the region calls it; none returns before all have arrived. The
- * stores each made before it are visible to all after it (release/acquire on gen). */
-static inline void sc_barrier_wait(sc_barrier_t* b)
+ * stores each made before it are visible to all after it (release/acquire on gen).
+ * Returns 1 once the team has gone solo: its threads waited, since the region began,
+ * over SC_SOLO_NS and over half their time (two threads that wait half their time
+ * are no faster than one), so thread 0 runs the rest of the region alone (sc_meet)
+ * and the others leave it. Then it returns at once, on thread 0 only. */
+static inline int sc_barrier_wait(sc_barrier_t* b)
 {
+#ifdef SC_OMP_BARRIER
+    (void)b;
+    _Pragma("omp barrier")
+    return 0;
+#endif
+    if (__atomic_load_n(&b->solo, __ATOMIC_ACQUIRE))
+        return 1;
     unsigned int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
     if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == b->n) {
-        int64_t now = sc_now_ns();
+        int64_t now = sc_now_ns(), waited = __atomic_load_n(&b->waited, __ATOMIC_RELAXED);
+        int64_t force = __atomic_load_n(&sc_load->force_solo, __ATOMIC_RELAXED);
+        if ((waited > SC_SOLO_NS && 2 * waited > (now - b->start) * b->n
+                    && __atomic_load_n(&sc_load->adaptive, __ATOMIC_RELAXED))
+                || (force > 0 && (int64_t)gen + 1 == force)) {
+            __atomic_store_n(&b->solo, 1, __ATOMIC_RELAXED);     /* released below */
+            __atomic_store_n(&b->stalled, 1, __ATOMIC_RELAXED);
+        }
         __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&b->released, now, __ATOMIC_RELAXED);
         __atomic_store_n(&b->gen, gen + 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST) != 0)
             sc_futex_wake(&b->gen);
         sc_barrier_left = now;
-        return;
+        return __atomic_load_n(&b->solo, __ATOMIC_RELAXED);
     }
     /* spin as long as this thread's own work since its last barrier took (a wait of an
      * idle machine is shorter), within [SC_SPIN_NS, SC_STALL_NS]; then sleep */
@@ -246,11 +318,57 @@ static inline void sc_barrier_wait(sc_barrier_t* b)
     if (late > SC_STALL_NS && late > work)
         __atomic_store_n(&b->stalled, 1, __ATOMIC_RELAXED);
     sc_barrier_left = sc_now_ns();
+    return __atomic_load_n(&b->solo, __ATOMIC_ACQUIRE);
+}
+
+/* The barrier as the steps' loops meet at it, thread *q of *nt: 1 for this thread to
+ * leave the region (the team went solo, and it is not thread 0); 0 to go on, with *nt
+ * set to 1 when thread 0 now runs the rest alone (its part is then every part). */
+static inline int sc_meet(sc_barrier_t* b, Py_ssize_t* q, Py_ssize_t* nt)
+{
+    if (!sc_barrier_wait(b))
+        return 0;
+    if (*q != 0)
+        return 1;
+    *nt = 1;
+    return 0;
+}
+
+/* Every thread calls it at the end of the region: a thread that left it (sc_meet)
+ * sleeps until thread 0 is done rather than spin at OpenMP's closing barrier, on a
+ * core thread 0 may need. */
+static inline void sc_barrier_end(sc_barrier_t* b, Py_ssize_t q)
+{
+#ifdef SC_OMP_BARRIER
+    (void)b; (void)q;
+    return;
+#endif
+    if (!__atomic_load_n(&b->solo, __ATOMIC_ACQUIRE))
+        return;
+    if (q == 0) {                 /* done: ended, then gen bumped (all seq_cst) */
+        __atomic_store_n(&b->ended, 1, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(&b->gen, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST) != 0)
+            sc_futex_wake(&b->gen);
+        return;
+    }
+    __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+    for (;;) {                    /* gen read before ended: a bump between wakes the futex */
+        unsigned int gen = __atomic_load_n(&b->gen, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&b->ended, __ATOMIC_SEQ_CST))
+            break;
+        sc_futex_wait(&b->gen, gen);
+    }
+    __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
 }
 
 /* After the region (on the calling thread): report what its barriers saw. */
 static inline void sc_barrier_done(sc_barrier_t* b)
 {
+#ifdef SC_OMP_BARRIER
+    (void)b;
+    return;
+#endif
     int64_t region = sc_now_ns() - b->start;
     int by_wait = __atomic_load_n(&b->stalled, __ATOMIC_RELAXED);
     int by_share = 2 * __atomic_load_n(&b->waited, __ATOMIC_RELAXED) > region * b->n;
@@ -258,6 +376,8 @@ static inline void sc_barrier_done(sc_barrier_t* b)
         __atomic_add_fetch(&sc_load->by_wait, 1, __ATOMIC_RELAXED);
     if (by_share)
         __atomic_add_fetch(&sc_load->by_share, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&b->solo, __ATOMIC_RELAXED))
+        __atomic_add_fetch(&sc_load->solos, 1, __ATOMIC_RELAXED);
     if (by_wait || by_share)
         sc_load_stall(region);
     else

@@ -22,7 +22,8 @@ from cython.parallel cimport parallel, prange, threadid
 import numpy as np
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len, barrier, barrier_done, barrier_init,
+from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
+                      barrier_done, barrier_end, barrier_init, meet,
                       gemm_panels, KC, num_panels, pack, packed_len, product,
                       product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
                       step_region_threads, step_threads, unit_split)
@@ -199,7 +200,8 @@ cdef void forward_steps(floating* gates, floating* c, floating* a, const floatin
                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t q,
                         Py_ssize_t nt,
                         sc_barrier_t* bar) noexcept nogil:
-    """Thread q's part of all the forward steps, in one parallel region of nt threads:
+    """Thread q's part of all the forward steps, in one parallel region of nt threads
+    (meet: the barrier, where the team may go solo, thread 0 alone; csrc/_load.h):
     per step its panels of gates[t] (B, 4H) += a[t] @ W[:, :H]^T (P packed), a
     barrier, its rows of the gate pass, a barrier. gates (T, B, 4H); c, a (T+1, B, H);
     abuf: see packed_product."""
@@ -208,10 +210,12 @@ cdef void forward_steps(floating* gates, floating* c, floating* a, const floatin
     for t in range(T):
         gemm_panels(gates + t * B * G, G, a + t * B * H, H, 1, P, B, G, H, q * n_p // nt,
                     (q + 1) * n_p // nt, True, a_slot(abuf, H, q))
-        barrier(bar)
+        if meet(bar, &q, &nt):
+            return
         forward_rows(gates + t * B * G, c + t * B * H, a + t * B * H, b, p, lengths, t, B,
                      q * B // nt, (q + 1) * B // nt, H)
-        barrier(bar)
+        if meet(bar, &q, &nt):
+            return
 
 
 cdef void backward_steps(floating* dz, floating* da, floating* dc, floating* tot,
@@ -233,10 +237,12 @@ cdef void backward_steps(floating* dz, floating* da, floating* dc, floating* tot
         backward_rows(dz_t, da, dc, tot + q * 2 * H, da_sq + t * B, dc_sq + t * B,
                       dy + t * B * H, gates + t * B * G, c + t * B * H, p, lengths, t, B,
                       q * B // nt, (q + 1) * B // nt, H)
-        barrier(bar)
+        if meet(bar, &q, &nt):
+            return
         gemm_panels(da, H, dz_t, G, 1, P, B, H, G, q * n_p // nt, (q + 1) * n_p // nt, True,
                     a_slot(abuf, G, q))
-        barrier(bar)
+        if meet(bar, &q, &nt):
+            return
 
 
 cdef inline void accumulate_prod(real_r out, real_r u, real_r v, Py_ssize_t n) noexcept nogil:
@@ -320,6 +326,7 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
             with parallel(num_threads=nt):
                 forward_steps(&gates[0, 0, 0], &c[0, 0, 0], &a[0, 0, 0], Pp, <floating*>&b[0],
                               p_used, &lengths[0], Ab, T, B, H, threadid(), nt, &bar)
+                barrier_end(&bar, threadid())
             barrier_done(&bar)
         else:
             for t in range(T):
@@ -407,7 +414,10 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
                     backward_steps(&dz[0, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[0, 0],
                                    &dc_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
                                    p_used, Pp, &lengths[0], Ab, t0, t1, B, H, threadid(), nt, &bar)
+                    barrier_end(&bar, threadid())
                 barrier_done(&bar)
+                if bar.solo:            # the rest of the call on one thread
+                    nt = threads = 1
             else:
                 for t in range(t1 - 1, t0 - 1, -1):
                     backward_rows(&dz[t - t0, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[t, 0],

@@ -19,8 +19,11 @@ from cython.parallel cimport prange
 cdef extern from "_load.h" nogil:
     ctypedef struct sc_barrier_t:
         int n
+        int solo            # the region went solo: thread 0 ran its rest alone
     void barrier_init "sc_barrier_init" (sc_barrier_t* b, int n)
-    void barrier "sc_barrier_wait" (sc_barrier_t* b)
+    int barrier "sc_barrier_wait" (sc_barrier_t* b)
+    bint meet "sc_meet" (sc_barrier_t* b, Py_ssize_t* q, Py_ssize_t* nt)
+    void barrier_end "sc_barrier_end" (sc_barrier_t* b, Py_ssize_t q)
     void barrier_done "sc_barrier_done" (sc_barrier_t* b)
     int sc_threads(int requested)
     void sc_load_attach(void* shared)

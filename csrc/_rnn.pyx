@@ -17,7 +17,8 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from _fastmath cimport tanh
-from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len, barrier, barrier_done, barrier_init,
+from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
+                      barrier_done, barrier_end, barrier_init, meet,
                       gemm_panels, KC, num_panels, pack, packed_len, product,
                       product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
                       step_region_threads, step_threads, unit_split)
@@ -90,7 +91,8 @@ cdef void forward_steps(floating* a, const floating* P, const int64_t* lengths,
                         floating* abuf, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint relu,
                         Py_ssize_t q, Py_ssize_t nt,
                         sc_barrier_t* bar) noexcept nogil:
-    """Thread q's part of all the forward steps, in one parallel region of nt threads:
+    """Thread q's part of all the forward steps, in one parallel region of nt threads
+    (meet: the barrier, where the team may go solo, thread 0 alone; csrc/_load.h):
     per step its panels of a[t+1] (B, H) += a[t] @ W_aa^T (P packed), a barrier, its
     rows' activation, a barrier. a (T+1, B, H); abuf: see packed_product."""
     cdef Py_ssize_t t
@@ -98,9 +100,11 @@ cdef void forward_steps(floating* a, const floating* P, const int64_t* lengths,
     for t in range(T):
         gemm_panels(a + (t + 1) * B * H, H, a + t * B * H, H, 1, P, B, H, H, q * n_p // nt,
                     (q + 1) * n_p // nt, True, a_slot(abuf, H, q))
-        barrier(bar)
+        if meet(bar, &q, &nt):
+            return
         activate_rows(a + t * B * H, lengths, t, B, q * B // nt, (q + 1) * B // nt, H, relu)
-        barrier(bar)
+        if meet(bar, &q, &nt):
+            return
 
 
 def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] = a0
@@ -160,6 +164,7 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
             barrier_init(&bar, nt)
             with parallel(num_threads=nt):
                 forward_steps(&a[0, 0, 0], Pp, &lengths[0], Ab, T, B, H, relu, threadid(), nt, &bar)
+                barrier_end(&bar, threadid())
             barrier_done(&bar)
         else:
             for t in range(T):
@@ -224,10 +229,12 @@ cdef void backward_steps(floating* dz, floating* da, floating* da_sq, const floa
         dz_t = dz + (t - t0) * B * H
         gradient_rows(dz_t, da, da_sq + t * B, dy + t * B * H, a + (t + 1) * B * H,
                       lengths, t, q * B // nt, (q + 1) * B // nt, H, relu)
-        barrier(bar)
+        if meet(bar, &q, &nt):
+            return
         gemm_panels(da, H, dz_t, H, 1, P, B, H, H, q * n_p // nt, (q + 1) * n_p // nt, True,
                     a_slot(abuf, H, q))
-        barrier(bar)
+        if meet(bar, &q, &nt):
+            return
 
 
 def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
@@ -293,7 +300,10 @@ def rnn_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                     backward_steps(&dz[0, 0, 0], &da0[0, 0], &da_sq[0, 0], &dy[0, 0, 0],
                                    &a[0, 0, 0], Pp, &lengths[0], Ab, t0, t1, B, H, relu,
                                    threadid(), nt, &bar)
+                    barrier_end(&bar, threadid())
                 barrier_done(&bar)
+                if bar.solo:            # the rest of the call on one thread
+                    nt = threads = 1
             else:
                 for t in range(t1 - 1, t0 - 1, -1):
                     gradient_rows(&dz[t - t0, 0, 0], &da0[0, 0], &da_sq[t, 0], &dy[t, 0, 0],

@@ -3,6 +3,7 @@ the back-off to one thread. Not timed: these check that the numbers never change
 whatever the threads, the stalls and the callers, and that the notice is one per
 process and does what stats() says."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -72,6 +73,34 @@ def test_many_threads_match_the_reference(cell, dtype, adaptive, rng, threads):
         assert load.stats()["serial_calls"] == 0
 
 
+@pytest.mark.parametrize("T", [12, 70], ids=["T12", "T70"])
+@pytest.mark.parametrize("team", [2, 4])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_a_region_that_goes_solo_gives_the_same_numbers(cell, dtype, team, T, rng, threads):
+    """A steps' region whose threads wait too long goes solo: thread 0 runs the rest
+    alone, the others leave (and backward's later chunks run on one thread). Forced at
+    the first barriers, in the middle and at the last of the forward's and the first
+    backward chunk's: every output and gradient equals the 1-thread run, bitwise."""
+    B, D, H = REGION["B"], REGION["D"], REGION["H"]
+    fast = make_layer(cell, D, H, dtype=dtype, backend="cython", seed=5)
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    lengths = rng.integers(1, T + 1, B)
+    load.set_adaptive(False)            # the forced solos must not send calls to one thread
+    threads(1)
+    one = run(fast, x, dy, lengths)
+    threads(team)
+    for k in (1, 2, 3, 4, T, 2 * T - 1, 2 * T, 4 * T):
+        load.force_solo(k)
+        before = load.stats()["solo"]
+        got = run(fast, x, dy, lengths)
+        assert load.stats()["solo"] > before or k > 2 * T
+        for g, o in zip(got, one):
+            np.testing.assert_array_equal(g, o)
+    load.force_solo(0)
+
+
 def test_a_stall_sends_every_kernel_module_to_one_thread_for_a_while(rng, threads):
     """The notice is one per process: a stall moves the recurrent kernels and the
     training kernels (another compiled module) to one thread; reset() ends it."""
@@ -97,7 +126,7 @@ def test_a_stall_sends_every_kernel_module_to_one_thread_for_a_while(rng, thread
     np.testing.assert_array_equal(out1, out)
     load.reset()
     assert load.stats() == {"stalls": 0, "serial_calls": 0, "serial_for": 0.0,
-                            "backoff": 0.05, "adaptive": True,
+                            "backoff": 0.05, "adaptive": True, "solo": 0,
                             "by": {"wait": 0, "share": 0, "loop": 0}}
 
 
@@ -110,6 +139,75 @@ def test_the_backoff_doubles_up_to_two_seconds():
         backoffs.append(load.stats()["backoff"])
     assert backoffs == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0]
     assert 1.0 < load.stats()["serial_for"] <= 2.0
+
+
+def test_stalls_every_other_region_start_the_backoff():
+    """A load that takes a core now and then: stalls between clean regions add up."""
+    for _ in range(load.STREAK - 1):
+        load.stall()
+        load.clean()
+    assert load.stats()["serial_for"] == 0
+    load.stall()
+    assert load.stats()["serial_for"] > 0
+
+
+def test_a_stall_now_and_then_is_no_load():
+    for _ in range(10):
+        load.stall()
+        for _ in range(5):
+            load.clean()
+    assert load.stats()["stalls"] == 10 and load.stats()["serial_for"] == 0
+
+
+def wait_out_the_backoff():
+    time.sleep(load.stats()["serial_for"] + 0.01)
+
+
+def test_after_a_backoff_one_stall_starts_the_next_until_a_clean_stretch():
+    """A load that comes and goes: once a back-off has run, a clean region does not
+    make the next stall a glitch again; clean regions for CLEAN_S seconds do."""
+    for _ in range(load.STREAK):
+        load.stall()
+    assert load.stats()["backoff"] == 0.1
+    wait_out_the_backoff()
+    load.clean()                     # back on all threads, one clean region
+    load.stall()                     # the load is back: one stall is enough
+    assert load.stats()["backoff"] == 0.2 and load.stats()["serial_for"] > 0.05
+    wait_out_the_backoff()
+    for _ in range(20):
+        load.clean()
+    time.sleep(load.CLEAN_S * 1.2)
+    load.clean()                     # clean for CLEAN_S: the load is gone
+    assert load.stats()["backoff"] == 0.05
+    load.stall()                     # one stall is a glitch again
+    assert load.stats()["backoff"] == 0.05 and load.stats()["serial_for"] == 0
+
+
+def test_a_stall_within_the_clean_stretch_keeps_the_load_in_mind():
+    for _ in range(load.STREAK):
+        load.stall()
+    wait_out_the_backoff()
+    load.clean()
+    time.sleep(load.CLEAN_S * 0.6)
+    load.stall()                     # within the clean stretch: it starts again
+    assert load.stats()["backoff"] == 0.2
+    wait_out_the_backoff()
+    load.clean()
+    time.sleep(load.CLEAN_S * 0.6)
+    load.clean()
+    assert load.stats()["backoff"] == 0.2          # not yet back to 0.05
+
+
+def test_a_region_that_ends_inside_a_backoff_starts_no_clean_stretch():
+    """A region that began on all threads before another call's stall started the
+    back-off, and ended clean inside it, says nothing of the time after it."""
+    for _ in range(load.STREAK):
+        load.stall()
+    load.clean()                     # inside the back-off
+    wait_out_the_backoff()
+    time.sleep(load.CLEAN_S)
+    load.clean()                     # the first clean region after it: the stretch starts
+    assert load.stats()["backoff"] == 0.1
 
 
 def test_without_adaptation_a_stall_keeps_every_thread(rng, threads):
