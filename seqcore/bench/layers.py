@@ -194,6 +194,22 @@ def finish(doc, path, what):
     return 0
 
 
+def _load_stats():
+    """The core's notice of lost cores in this worker (seqcore._kernels.load), if any."""
+    if "seqcore._kernels.load" not in sys.modules:
+        return None
+    return sys.modules["seqcore._kernels.load"].stats()
+
+
+def _load_delta(before, after):
+    """What the notice did during a visit: stalled regions, calls sent to one thread,
+    regions finished solo (the JSON's ``load_notice``: why a row on all threads ran at
+    one thread's speed)."""
+    if before is None or after is None:
+        return None
+    return {k: after.get(k, 0) - before.get(k, 0) for k in ("stalls", "serial_calls", "solo")}
+
+
 class Worker:
     """One side: builds the layer of a case, checks it, times it, measures its memory."""
 
@@ -474,6 +490,7 @@ class Worker:
     def cmd_time(self, msg):
         """Seconds per call (per token for "step") of ``reps`` consecutive calls."""
         times = []
+        before = _load_stats()
         gc.collect()
         gc.disable()
         try:
@@ -483,7 +500,7 @@ class Worker:
                 times.append((time.perf_counter() - t0) / self._units())
         finally:
             gc.enable()
-        return {"times": times}
+        return {"times": times, "load": _load_delta(before, _load_stats())}
 
     def cmd_mem(self, msg):
         """Peak resident memory (bytes) of a second call on a fresh layer, above the
@@ -917,8 +934,14 @@ class Bench:
                 rounds, reps = plan[s]
                 if k >= rounds:
                     continue
-                times = workers[s].call("time", reps=reps)["times"]
+                reply = workers[s].call("time", reps=reps)
+                times = reply["times"]
                 r["times"][s] += times
+                if reply.get("load"):
+                    notice = r.setdefault("load_notice", {}).setdefault(
+                        s, {"stalls": 0, "serial_calls": 0, "solo": 0})
+                    for name, n in reply["load"].items():
+                        notice[name] += n
                 r["round_medians"][s].append(statistics.median(times))
                 time.sleep(self.settle)   # let its idle BLAS/OpenMP threads go to sleep
                 wait_idle(workers[s].proc.pid)
