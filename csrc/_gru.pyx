@@ -4,30 +4,36 @@
 # W = [W_cc | W_cx] is (3H, H + D), row blocks (r, u, c): columns 0:H multiply the old
 # state c<t-1>, columns H: multiply x<t>. b is (3H,), b_cc (H,) (reset_after only).
 #
-# Structure (same numbers as the reference, different shape of the work):
-#   forward:  one GEMM projects the inputs of all T*B rows into `gates` (bias folded
-#             in); per step, reset before: two GEMMs (r,u blocks, then the candidate
-#             on gamma_r * c<t-1>), reset after: one GEMM into a (B, 3H) workspace;
-#             each followed by a fused element-wise gate pass.
-#   backward: per step a fused pass writes the pre-activation gradients dz and the
-#             GEMM(s) carry dC/dc back one step; after the loop, big GEMMs over all
-#             T*B rows give dW and dx, column sums give db and db_cc.
+#   Γr = σ(W_r [c<t-1>, x<t>] + b_r),   Γu = σ(W_u [c<t-1>, x<t>] + b_u)
+#   c̃  = tanh(W_c [Γr * c<t-1>, x<t>] + b_c)                          (reset before)
+#   c̃  = tanh(W_cx x<t> + b_c + Γr * (W_cc c<t-1> + b_cc))             (reset after)
+#   c<t> = Γu * c̃ + (1 - Γu) * c<t-1>
+#
+# The packing, the products, the steps' loops and their threads are the shared driver's
+# (csrc/_driver.pxi): forward, W_cx x<t> + b for all T*B rows into `gates`; per step,
+# reset before, two phases (gates[r, u] += c<t-1> @ W_cc[r, u]^T and Γr, Γu, hc = Γr *
+# c<t-1>; then gates[c] += hc @ W_cc[c]^T and c̃, c<t>), reset after one (h = c<t-1> @
+# W_cc^T, then the gates and c<t>). Backward mirrors them: per step the gradient passes
+# and the products that carry dC/dc back one step; per chunk dW, dx, db and db_cc.
 import numpy as np
 
 from libc.stdint cimport int64_t
 from cython cimport floating
-from cython.parallel cimport parallel, prange, threadid
-from libc.string cimport memcpy
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
-                      barrier_done, barrier_end, barrier_init, meet,
-                      gemm_panels, KC, num_panels, pack, packed_len, product,
-                      product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
-                      step_region_threads, step_threads, unit_split)
 
-include "_load.pxi"
-include "_scratch.pxi"
+include "_driver.pxi"
+
+cdef enum:
+    GATES = CELL                # (T, B, 3H) [Γr, Γu, c̃]
+    HC = CELL + 1               # (T, B, H) the candidate's view of c<t-1>: Γr * c<t-1>
+                                # (reset before), W_cc c<t-1> + b_cc (reset after)
+    H_ = CELL + 2               # (B, 3H) c<t-1> @ W_cc^T of a step (reset after)
+    B_CC = CELL + 3             # (H,) b_cc
+    DH = CELL + 4               # (B, 3H) [dz_r, dz_u, dz_c * Γr] of a step (reset after)
+    DZ_HC = CELL + 5            # (C, B, H) dz_c * Γr of a chunk's steps (reset after)
+    DRC = CELL + 6              # (B, H) d(Γr * c<t-1>) of a step (reset before)
+    DB_CC = CELL + 7            # (H,) db_cc
 
 
 # One step of a single sequence (T = B = 1, token-by-token generation) reads W once,
@@ -82,38 +88,17 @@ cdef void step_state(floating* c_next, floating* g, const floating* hc,
         c_next[j] = g[H + j] * g[2 * H + j] + (one - g[H + j]) * c_prev[j]
 
 
-cdef void forward_one(floating* c, floating* g, floating* hc, const floating* x,
-                      const floating* c0, const floating* W, const floating* b,
-                      const floating* b_cc, Py_ssize_t D, Py_ssize_t H, bint reset_after,
-                      int threads) noexcept nogil:
-    """gru_forward for T = B = 1. c (2, H): [state in, state out]; g (3H); hc (H)."""
-    cdef Py_ssize_t q, nq = step_threads(threads, 3 * H, H + D, H)
-    memcpy(c, c0, H * sizeof(floating))
-    if nq <= 1:
-        step_gates(g, hc, c, x, W, b, b_cc, 0, H, D, H, reset_after)
-        step_state(c + H, g, hc, c, x, W, b, 0, H, D, H, reset_after)
-    elif reset_after:
-        region_begin(nq)
-        for q in prange(nq, num_threads=nq, schedule="static"):
-            step_gates(g, hc, c, x, W, b, b_cc, unit_split(c, H, q, nq),
-                       unit_split(c, H, q + 1, nq), D, H, reset_after)
-            step_state(c + H, g, hc, c, x, W, b, unit_split(c, H, q, nq),
-                       unit_split(c, H, q + 1, nq), D, H, reset_after)
-            region_mark(q)
-        region_end()
-    else:
-        region_begin(nq)
-        for q in prange(nq, num_threads=nq, schedule="static"):
-            step_gates(g, hc, c, x, W, b, b_cc, unit_split(c, H, q, nq),
-                       unit_split(c, H, q + 1, nq), D, H, reset_after)
-            region_mark(q)
-        region_end()
-        region_begin(nq)
-        for q in prange(nq, num_threads=nq, schedule="static"):
-            step_state(c + H, g, hc, c, x, W, b, unit_split(c, H, q, nq),
-                       unit_split(c, H, q + 1, nq), D, H, reset_after)
-            region_mark(q)
-        region_end()
+cdef void step_units(floating** v, const Recurrence* r, Py_ssize_t ph, Py_ssize_t u0,
+                     Py_ssize_t u1) noexcept nogil:
+    """One token's step, units [u0, u1): c (2, H) = v[STATE_IN], g (3H), hc (H).
+    Phase 0: the gates (reset after, and the new state); phase 1: the new state."""
+    cdef floating* c = v[STATE_IN]
+    if ph == 0:
+        step_gates(v[GATES], v[HC], c, v[X], v[W_], v[BIAS], v[B_CC], u0, u1, r.D, r.H,
+                   r.option)
+    if ph == 1 or r.option:
+        step_state(c + r.H, v[GATES], v[HC], c, v[X], v[W_], v[BIAS], u0, u1, r.D, r.H,
+                   r.option)
 
 
 cdef void reset_rows(floating* gates_t, floating* hc_t, const floating* c_t,
@@ -203,48 +188,17 @@ cdef void after_rows(floating* gates_t, const floating* h, floating* hc_t, float
                 cn[j] = cp[j]
 
 
-cdef void forward_steps(floating* gates, floating* hc, floating* c, floating* h,
-                        const floating* P1, const floating* P2, const floating* b_cc,
-                        const int64_t* lengths, floating* abuf, Py_ssize_t T, Py_ssize_t B,
-                        Py_ssize_t H, bint reset_after, Py_ssize_t q,
-                        Py_ssize_t nt,
-                        sc_barrier_t* bar) noexcept nogil:
-    """Thread q's part of all the forward steps, in one parallel region of nt threads
-    (meet: the barrier, where the team may go solo, thread 0 alone; csrc/_load.h):
-    its panels of each product, then its rows of each gate pass, with a barrier after
-    every phase. gates (T, B, 3H); hc (T, B, H); c (T+1, B, H); h (B, 3H) (reset
-    after); P1, P2 the packed recurrent weights (see gru_forward); abuf: see
-    packed_product."""
-    cdef Py_ssize_t t, G3 = 3 * H
-    cdef size_t np1 = num_panels(P1, G3 if reset_after else 2 * H), np2 = num_panels(P1, H)
-    cdef floating* g
-    for t in range(T):
-        g = gates + t * B * G3
-        if not reset_after:
-            # gates[t, :, 0:2H] += c<t> @ W_cc[0:2H]^T, then gamma_r, gamma_u, hc[t]
-            gemm_panels(g, G3, c + t * B * H, H, 1, P1, B, 2 * H, H, q * np1 // nt,
-                        (q + 1) * np1 // nt, True, a_slot(abuf, H, q))
-            if meet(bar, &q, &nt):
-                return
-            reset_rows(g, hc + t * B * H, c + t * B * H, q * B // nt, (q + 1) * B // nt, H)
-            if meet(bar, &q, &nt):
-                return
-            # gates[t, :, 2H:3H] += hc[t] @ W_cc[2H:3H]^T, then c_tilde, c<t+1>
-            gemm_panels(g + 2 * H, G3, hc + t * B * H, H, 1, P2, B, H, H, q * np2 // nt,
-                        (q + 1) * np2 // nt, True, a_slot(abuf, H, q))
-            if meet(bar, &q, &nt):
-                return
-            candidate_rows(g, c + t * B * H, lengths, t, B, q * B // nt, (q + 1) * B // nt, H)
-        else:
-            # h = c<t> @ W_cc^T, then the gates and c<t+1>
-            gemm_panels(h, G3, c + t * B * H, H, 1, P1, B, G3, H, q * np1 // nt,
-                        (q + 1) * np1 // nt, False, a_slot(abuf, H, q))
-            if meet(bar, &q, &nt):
-                return
-            after_rows(g, h, hc + t * B * H, c + t * B * H, b_cc, lengths, t, B, q * B // nt,
-                       (q + 1) * B // nt, H)
-        if meet(bar, &q, &nt):
-            return
+cdef void forward_rows(floating** v, const Recurrence* r, int ph, Py_ssize_t t,
+                       Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t q) noexcept nogil:
+    cdef Py_ssize_t BH = r.B * r.H
+    cdef floating* g = v[GATES] + t * 3 * BH
+    if r.option:                # reset after: h = c<t> @ W_cc^T, then the gates and c<t+1>
+        after_rows(g, v[H_], v[HC] + t * BH, v[STATE] + t * BH, v[B_CC], r.lengths, t, r.B,
+                   b0, b1, r.H)
+    elif ph == 0:               # gamma_r, gamma_u, hc[t]
+        reset_rows(g, v[HC] + t * BH, v[STATE] + t * BH, b0, b1, r.H)
+    else:                       # c_tilde, c<t+1>
+        candidate_rows(g, v[STATE] + t * BH, r.lengths, t, r.B, b0, b1, r.H)
 
 
 def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] = c0
@@ -260,88 +214,35 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
                 int threads):                   # the core's threads (seqcore.get_num_threads)
     """GRU forward through time; inactive steps keep the state (gates still computed)."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c0.shape[1]
-    cdef Py_ssize_t t, i, j
-    cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
-    cdef floating* g                 # (3H,) one row of gates (input projection)
-    cdef floating* cn                # (H,) c<t+1>, one row
-    cdef const floating* cp          # (H,) c<t>, one row
-    cdef const floating* bp
-
+    cdef floating* v[MAX_SLOTS]
+    cdef Recurrence r = recurrence(T, B, D, H, 3, &lengths[0], reset_after, 1)
     threads = sc_threads(threads)       # one while the cores are taken (_load.h)
-    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
+    v[X], v[W_], v[BIAS] = <floating*>&x[0, 0, 0], <floating*>&W[0, 0], <floating*>&b[0]
+    v[B_CC], v[STATE0] = <floating*>&b_cc[0], <floating*>&c0[0, 0]
+    v[STATE] = v[STATE_IN] = &c[0, 0, 0]
+    v[GATES] = v[PROJ] = &gates[0, 0, 0]
+    v[HC] = &hc[0, 0, 0]
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
+        r.unit_phases = 1 if reset_after else 2
         with nogil:
-            forward_one(&c[0, 0, 0], &gates[0, 0, 0], &hc[0, 0, 0], &x[0, 0, 0], &c0[0, 0],
-                        &W[0, 0], &b[0], &b_cc[0], D, H, reset_after, threads)
+            one_token(v, &r, threads)
         return
     dtype = np.float32 if floating is float else np.float64
-    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
-    cdef size_t n_ab = a_work_len(<floating*>NULL, max(D, H), threads)
-    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
-    cdef floating* Ab = &A_work[0] if n_ab else NULL
     # h = c<t-1> @ W_cc^T, the recurrent part of all three blocks (reset after only).
-    cdef Py_ssize_t nh = B if reset_after else 0             # unused: stays empty
-    cdef floating[:, ::1] h = np.empty((nh, 3 * H), dtype=dtype)
-    # The recurrent weights packed once for the per-step products: reset before,
-    # P1 = W[0:2H, :H]^T and P2 = W[2H:3H, :H]^T; reset after, P1 = W[:, :H]^T.
-    # The input projection's packed weights go to `work` (packed as they are multiplied).
-    cdef floating[::1] work = np.empty(
-        product_work_len(<floating*>NULL, 3 * H, D, True, threads), dtype)
-    cdef size_t n1 = 3 * H if reset_after else 2 * H
-    cdef size_t len1 = packed_len(<floating*>NULL, n1, H)
-    cdef size_t len2 = 0 if reset_after else packed_len(<floating*>NULL, H, H)
-    cdef floating[::1] P = np.empty(len1 + len2, dtype=dtype)
-    cdef floating* P1 = &P[0]
-    cdef floating* P2 = &P[0] + len1 if not reset_after else NULL
-    # threads of the steps' one parallel region (or 1: step by step)
-    cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 3)
-
-    with nogil:
-        pack(P1, &W[0, 0], LDW, True, n1, H, threads)
-        if not reset_after:
-            pack(P2, &W[2 * H, 0], LDW, True, H, H, threads)
-        # gates (T*B, 3H) = b + x (T*B, D) @ W_x^T: the input part of every step.
-        bp = &b[0]
-        for i in range(T * B):
-            g = &gates[0, 0, 0] + i * G3
-            for j in range(3 * H):
-                g[j] = bp[j]
-        product(&gates[0, 0, 0], G3, &x[0, 0, 0], D, 1, &W[0, H], LDW, True,
-                T * B, G3, D, True, threads, &work[0], Ab)
-
-        for i in range(B):
-            cn = &c[0, i, 0]
-            cp = &c0[i, 0]
-            for j in range(H):
-                cn[j] = cp[j]
-
-        if nt > 1:
-            # one parallel region for all steps, a barrier after each phase: thread q
-            # computes its panels of each product, then its rows of each gate pass
-            barrier_init(&bar, nt)
-            with parallel(num_threads=nt):
-                forward_steps(&gates[0, 0, 0], &hc[0, 0, 0], &c[0, 0, 0], &h[0, 0] if reset_after
-                              else NULL, P1, P2, &b_cc[0], &lengths[0], Ab, T, B, H,
-                              reset_after, threadid(), nt, &bar)
-                barrier_end(&bar, threadid())
-            barrier_done(&bar)
-        else:
-            for t in range(T):
-                if not reset_after:
-                    # gates[t, :, 0:2H] (B, 2H) += c<t> (B, H) @ W_cc[0:2H]^T
-                    step_product(&gates[t, 0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW,
-                                 True, B, 2 * H, H, True, threads, Ab)
-                    reset_rows(&gates[t, 0, 0], &hc[t, 0, 0], &c[t, 0, 0], 0, B, H)
-                    # gates[t, :, 2H:3H] (B, H) += hc[t] (B, H) @ W_cc[2H:3H]^T
-                    step_product(&gates[t, 0, 2 * H], G3, &hc[t, 0, 0], H, P2, &W[2 * H, 0],
-                                 LDW, True, B, H, H, True, threads, Ab)
-                    candidate_rows(&gates[t, 0, 0], &c[t, 0, 0], &lengths[0], t, B, 0, B, H)
-                else:
-                    # h (B, 3H) = c<t> (B, H) @ W_cc^T
-                    step_product(&h[0, 0], G3, &c[t, 0, 0], H, P1, &W[0, 0], LDW, True,
-                                 B, G3, H, False, threads, Ab)
-                    after_rows(&gates[t, 0, 0], &h[0, 0], &hc[t, 0, 0], &c[t, 0, 0],
-                               &b_cc[0], &lengths[0], t, B, 0, B, H)
+    cdef floating[:, ::1] h = np.empty((B if reset_after else 0, 3 * H), dtype=dtype)
+    v[H_] = &h[0, 0] if reset_after else NULL
+    if not reset_after:
+        # gates[t, :, 0:2H] (B, 2H) += c<t> (B, H) @ W_cc[0:2H]^T
+        add_product(&r, step_product_of(GATES, 0, 3 * B * H, 3 * H, STATE, 0, B * H, H,
+                                        2 * H, H, 0, True))
+        # gates[t, :, 2H:3H] (B, H) += hc[t] (B, H) @ W_cc[2H:3H]^T
+        add_product(&r, step_product_of(GATES, 2 * H, 3 * B * H, 3 * H, HC, 0, B * H, H,
+                                        H, H, 2 * H, True))
+    else:
+        # h (B, 3H) = c<t> (B, H) @ W_cc^T
+        add_product(&r, step_product_of(H_, 0, 0, 3 * H, STATE, 0, B * H, H, 3 * H, H, 0,
+                                        False))
+    forward(v, &r, threads)
 
 
 cdef void gradient_rows(floating* dz_t, floating* dh, floating* dhc_t, floating* dc,
@@ -450,49 +351,26 @@ cdef void reset_gradient_rows(floating* dz_t, floating* dc, const floating* drc,
             dcr[j] = dcr[j] + d * gamma_r[j]
 
 
-cdef void backward_steps(floating* dz, floating* dh, floating* dz_hc, floating* drc,
-                         floating* dc,
-                         floating* da_sq, const floating* dy, const floating* gates,
-                         const floating* c, const floating* hc, const floating* Q1,
-                         const floating* Q2, const int64_t* lengths, floating* abuf,
-                         Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t B, Py_ssize_t H,
-                         bint reset_after, Py_ssize_t q, Py_ssize_t nt,
-                         sc_barrier_t* bar) noexcept nogil:
-    """Thread q's part of the backward steps t1-1 down to t0, as forward_steps: its
-    rows of each gradient pass and its panels of each product, a barrier after every
-    phase. dz (C, B, 3H) and, reset after, dz_hc (C, B, H) (see gradient_rows) hold
-    the chunk's steps from t0, the other arrays all steps; reset after, dh (B, 3H);
-    drc (B, H) (reset before); dc (B, H) running; Q1, Q2 the packed recurrent weights
-    (see gru_backward)."""
-    cdef Py_ssize_t t, G3 = 3 * H
-    cdef size_t n_p = num_panels(Q1, H)
-    cdef floating* dz_t
-    for t in range(t1 - 1, t0 - 1, -1):
-        dz_t = dz + (t - t0) * B * G3
-        gradient_rows(dz_t, dh, dz_hc + (t - t0) * B * H if reset_after else NULL, dc,
-                      da_sq + t * B, dy + t * B * H, gates + t * B * G3, c + t * B * H,
-                      hc + t * B * H, lengths, t, q * B // nt, (q + 1) * B // nt, H, reset_after)
-        if meet(bar, &q, &nt):
-            return
-        if not reset_after:
-            # drc = dz_c @ W_cc[2H:3H], then dz_r and the path through gamma_r
-            gemm_panels(drc, H, dz_t + 2 * H, G3, 1, Q1, B, H, H, q * n_p // nt,
-                        (q + 1) * n_p // nt, False, a_slot(abuf, H, q))
-            if meet(bar, &q, &nt):
-                return
-            reset_gradient_rows(dz_t, dc, drc, gates + t * B * G3, c + t * B * H, lengths, t,
-                                q * B // nt, (q + 1) * B // nt, H)
-            if meet(bar, &q, &nt):
-                return
-            # dc += [dz_r, dz_u] @ W_cc[0:2H]
-            gemm_panels(dc, H, dz_t, G3, 1, Q2, B, H, 2 * H, q * n_p // nt,
-                        (q + 1) * n_p // nt, True, a_slot(abuf, 2 * H, q))
-        else:
-            # dc += dh @ W_cc
-            gemm_panels(dc, H, dh, G3, 1, Q1, B, H, G3, q * n_p // nt, (q + 1) * n_p // nt,
-                        True, a_slot(abuf, G3, q))
-        if meet(bar, &q, &nt):
-            return
+cdef void backward_rows(floating** v, const Recurrence* r, int ph, Py_ssize_t t,
+                        Py_ssize_t t0, Py_ssize_t b0, Py_ssize_t b1,
+                        Py_ssize_t q) noexcept nogil:
+    cdef Py_ssize_t BH = r.B * r.H
+    cdef floating* dz_t = v[DZ] + (t - t0) * 3 * BH
+    if ph == 0:
+        gradient_rows(dz_t, v[DH], v[DZ_HC] + (t - t0) * BH if r.option else NULL,
+                      v[STATE_IN], v[DA_SQ] + t * r.B, v[DY] + t * BH, v[GATES] + t * 3 * BH,
+                      v[STATE] + t * BH, v[HC] + t * BH, r.lengths, t, b0, b1, r.H,
+                      r.option)
+    else:                       # reset before: dz_r and the path through gamma_r
+        reset_gradient_rows(dz_t, v[STATE_IN], v[DRC], v[GATES] + t * 3 * BH,
+                            v[STATE] + t * BH, r.lengths, t, b0, b1, r.H)
+
+
+cdef void backward_chunk(floating** v, const Recurrence* r, Py_ssize_t t0,
+                         Py_ssize_t t1) noexcept nogil:
+    """Reset after: db_cc (H,) += column sums of dz_hc."""
+    if r.option:
+        add_column_sums(v[DB_CC], v[DZ_HC], (t1 - t0) * r.B, r.H)
 
 
 def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
@@ -514,11 +392,8 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
                  floating[:, :, ::1] dz_work=None):  # (C, B, 3H) scratch, or None
     """Backpropagation through time for gru_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = c.shape[2]
-    cdef Py_ssize_t t, t0, t1, i, j, rows
-    cdef int G3 = <int>(3 * H), LDW = <int>(H + D)
-    cdef floating* dc                # (H,) dC/dc<T> of one sequence (into dc0)
-    cdef const floating* dyr
-
+    cdef floating* v[MAX_SLOTS]
+    cdef Recurrence r = recurrence(T, B, D, H, 3, &lengths[0], reset_after, 1)
     dtype = np.float32 if floating is float else np.float64
     # dz: gradients w.r.t. the gates' pre-activations, input parts [dz_r, dz_u, dz_c],
     # of the steps of one chunk (see _scratch.pxi)
@@ -527,114 +402,38 @@ def gru_backward(floating[:, :, ::1] dx,        # (T, B, D) out
     # Reset after only (unused workspaces stay empty): dh (B, 3H), the recurrent parts
     # [dz_r, dz_u, dz_c * gamma_r] of one step, and dz_hc (C, B, H), the last block of
     # the chunk's steps (the first two are dz's).
-    cdef Py_ssize_t nh = B if reset_after else 0
-    cdef floating[:, ::1] dh = np.empty((nh, 3 * H), dtype=dtype)
+    cdef floating[:, ::1] dh = np.empty((B if reset_after else 0, 3 * H), dtype=dtype)
     cdef floating[:, :, ::1] dz_hc = np.empty((C if reset_after else 0, B, H), dtype=dtype)
     # drc: d(gamma_r * c<t-1>), what the candidate sends back (reset before only).
-    cdef Py_ssize_t nr = 0 if reset_after else B
-    cdef floating[:, ::1] drc = np.empty((nr, H), dtype=dtype)
-    # W_cc packed for the per-step products: reset before, Q1 = W[2H:3H, :H] (for
-    # d(gamma_r * c)) and Q2 = W[0:2H, :H]; reset after, Q1 = W[:, :H].
+    cdef floating[:, ::1] drc = np.empty((0 if reset_after else B, H), dtype=dtype)
     threads = sc_threads(threads)       # one while the cores are taken (_load.h)
-    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
-    # workspace of the products over a chunk's C*B rows (dW, dx)
-    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),
-                            product_work_len(<floating*>NULL, H, C * B, False, threads),
-                            product_work_len(<floating*>NULL, D, 3 * H, False, threads))
-    cdef floating[::1] work = np.empty(nwork, dtype)
-    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
-    # rows of A packed for the per-step products (k up to 3H) and the chunked
-    # weight-gradient products (k up to KC rows of dz^T)
-    cdef size_t n_ab = a_work_len(<floating*>NULL, max(3 * H if reset_after else 2 * H,
-                                                       <Py_ssize_t>KC), threads)
-    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
-    cdef floating* Ab = &A_work[0] if n_ab else NULL
-    cdef bint packed = not (T == 1 and B == 1)
-    cdef size_t k1 = 3 * H if reset_after else H
-    cdef size_t len1 = packed_len(<floating*>NULL, H, k1)
-    cdef size_t len2 = 0 if reset_after else packed_len(<floating*>NULL, H, 2 * H)
-    cdef floating[::1] Q = np.empty(len1 + len2 if packed else 1, dtype=dtype)
-    cdef floating* Q1 = &Q[0] if packed else NULL
-    cdef floating* Q2 = &Q[0] + len1 if packed and not reset_after else NULL
-    cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 3)
-
-    with nogil:
-        if packed:
-            if reset_after:
-                pack(Q1, &W[0, 0], LDW, False, H, k1, threads)
-            else:
-                pack(Q1, &W[2 * H, 0], LDW, False, H, H, threads)
-                pack(Q2, &W[0, 0], LDW, False, H, 2 * H, threads)
-        # dc0 carries dC/dc<t+1> backwards through the loop and ends as dC/dc<0>.
-        for i in range(B):
-            dc = &dc0[i, 0]
-            dyr = &dc_T[i, 0]
-            for j in range(H):
-                dc[j] = dyr[j]
-
-        # chunks of C steps [t0, t1), the last first
-        t1 = T
-        while t1 > 0:
-            t0 = max(t1 - C, 0)
-            rows = (t1 - t0) * B
-            if nt > 1:
-                barrier_init(&bar, nt)
-                with parallel(num_threads=nt):
-                    backward_steps(&dz[0, 0, 0], &dh[0, 0] if reset_after else NULL,
-                                   &dz_hc[0, 0, 0] if reset_after else NULL,
-                                   &drc[0, 0] if not reset_after else NULL, &dc0[0, 0],
-                                   &da_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
-                                   &hc[0, 0, 0], Q1, Q2, &lengths[0], Ab, t0, t1, B, H,
-                                   reset_after, threadid(), nt, &bar)
-                    barrier_end(&bar, threadid())
-                barrier_done(&bar)
-                if bar.solo:            # the rest of the call on one thread
-                    nt = threads = 1
-            else:
-                for t in range(t1 - 1, t0 - 1, -1):
-                    gradient_rows(&dz[t - t0, 0, 0], &dh[0, 0] if reset_after else NULL,
-                                  &dz_hc[t - t0, 0, 0] if reset_after else NULL, &dc0[0, 0],
-                                  &da_sq[t, 0], &dy[t, 0, 0], &gates[t, 0, 0], &c[t, 0, 0],
-                                  &hc[t, 0, 0], &lengths[0], t, 0, B, H, reset_after)
-                    if not reset_after:
-                        # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
-                        step_product(&drc[0, 0], H, &dz[t - t0, 0, 2 * H], G3, Q1,
-                                     &W[2 * H, 0], LDW, False, B, H, H, False, threads, Ab)
-                        reset_gradient_rows(&dz[t - t0, 0, 0], &dc0[0, 0], &drc[0, 0],
-                                            &gates[t, 0, 0], &c[t, 0, 0], &lengths[0], t,
-                                            0, B, H)
-                        # dc0 (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
-                        step_product(&dc0[0, 0], H, &dz[t - t0, 0, 0], G3, Q2, &W[0, 0], LDW,
-                                     False, B, H, 2 * H, True, threads, Ab)
-                    else:
-                        # dc0 (B, H) += dh (B, 3H) @ W_cc (3H, H)
-                        step_product(&dc0[0, 0], H, &dh[0, 0], G3, Q1, &W[0, 0], LDW, False,
-                                     B, H, G3, True, threads, Ab)
-
-            # The chunk's rows of the parameter and input gradients.
-            # dW_x (3H, D) += dz^T (3H, rows) @ x[t0:t1] (rows, D)
-            product(&dW[0, H], LDW, &dz[0, 0, 0], 1, G3, &x[t0, 0, 0], D, False,
-                    G3, D, rows, True, threads, &work[0], Ab)
-            # dW_cc[0:2H] (2H, H) += [dz_r, dz_u]^T (2H, rows) @ c[t0:t1] (rows, H)
-            product(&dW[0, 0], LDW, &dz[0, 0, 0], 1, G3, &c[t0, 0, 0], H, False,
-                    2 * H, H, rows, True, threads, &work[0], Ab)
-            if not reset_after:
-                # dW_cc[2H:3H] (H, H) += dz_c^T (H, rows) @ hc[t0:t1] (rows, H)
-                product(&dW[2 * H, 0], LDW, &dz[0, 0, 2 * H], 1, G3, &hc[t0, 0, 0], H, False,
-                        H, H, rows, True, threads, &work[0], Ab)
-            else:
-                # dW_cc[2H:3H] (H, H) += dz_hc^T (H, rows) @ c[t0:t1] (rows, H)
-                product(&dW[2 * H, 0], LDW, &dz_hc[0, 0, 0], 1, H, &c[t0, 0, 0], H, False,
-                        H, H, rows, True, threads, &work[0], Ab)
-                # db_cc (H,) += column sums of dz_hc
-                add_column_sums(&db_cc[0], &dz_hc[0, 0, 0], rows, H)
-            # db (3H,) += column sums of dz
-            add_column_sums(&db[0], &dz[0, 0, 0], rows, G3)
-            # dx[t0:t1] (rows, D) = dz (rows, 3H) @ W_x (3H, D): r, u and candidate all
-            # contribute
-            product(&dx[t0, 0, 0], D, &dz[0, 0, 0], G3, 1, &W[0, H], LDW, False,
-                    rows, D, G3, False, threads, &work[0], Ab)
-            t1 = t0
+    v[X], v[W_], v[STATE] = <floating*>&x[0, 0, 0], <floating*>&W[0, 0], <floating*>&c[0, 0, 0]
+    v[DX], v[DW], v[DB], v[DZ] = &dx[0, 0, 0], &dW[0, 0], &db[0], &dz[0, 0, 0]
+    v[DY], v[DA_SQ], v[DB_CC] = <floating*>&dy[0, 0, 0], &da_sq[0, 0], &db_cc[0]
+    v[GATES], v[HC] = <floating*>&gates[0, 0, 0], <floating*>&hc[0, 0, 0]
+    v[DH] = &dh[0, 0] if reset_after else NULL
+    v[DZ_HC] = &dz_hc[0, 0, 0] if reset_after else NULL
+    v[DRC] = &drc[0, 0] if not reset_after else NULL
+    # dc0 carries dC/dc<t+1> backwards through the loop and ends as dC/dc<0>.
+    v[STATE0], v[STATE_IN] = <floating*>&dc_T[0, 0], &dc0[0, 0]
+    if not reset_after:
+        # drc (B, H) = dz_c (B, H) @ W_cc[2H:3H] (H, H): d(gamma_r * c<t-1>)
+        add_product(&r, step_product_of(DRC, 0, 0, H, DZ, 2 * H, 3 * B * H, 3 * H, H, H,
+                                        2 * H, False))
+        # dc (B, H) += [dz_r, dz_u] (B, 2H) @ W_cc[0:2H] (2H, H)
+        add_product(&r, step_product_of(STATE_IN, 0, 0, H, DZ, 0, 3 * B * H, 3 * H, H,
+                                        2 * H, 0, True))
+        # dW_cc[2H:3H] (H, H) += dz_c^T (H, rows) @ hc[t0:t1] (rows, H)
+        add_weight_grad(&r, weight_grad_of(DZ, 2 * H, 3 * H, HC, 2 * H, H))
+    else:
+        # dc (B, H) += dh (B, 3H) @ W_cc (3H, H)
+        add_product(&r, step_product_of(STATE_IN, 0, 0, H, DH, 0, 0, 3 * H, H, 3 * H, 0,
+                                        True))
+        # dW_cc[2H:3H] (H, H) += dz_hc^T (H, rows) @ c[t0:t1] (rows, H)
+        add_weight_grad(&r, weight_grad_of(DZ_HC, 0, H, STATE, 2 * H, H))
+    # dW_cc[0:2H] (2H, H) += [dz_r, dz_u]^T (2H, rows) @ c[t0:t1] (rows, H)
+    add_weight_grad(&r, weight_grad_of(DZ, 0, 3 * H, STATE, 0, 2 * H))
+    backward(v, &r, C, step_region_threads(threads, T, B, H, 3), threads)
 
 
 # ------------------------------------------------------------ one token (generation)
@@ -647,7 +446,13 @@ cdef void step_layer(floating** ws, const floating* x, const floating* c0, const
                      const floating** prm, Py_ssize_t D, Py_ssize_t H, bint reset_after,
                      int threads) noexcept nogil:
     """One layer of Stepper.step: ws = (c, gates, hc), prm = (W, b[, b_cc])."""
-    forward_one(ws[0], ws[1], ws[2], x, c0, prm[0], prm[1], prm[2], D, H, reset_after, threads)
+    cdef floating* v[MAX_SLOTS]
+    cdef Recurrence r = recurrence(1, 1, D, H, 3, NULL, reset_after, 1)
+    r.unit_phases = 1 if reset_after else 2
+    v[X], v[W_], v[BIAS], v[B_CC] = (<floating*>x, <floating*>prm[0], <floating*>prm[1],
+                                     <floating*>prm[2])
+    v[STATE0], v[STATE_IN], v[GATES], v[HC] = <floating*>c0, ws[0], ws[1], ws[2]
+    one_token(v, &r, threads)
 
 
 include "_stepper.pxi"

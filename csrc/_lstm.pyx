@@ -3,33 +3,37 @@
 # Legend: T time steps, B batch, D input features, H hidden units; the 4H gate
 # axis holds the row blocks (u, f, c, o) of W and b.
 #
-# Same math and signatures as the reference, different structure:
-# * forward: one GEMM projects the inputs of all T*B rows through W[:, H:] into
-#   `gates`; each step then adds a[t] @ W[:, :H]^T (one GEMM) and runs one fused
-#   element-wise pass that adds the bias, applies the gate nonlinearities in place
-#   and writes c[t+1], a[t+1];
-# * backward: each step (reversed) runs one fused element-wise pass producing
-#   dz[t] = dC/d(pre-activations) into a (T, B, 4H) workspace, then one GEMM
-#   carries da back through W[:, :H]; after the loop, dW, db, dp and dx come from
-#   a few big GEMMs / sweeps over all T*B rows of dz.
-# Inactive steps (t >= lengths[b]) copy the state forward, have gates = 0 and dz = 0.
+#   Γu = σ(W_u [a<t-1>, x<t>] + b_u + p_u * c<t-1>)    Γf likewise with f
+#   c̃  = tanh(W_c [a<t-1>, x<t>] + b_c)
+#   c<t> = Γu * c̃ + Γf * c<t-1>
+#   Γo = σ(W_o [a<t-1>, x<t>] + b_o + p_o * c<t>),    a<t> = Γo * tanh(c<t>)
+#
+# The packing, the products, the steps' loops and their threads are the shared driver's
+# (csrc/_driver.pxi): forward, W[:, H:] x<t> for all T*B rows into `gates`, then per
+# step gates[t] += a[t] @ W[:, :H]^T and one fused pass that adds b, applies the gate
+# nonlinearities in place and writes c[t+1], a[t+1]; backward, per step one fused pass
+# giving dz[t] = dC/d(pre-activations) and da += dz[t] @ W[:, :H], then per chunk dW,
+# db, dx and here dp. Inactive steps (t >= lengths[b]) copy the state forward, have
+# gates = 0 and dz = 0.
 cimport cython
 from cython cimport floating
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy, memset
-from cython.parallel cimport parallel, prange, threadid
+from libc.string cimport memset
 
 import numpy as np
 
 from _fastmath cimport sigmoid, tanh
-from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
-                      barrier_done, barrier_end, barrier_init, meet,
-                      gemm_panels, KC, num_panels, pack, packed_len, product,
-                      product_work_len, row_dot, sc_barrier_t, sc_threads, step_product,
-                      step_region_threads, step_threads, unit_split)
 
-include "_load.pxi"
-include "_scratch.pxi"
+include "_driver.pxi"
+
+cdef enum:
+    C_ = CELL                   # (T+1, B, H) c, the memory cells
+    GATES = CELL + 1            # (T, B, 4H) [Γu, Γf, c̃, Γo]
+    PEEP = CELL + 2             # (3, H) p, or NULL without peepholes (backward: zeros)
+    TOT = CELL + 3              # (nt, 2, H) each thread's total da, dc of a row
+    DC_SQ = CELL + 4            # (T, B) ||dC/dc<t+1>||^2
+    DP = CELL + 5               # (3, H) dp
+
 
 # The element-wise passes read and write 6-10 rows at once; without `restrict` gcc
 # would need more run-time overlap checks than it allows and leave them scalar.
@@ -101,7 +105,7 @@ cdef void forward_step(real_r g, real_r c_next, real_r a_next, real_r c_prev,
             forward_unit(g, c_next, a_next, c_prev, b, p, False, j, H)
 
 
-cdef void step_units(floating* g, floating* c_next, floating* a_next, const floating* c_prev,
+cdef void units_step(floating* g, floating* c_next, floating* a_next, const floating* c_prev,
                      const floating* a_prev, const floating* x, const floating* W,
                      const floating* b, const floating* p, Py_ssize_t u0, Py_ssize_t u1,
                      Py_ssize_t D, Py_ssize_t H) noexcept nogil:
@@ -116,6 +120,16 @@ cdef void step_units(floating* g, floating* c_next, floating* a_next, const floa
         row_dot(g + row, a_prev, H, x, D, W + row * (H + D), H + D, n, False)
     forward_step(g + u0, c_next + u0, a_next + u0, <floating*>c_prev + u0, <floating*>b + u0,
                  <floating*>p + u0 if p != NULL else NULL, n, H)
+
+
+cdef void step_units(floating** v, const Recurrence* r, Py_ssize_t ph, Py_ssize_t u0,
+                     Py_ssize_t u1) noexcept nogil:
+    """One token's step, units [u0, u1): a, c (2, H) = v[STATE_IN], v[STATE_IN + 1];
+    g (4H) = v[GATES]."""
+    cdef floating* a = v[STATE_IN]
+    cdef floating* c = v[STATE_IN + 1]
+    units_step(v[GATES], c + r.H, a + r.H, c, a, v[X], v[W_], v[BIAS], v[PEEP], u0, u1,
+               r.D, r.H)
 
 
 @cython.infer_types(True)
@@ -155,7 +169,7 @@ cdef void backward_step(real_r dz, real_r da, real_r dc, real_r da_tot, real_r d
         dc_tot[j] = dc_j
 
 
-cdef void forward_rows(floating* g, floating* c_t, floating* a_t, floating* b, floating* p,
+cdef void gate_rows(floating* g, floating* c_t, floating* a_t, floating* b, floating* p,
                        const int64_t* lengths, Py_ssize_t t, Py_ssize_t B, Py_ssize_t b0,
                        Py_ssize_t b1, Py_ssize_t H) noexcept nogil:
     """The gate pass of step t for sequences [b0, b1) (see forward_step). g (B, 4H):
@@ -172,7 +186,14 @@ cdef void forward_rows(floating* g, floating* c_t, floating* a_t, floating* b, f
             memcpy(a_next + bi * H, a_t + bi * H, H * sizeof(floating))
 
 
-cdef void backward_rows(floating* dz, floating* da, floating* dc, floating* tot,
+cdef void forward_rows(floating** v, const Recurrence* r, int ph, Py_ssize_t t,
+                       Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t q) noexcept nogil:
+    cdef Py_ssize_t BH = r.B * r.H
+    gate_rows(v[GATES] + t * 4 * BH, v[C_] + t * BH, v[STATE] + t * BH, v[BIAS], v[PEEP],
+              r.lengths, t, r.B, b0, b1, r.H)
+
+
+cdef void gradient_rows(floating* dz, floating* da, floating* dc, floating* tot,
                         floating* da_sq, floating* dc_sq, const floating* dy,
                         const floating* g, const floating* c_t, floating* p,
                         const int64_t* lengths, Py_ssize_t t, Py_ssize_t B, Py_ssize_t b0,
@@ -195,54 +216,14 @@ cdef void backward_rows(floating* dz, floating* da, floating* dc, floating* tot,
             dc_sq[bi] = 0
 
 
-cdef void forward_steps(floating* gates, floating* c, floating* a, const floating* P,
-                        floating* b, floating* p, const int64_t* lengths, floating* abuf,
-                        Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t q,
-                        Py_ssize_t nt,
-                        sc_barrier_t* bar) noexcept nogil:
-    """Thread q's part of all the forward steps, in one parallel region of nt threads
-    (meet: the barrier, where the team may go solo, thread 0 alone; csrc/_load.h):
-    per step its panels of gates[t] (B, 4H) += a[t] @ W[:, :H]^T (P packed), a
-    barrier, its rows of the gate pass, a barrier. gates (T, B, 4H); c, a (T+1, B, H);
-    abuf: see packed_product."""
-    cdef Py_ssize_t t, G = 4 * H
-    cdef size_t n_p = num_panels(P, G)
-    for t in range(T):
-        gemm_panels(gates + t * B * G, G, a + t * B * H, H, 1, P, B, G, H, q * n_p // nt,
-                    (q + 1) * n_p // nt, True, a_slot(abuf, H, q))
-        if meet(bar, &q, &nt):
-            return
-        forward_rows(gates + t * B * G, c + t * B * H, a + t * B * H, b, p, lengths, t, B,
-                     q * B // nt, (q + 1) * B // nt, H)
-        if meet(bar, &q, &nt):
-            return
-
-
-cdef void backward_steps(floating* dz, floating* da, floating* dc, floating* tot,
-                         floating* da_sq, floating* dc_sq, const floating* dy,
-                         const floating* gates, const floating* c, floating* p,
-                         const floating* P, const int64_t* lengths, floating* abuf,
-                         Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t B, Py_ssize_t H,
-                         Py_ssize_t q, Py_ssize_t nt,
-                         sc_barrier_t* bar) noexcept nogil:
-    """Thread q's part of the backward steps t1-1 down to t0, as forward_steps: per
-    step its rows of the gate pass (tot: (nt, 2, H) scratch), a barrier, its panels of
-    da (B, H) += dz[t] (B, 4H) @ W[:, :H] (P packed), a barrier. dz holds the chunk's
-    steps from t0; the other arrays all steps."""
-    cdef Py_ssize_t t, G = 4 * H
-    cdef size_t n_p = num_panels(P, H)
-    cdef floating* dz_t
-    for t in range(t1 - 1, t0 - 1, -1):
-        dz_t = dz + (t - t0) * B * G
-        backward_rows(dz_t, da, dc, tot + q * 2 * H, da_sq + t * B, dc_sq + t * B,
-                      dy + t * B * H, gates + t * B * G, c + t * B * H, p, lengths, t, B,
-                      q * B // nt, (q + 1) * B // nt, H)
-        if meet(bar, &q, &nt):
-            return
-        gemm_panels(da, H, dz_t, G, 1, P, B, H, G, q * n_p // nt, (q + 1) * n_p // nt, True,
-                    a_slot(abuf, G, q))
-        if meet(bar, &q, &nt):
-            return
+cdef void backward_rows(floating** v, const Recurrence* r, int ph, Py_ssize_t t,
+                        Py_ssize_t t0, Py_ssize_t b0, Py_ssize_t b1,
+                        Py_ssize_t q) noexcept nogil:
+    cdef Py_ssize_t BH = r.B * r.H
+    gradient_rows(v[DZ] + (t - t0) * 4 * BH, v[STATE_IN], v[STATE_IN + 1],
+                  v[TOT] + q * 2 * r.H, v[DA_SQ] + t * r.B, v[DC_SQ] + t * r.B,
+                  v[DY] + t * BH, v[GATES] + t * 4 * BH, v[C_] + t * BH, v[PEEP], r.lengths,
+                  t, r.B, b0, b1, r.H)
 
 
 cdef inline void accumulate_prod(real_r out, real_r u, real_r v, Py_ssize_t n) noexcept nogil:
@@ -252,26 +233,22 @@ cdef inline void accumulate_prod(real_r out, real_r u, real_r v, Py_ssize_t n) n
         out[j] += u[j] * v[j]
 
 
-cdef void forward_one(floating* a, floating* c, floating* g, const floating* x,
-                      const floating* a0, const floating* c0, const floating* W,
-                      const floating* b, const floating* p, Py_ssize_t D, Py_ssize_t H,
-                      int threads) noexcept nogil:
-    """lstm_forward for T = B = 1 (token-by-token generation): W is read once, straight
-    from its rows, and the threads split the units, each computing its units' gate rows
-    and then their gate pass, so one parallel region makes the whole step.
-    a, c (2, H): [state in, state out]; g (4H)."""
-    cdef Py_ssize_t q, nq = step_threads(threads, 4 * H, H + D, H)
-    memcpy(a, a0, H * sizeof(floating))
-    memcpy(c, c0, H * sizeof(floating))
-    if nq <= 1:
-        step_units(g, c + H, a + H, c, a, x, W, b, p, 0, H, D, H)
+cdef void backward_chunk(floating** v, const Recurrence* r, Py_ssize_t t0,
+                         Py_ssize_t t1) noexcept nogil:
+    """With peepholes, dp[0] += sum dz_u * c<t-1>, dp[1] += sum dz_f * c<t-1>,
+    dp[2] += sum dz_o * c<t> over the chunk's rows."""
+    cdef Py_ssize_t i, H = r.H, G = 4 * r.H
+    cdef floating* dz_r
+    cdef floating* c_r
+    cdef floating* dp = v[DP]
+    if not r.option:
         return
-    region_begin(nq)
-    for q in prange(nq, num_threads=nq, schedule="static"):
-        step_units(g, c + H, a + H, c, a, x, W, b, p, unit_split(a, H, q, nq),
-                   unit_split(a, H, q + 1, nq), D, H)
-        region_mark(q)
-    region_end()
+    for i in range((t1 - t0) * r.B):
+        dz_r = v[DZ] + i * G
+        c_r = v[C_] + (t0 * r.B + i) * H            # c<t-1>; c<t> is B rows later
+        accumulate_prod(dp, dz_r, c_r, H)
+        accumulate_prod(dp + H, dz_r + H, c_r, H)
+        accumulate_prod(dp + 2 * H, dz_r + 3 * H, c_r + r.B * H, H)
 
 
 def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
@@ -288,53 +265,24 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
                  int threads):                       # the core's threads (seqcore.get_num_threads)
     """LSTM forward through time; see seqcore.reference.lstm_forward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a0.shape[1]
-    cdef Py_ssize_t G = 4 * H, HD = H + D
-    cdef Py_ssize_t t
-    cdef floating* p_used = <floating*>&p[0, 0] if peephole else NULL   # NULL: no peepholes
+    cdef floating* v[MAX_SLOTS]
+    cdef Recurrence r = recurrence(T, B, D, H, 4, &lengths[0], peephole, 2)
     threads = sc_threads(threads)       # one while the cores are taken (_load.h)
-    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
+    v[X], v[W_], v[BIAS] = <floating*>&x[0, 0, 0], <floating*>&W[0, 0], <floating*>&b[0]
+    v[PEEP] = <floating*>&p[0, 0] if peephole else NULL   # NULL: no peepholes
+    v[STATE0], v[STATE0 + 1] = <floating*>&a0[0, 0], <floating*>&c0[0, 0]
+    v[STATE] = v[STATE_IN] = &a[0, 0, 0]
+    v[C_] = v[STATE_IN + 1] = &c[0, 0, 0]
+    v[GATES] = v[PROJ] = &gates[0, 0, 0]
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
         with nogil:
-            forward_one(&a[0, 0, 0], &c[0, 0, 0], &gates[0, 0, 0], &x[0, 0, 0], &a0[0, 0],
-                        &c0[0, 0], &W[0, 0], &b[0], p_used, D, H, threads)
+            one_token(v, &r, threads)
         return
-    dtype = np.float32 if floating is float else np.float64
-    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
-    cdef size_t n_ab = a_work_len(<floating*>NULL, max(D, H), threads)
-    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
-    cdef floating* Ab = &A_work[0] if n_ab else NULL
-    # the input projection's packed weights (packed as they are multiplied)
-    cdef floating[::1] work = np.empty(
-        product_work_len(<floating*>NULL, 4 * H, D, True, threads), dtype)
-    # threads of the steps' one parallel region (or 1: step by step)
-    cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 4)
-    # W[:, :H]^T packed once for the per-step products
-    cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, G, H), dtype)
-    cdef floating* Pp = &P[0]
-    with nogil:
-        pack(Pp, &W[0, 0], HD, True, G, H, threads)
-        memcpy(&a[0, 0, 0], &a0[0, 0], B * H * sizeof(floating))
-        memcpy(&c[0, 0, 0], &c0[0, 0], B * H * sizeof(floating))
-        # gates (T*B, 4H) = x (T*B, D) @ W[:, H:]^T, all steps at once
-        product(&gates[0, 0, 0], G, &x[0, 0, 0], D, 1, &W[0, 0] + H, HD, True,
-                T * B, G, D, False, threads, &work[0], Ab)
-        if nt > 1:
-            # one parallel region for all steps, two barriers per step instead of two
-            # regions (small forward 2.52 -> 2.43 ms, medium 108 -> 106 ms): thread q
-            # computes its panels of gates[t], then its rows' gate pass
-            barrier_init(&bar, nt)
-            with parallel(num_threads=nt):
-                forward_steps(&gates[0, 0, 0], &c[0, 0, 0], &a[0, 0, 0], Pp, <floating*>&b[0],
-                              p_used, &lengths[0], Ab, T, B, H, threadid(), nt, &bar)
-                barrier_end(&bar, threadid())
-            barrier_done(&bar)
-        else:
-            for t in range(T):
-                # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T, then the gate pass
-                step_product(&gates[t, 0, 0], G, &a[t, 0, 0], H, Pp, &W[0, 0], HD, True,
-                             B, G, H, True, threads, Ab)
-                forward_rows(&gates[t, 0, 0], &c[t, 0, 0], &a[t, 0, 0], <floating*>&b[0],
-                             p_used, &lengths[0], t, B, 0, B, H)
+    r.fold_bias = False            # the gate pass adds b
+    # gates[t] (B, 4H) += a[t] (B, H) @ W[:, :H]^T
+    add_product(&r, step_product_of(GATES, 0, 4 * B * H, 4 * H, STATE, 0, B * H, H, 4 * H,
+                                    H, 0, True))
+    forward(v, &r, threads)
 
 
 def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
@@ -360,95 +308,33 @@ def lstm_backward(floating[:, :, ::1] dx,            # (T, B, D) out
                   floating[:, :, ::1] dz_work=None):  # (C, B, 4H) scratch, or None
     """Backpropagation through time for lstm_forward; see seqcore.reference.lstm_backward."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = a.shape[2]
-    cdef Py_ssize_t G = 4 * H, HD = H + D
-    cdef Py_ssize_t t, t0, t1, r, rows
-    cdef floating* da                                # (B, H): dC/da<t+1>, then da<t>
-    cdef floating* dc                                # (B, H): dC/dc<t+1>, then dc<t>
-    cdef floating* dz_r
-    cdef floating* c_r
+    cdef floating* v[MAX_SLOTS]
+    cdef Recurrence r = recurrence(T, B, D, H, 4, &lengths[0], peephole, 2)
     dtype = np.float32 if floating is float else np.float64
     # dz: dC/d(pre-activations) of the steps of one chunk (see _scratch.pxi)
-    cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, G, dtype)
-    cdef Py_ssize_t C = dz.shape[0]
-    # threads of the steps' one parallel region (or 1: step by step; always for a
-    # single step of a single row, whose Pp is NULL)
+    cdef floating[:, :, ::1] dz = dz_scratch(dz_work, T, B, 4 * H, dtype)
     threads = sc_threads(threads)       # one while the cores are taken (_load.h)
-    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
+    # threads of the steps' one parallel region (or 1: step by step; always for a
+    # single step of a single row, whose weights are not packed)
     cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, 4)
     cdef floating[:, :, ::1] tot = np.empty((nt, 2, H), dtype=dtype)  # total da, dc of a row
     cdef floating[:, ::1] p_zero = np.zeros((3, H), dtype=dtype)     # p without peepholes
-    cdef floating* p_used = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
-    # workspace of the products over a chunk's C*B rows (dW, dx)
-    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),
-                            product_work_len(<floating*>NULL, H, C * B, False, threads),
-                            product_work_len(<floating*>NULL, D, 4 * H, False, threads))
-    cdef floating[::1] work = np.empty(nwork, dtype)
-    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
-    # rows of A packed for the per-step products (k up to 4H) and the chunked
-    # weight-gradient products (k up to KC rows of dz^T)
-    cdef size_t n_ab = a_work_len(<floating*>NULL, max(4 * H, <Py_ssize_t>KC), threads)
-    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
-    cdef floating* Ab = &A_work[0] if n_ab else NULL
-    # W[:, :H] packed for the per-step products
-    cdef bint packed = not (T == 1 and B == 1)
-    cdef floating[::1] P = np.empty(packed_len(<floating*>NULL, H, G) if packed else 1, dtype)
-    cdef floating* Pp = &P[0] if packed else NULL
-    with nogil:
-        if packed:
-            pack(Pp, &W[0, 0], HD, False, H, G, threads)
-        # da0, dc0 double as the running gradients w.r.t. the state
-        da = &da0[0, 0]
-        dc = &dc0[0, 0]
-        memcpy(da, &da_T[0, 0], B * H * sizeof(floating))
-        memcpy(dc, &dc_T[0, 0], B * H * sizeof(floating))
-        # chunks of C steps [t0, t1), the last first
-        t1 = T
-        while t1 > 0:
-            t0 = max(t1 - C, 0)
-            rows = (t1 - t0) * B
-            if nt > 1:
-                # one parallel region for the chunk's steps, as in forward: thread q
-                # runs its rows' gate pass, then its panels of the product
-                barrier_init(&bar, nt)
-                with parallel(num_threads=nt):
-                    backward_steps(&dz[0, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[0, 0],
-                                   &dc_sq[0, 0], &dy[0, 0, 0], &gates[0, 0, 0], &c[0, 0, 0],
-                                   p_used, Pp, &lengths[0], Ab, t0, t1, B, H, threadid(), nt, &bar)
-                    barrier_end(&bar, threadid())
-                barrier_done(&bar)
-                if bar.solo:            # the rest of the call on one thread
-                    nt = threads = 1
-            else:
-                for t in range(t1 - 1, t0 - 1, -1):
-                    backward_rows(&dz[t - t0, 0, 0], da, dc, &tot[0, 0, 0], &da_sq[t, 0],
-                                  &dc_sq[t, 0], &dy[t, 0, 0], &gates[t, 0, 0], &c[t, 0, 0],
-                                  p_used, &lengths[0], t, B, 0, B, H)
-                    # da (B, H) += dz[t] (B, 4H) @ W[:, :H]; active rows were zeroed,
-                    # inactive rows have dz = 0 and keep their da
-                    step_product(da, H, &dz[t - t0, 0, 0], G, Pp, &W[0, 0], HD, False,
-                                 B, H, G, True, threads, Ab)
-            # The chunk's rows of the parameter and input gradients.
-            # dW[:, H:] (4H, D) += dz^T (4H, rows) @ x[t0:t1] (rows, D)
-            product(&dW[0, 0] + H, HD, &dz[0, 0, 0], 1, G, &x[t0, 0, 0], D, False,
-                    G, D, rows, True, threads, &work[0], Ab)
-            # dW[:, :H] (4H, H) += dz^T (4H, rows) @ a[t0:t1] (rows, H)
-            product(&dW[0, 0], HD, &dz[0, 0, 0], 1, G, &a[t0, 0, 0], H, False,
-                    G, H, rows, True, threads, &work[0], Ab)
-            # dx[t0:t1] (rows, D) = dz (rows, 4H) @ W[:, H:] (4H, D)
-            product(&dx[t0, 0, 0], D, &dz[0, 0, 0], G, 1, &W[0, 0] + H, HD, False,
-                    rows, D, G, False, threads, &work[0], Ab)
-            # db += column sums of dz
-            add_column_sums(&db[0], &dz[0, 0, 0], rows, G)
-            if peephole:
-                # dp[0] += sum dz_u * c<t-1>, dp[1] += sum dz_f * c<t-1>,
-                # dp[2] += sum dz_o * c<t>
-                for r in range(rows):
-                    dz_r = &dz[0, 0, 0] + r * G
-                    c_r = <floating*>&c[t0, 0, 0] + r * H      # c<t-1>; c<t> is B rows later
-                    accumulate_prod(&dp[0, 0], dz_r, c_r, H)
-                    accumulate_prod(&dp[1, 0], dz_r + H, c_r, H)
-                    accumulate_prod(&dp[2, 0], dz_r + 3 * H, c_r + B * H, H)
-            t1 = t0
+    v[X], v[W_], v[STATE] = <floating*>&x[0, 0, 0], <floating*>&W[0, 0], <floating*>&a[0, 0, 0]
+    v[DX], v[DW], v[DB], v[DZ] = &dx[0, 0, 0], &dW[0, 0], &db[0], &dz[0, 0, 0]
+    v[DY], v[DA_SQ], v[DC_SQ] = <floating*>&dy[0, 0, 0], &da_sq[0, 0], &dc_sq[0, 0]
+    v[C_], v[GATES] = <floating*>&c[0, 0, 0], <floating*>&gates[0, 0, 0]
+    v[PEEP] = <floating*>&p[0, 0] if peephole else &p_zero[0, 0]
+    v[TOT], v[DP] = &tot[0, 0, 0], &dp[0, 0]
+    # da0, dc0 double as the running gradients w.r.t. the state
+    v[STATE0], v[STATE0 + 1] = <floating*>&da_T[0, 0], <floating*>&dc_T[0, 0]
+    v[STATE_IN], v[STATE_IN + 1] = &da0[0, 0], &dc0[0, 0]
+    # da (B, H) += dz[t] (B, 4H) @ W[:, :H]; active rows were zeroed, inactive rows have
+    # dz = 0 and keep their da
+    add_product(&r, step_product_of(STATE_IN, 0, 0, H, DZ, 0, 4 * B * H, 4 * H, H, 4 * H,
+                                    0, True))
+    # dW[:, :H] (4H, H) += dz^T (4H, rows) @ a[t0:t1] (rows, H)
+    add_weight_grad(&r, weight_grad_of(DZ, 0, 4 * H, STATE, 0, 4 * H))
+    backward(v, &r, dz.shape[0], nt, threads)
 
 
 # ------------------------------------------------------------ one token (generation)
@@ -461,8 +347,13 @@ cdef void step_layer(floating** ws, const floating* x, const floating* a0, const
                      const floating** prm, Py_ssize_t D, Py_ssize_t H, bint peephole,
                      int threads) noexcept nogil:
     """One layer of Stepper.step: ws = (a, c, gates), prm = (W, b[, p])."""
-    forward_one(ws[0], ws[1], ws[2], x, a0, c0, prm[0], prm[1], prm[2] if peephole else NULL,
-                D, H, threads)
+    cdef floating* v[MAX_SLOTS]
+    cdef Recurrence r = recurrence(1, 1, D, H, 4, NULL, peephole, 2)
+    v[X], v[W_], v[BIAS] = <floating*>x, <floating*>prm[0], <floating*>prm[1]
+    v[PEEP] = <floating*>prm[2] if peephole else NULL
+    v[STATE0], v[STATE0 + 1] = <floating*>a0, <floating*>c0
+    v[STATE_IN], v[STATE_IN + 1], v[GATES] = ws[0], ws[1], ws[2]
+    one_token(v, &r, threads)
 
 
 include "_stepper.pxi"

@@ -1,0 +1,370 @@
+# The recurrent driver, compiled fast path: the part of every cell's kernels that is
+# not gate math (included by csrc/_rnn.pyx, _gru.pyx and _lstm.pyx).
+#
+# Legend: T time steps, B batch, D input features, H hidden units, G gate blocks (RNN
+# 1, GRU 3, LSTM 4). W = [W_aa | W_ax] is (G*H, H + D): columns 0:H multiply the state
+# a<t-1> (the GRU's c<t-1>), columns H: multiply x<t>.
+#
+# What the driver does, once for all cells:
+#   forward:  packs the recurrent weights once; projects the inputs of all T*B rows
+#             in one product, W_ax x<t> (+ b); then runs the steps, each a sequence
+#             of phases "product, then gate pass": in one parallel region of nt
+#             threads with a barrier after each half-phase (thread q: its panels of
+#             the product, its rows of the gate pass), or step by step on one.
+#   backward: runs the steps from the last in chunks of C steps (_scratch.pxi), each
+#             step a sequence of phases "gradient pass, then product" (the product
+#             carries dC/da back through W_aa); after each chunk, the weight-gradient
+#             products dW_ax += dz^T x, dW_aa += dz^T a, dx = dz W_ax and db.
+#   one token (T = B = 1, generation): the units split over the threads, each
+#             thread reading its units' rows of W (no packing), one region a phase.
+#
+# What a cell supplies (cdef functions of these names, fused on `floating`; v holds
+# the call's arrays by slot, the driver's slots below, then the cell's own):
+#   forward_rows(v, r, ph, t, b0, b1, q)       the gate pass of forward phase ph at
+#                                              step t, rows [b0, b1), on thread q;
+#   backward_rows(v, r, ph, t, t0, b0, b1, q)  the gradient pass of backward phase ph
+#                                              (dz of the chunk that starts at t0);
+#   backward_chunk(v, r, t0, t1)               the cell's own gradients of a chunk of
+#                                              rows (the peepholes' dp, the GRU's db_cc);
+#   step_units(v, r, ph, u0, u1)               phase ph of one token's step, units
+#                                              [u0, u1) (W's rows, read directly).
+# and describes in a Recurrence the products of its steps: one a step for the RNN and
+# the LSTM, W_aa a<t-1> (GRU reset after: W_cc c<t-1>); two for the notes' GRU (reset
+# before), whose candidate multiplies Γr * c<t-1>, known only after the first phase's
+# gate pass: W_cc[r, u] c<t-1>, then W_cc[c] (Γr * c<t-1>).
+from cython.parallel cimport parallel, prange, threadid
+from libc.string cimport memcpy
+
+from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
+                      barrier_done, barrier_end, barrier_init, meet, gemm_panels, KC,
+                      num_panels, pack, packed_len, product, product_work_len, row_dot, sc_barrier_t,
+                      sc_threads, step_product, step_region_threads, step_threads,
+                      unit_split)
+
+include "_load.pxi"
+include "_scratch.pxi"
+
+
+cdef enum:
+    # the driver's slots of v, the call's arrays (a cell's own slots follow, from CELL)
+    X = 0           # (T, B, D) x
+    W_ = 1          # (G*H, H+D) W
+    PACKED = 2      # the recurrent weights packed for the steps' products
+    PROJ = 3        # (T, B, >= G*H) where the input projection goes (row stride G*H)
+    BIAS = 4        # (G*H,) b (folded into the projection, or added by the gate pass)
+    STATE = 5       # (T+1, B, H) a (the GRU's c): what dW_aa multiplies, unless noted
+    DX = 6          # (T, B, D) dx
+    DW = 7          # (G*H, H+D) dW
+    DB = 8          # (G*H,) db
+    DZ = 9          # (C, B, G*H) dC/d(pre-activations) of a chunk's steps
+    STATE0 = 10     # initial states in (forward), gradients of the last out (backward):
+                    # STATE0 + i is copied to STATE_IN + i
+    STATE_IN = 12   # where the steps start from: a[0] (c[0]) / the running gradients
+    DY = 14         # (T, B, H) dC/da<t> from the outputs
+    DA_SQ = 15      # (T, B) ||dC/da<t+1>||^2
+    CELL = 16
+    MAX_SLOTS = 24
+    MAX_PHASES = 2
+
+
+ctypedef struct Product:
+    # one phase's product of a step t: C_t (B, n) (+)= A_t (B, k) @ R, R = W_aa^T's
+    # columns [w_row, w_row + n) forward (W_aa's rows [w_row, w_row + k) backward)
+    int C, A                            # slots
+    Py_ssize_t c_off, c_step, ldc       # C_t = v[C] + c_off + t * c_step, rows ldc apart
+    Py_ssize_t a_off, a_step, lda       # A_t likewise (backward: t counts from the chunk)
+    Py_ssize_t n, k, w_row
+    bint accumulate
+    Py_ssize_t p_off                    # R packed: v[PACKED] + p_off (set by the driver)
+
+
+ctypedef struct WeightGrad:
+    # dW_aa[row, row + m) += Z^T (m, rows) @ S (rows, H) over a chunk [t0, t1)
+    int Z, S                            # slots; Z: the chunk's (C, B, ldz), S: (T+1, B, H)
+    Py_ssize_t z_off, ldz, row, m
+
+
+ctypedef struct Recurrence:
+    Py_ssize_t T, B, D, H, G
+    const int64_t* lengths              # (B,)
+    bint option                         # the cell's flag (relu, reset_after, peephole)
+    bint fold_bias                      # b starts the projection (else the gate pass adds it)
+    int phases, states, grads           # products a step, states carried, dW_aa parts
+    Product prod[MAX_PHASES]
+    WeightGrad dW_aa[MAX_PHASES]
+    Py_ssize_t unit_phases              # one token: regions a step
+
+
+cdef inline Product step_product_of(int C, Py_ssize_t c_off, Py_ssize_t c_step,
+                                    Py_ssize_t ldc, int A, Py_ssize_t a_off,
+                                    Py_ssize_t a_step, Py_ssize_t lda, Py_ssize_t n,
+                                    Py_ssize_t k, Py_ssize_t w_row,
+                                    bint accumulate) noexcept nogil:
+    cdef Product p
+    p.C, p.c_off, p.c_step, p.ldc = C, c_off, c_step, ldc
+    p.A, p.a_off, p.a_step, p.lda = A, a_off, a_step, lda
+    p.n, p.k, p.w_row, p.accumulate, p.p_off = n, k, w_row, accumulate, 0
+    return p
+
+
+cdef inline WeightGrad weight_grad_of(int Z, Py_ssize_t z_off, Py_ssize_t ldz, int S,
+                                      Py_ssize_t row, Py_ssize_t m) noexcept nogil:
+    cdef WeightGrad g
+    g.Z, g.z_off, g.ldz, g.S, g.row, g.m = Z, z_off, ldz, S, row, m
+    return g
+
+
+cdef inline Recurrence recurrence(Py_ssize_t T, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
+                                  Py_ssize_t G, const int64_t* lengths, bint option,
+                                  int states) noexcept nogil:
+    cdef Recurrence r
+    r.T, r.B, r.D, r.H, r.G, r.lengths, r.option, r.states = T, B, D, H, G, lengths, option, states
+    r.phases = r.grads = 0
+    r.fold_bias = True
+    r.unit_phases = 1
+    return r
+
+
+cdef inline void add_product(Recurrence* r, Product p) noexcept nogil:
+    r.prod[r.phases] = p
+    r.phases += 1
+
+
+cdef inline void add_weight_grad(Recurrence* r, WeightGrad g) noexcept nogil:
+    r.dW_aa[r.grads] = g
+    r.grads += 1
+
+
+cdef inline floating* c_at(floating** v, const Product* p, Py_ssize_t t) noexcept nogil:
+    return v[p.C] + p.c_off + t * p.c_step
+
+
+cdef inline floating* a_at(floating** v, const Product* p, Py_ssize_t t) noexcept nogil:
+    return v[p.A] + p.a_off + t * p.a_step
+
+
+cdef size_t pack_products(floating** v, Recurrence* r, bint forward, bint only_len,
+                          int threads) noexcept nogil:
+    """The packed length of the steps' products' weights; unless only_len, packs them
+    into v[PACKED] (forward W_aa^T's columns, backward W_aa's rows) and notes where."""
+    cdef size_t n = 0
+    cdef int ph
+    cdef Product* p
+    cdef Py_ssize_t ldw = r.H + r.D
+    for ph in range(r.phases):
+        p = &r.prod[ph]
+        p.p_off = n
+        if not only_len:
+            pack(v[PACKED] + n, v[W_] + p.w_row * ldw, ldw, forward, p.n, p.k, threads)
+        n += packed_len(<floating*>NULL, p.n, p.k)
+    return n
+
+
+cdef inline void copy_states(floating** v, const Recurrence* r) noexcept nogil:
+    """STATE_IN + i = STATE0 + i, (B, H) each: where the steps start."""
+    cdef int i
+    for i in range(r.states):
+        memcpy(v[STATE_IN + i], v[STATE0 + i], r.B * r.H * sizeof(floating))
+
+
+# ------------------------------------------------------------------------- forward
+
+cdef void forward_steps(floating** v, const Recurrence* r, floating* abuf, Py_ssize_t q,
+                        Py_ssize_t nt, sc_barrier_t* bar) noexcept nogil:
+    """Thread q's part of all the forward steps, in one parallel region of nt threads:
+    per phase of a step its panels of the product, a barrier, its rows of the gate
+    pass, a barrier (meet: where the team may go solo, thread 0 alone; csrc/_load.h).
+    abuf: see packed_product."""
+    cdef Py_ssize_t t, B = r.B
+    cdef int ph
+    cdef size_t n_p
+    cdef const Product* p
+    for t in range(r.T):
+        for ph in range(r.phases):
+            p = &r.prod[ph]
+            n_p = num_panels(v[PACKED], p.n)
+            gemm_panels(c_at(v, p, t), p.ldc, a_at(v, p, t), p.lda, 1, v[PACKED] + p.p_off,
+                        B, p.n, p.k, q * n_p // nt, (q + 1) * n_p // nt, p.accumulate,
+                        a_slot(abuf, p.k, q))
+            if meet(bar, &q, &nt):
+                return
+            forward_rows(v, r, ph, t, q * B // nt, (q + 1) * B // nt, q)
+            if meet(bar, &q, &nt):
+                return
+
+
+cdef int forward(floating** v, Recurrence* r, int threads) except -1:
+    """The forward of T*B > 1 rows (see the notes at the top): v[PROJ] gets W_ax x<t>
+    (+ b), then the steps run from v[STATE_IN] (initial states copied there)."""
+    cdef Py_ssize_t T = r.T, B = r.B, D = r.D, H = r.H, GH = r.G * r.H, i, j, t
+    cdef int ph
+    cdef floating* z
+    cdef const floating* b = v[BIAS]
+    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
+    cdef const Product* p
+    dtype = np.float32 if floating is float else np.float64
+    # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, max(D, H), threads)
+    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
+    cdef floating* Ab = &A_work[0] if n_ab else NULL
+    # the input projection's packed weights (packed as they are multiplied)
+    cdef floating[::1] work = np.empty(
+        product_work_len(<floating*>NULL, GH, D, True, threads), dtype)
+    # the recurrent weights packed once for the per-step products
+    cdef floating[::1] P = np.empty(pack_products(v, r, True, True, threads), dtype)
+    # threads of the steps' one parallel region (or 1: step by step)
+    cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, r.G)
+    v[PACKED] = &P[0]
+    with nogil:
+        pack_products(v, r, True, False, threads)
+        # v[PROJ] (T*B, G*H) (+)= x (T*B, D) @ W_ax^T: the input part of every step,
+        # after b when the projection holds it
+        if r.fold_bias:
+            for i in range(T * B):
+                z = v[PROJ] + i * GH
+                for j in range(GH):
+                    z[j] = b[j]
+        product(v[PROJ], GH, v[X], D, 1, v[W_] + H, H + D, True, T * B, GH, D,
+                r.fold_bias, threads, &work[0], Ab)
+        copy_states(v, r)
+        if nt > 1:
+            # one parallel region for all steps, a barrier after each half-phase
+            # instead of a region per product (small LSTM forward 2.52 -> 2.43 ms)
+            barrier_init(&bar, nt)
+            with parallel(num_threads=nt):
+                forward_steps(v, r, Ab, threadid(), nt, &bar)
+                barrier_end(&bar, threadid())
+            barrier_done(&bar)
+        else:
+            for t in range(T):
+                for ph in range(r.phases):
+                    p = &r.prod[ph]
+                    step_product(c_at(v, p, t), p.ldc, a_at(v, p, t), p.lda,
+                                 v[PACKED] + p.p_off, v[W_] + p.w_row * (H + D), H + D, True,
+                                 B, p.n, p.k, p.accumulate, threads, Ab)
+                    forward_rows(v, r, ph, t, 0, B, 0)
+    return 0
+
+
+# ------------------------------------------------------------------------ backward
+
+cdef void backward_steps(floating** v, const Recurrence* r, Py_ssize_t t0, Py_ssize_t t1,
+                         floating* abuf, Py_ssize_t q, Py_ssize_t nt,
+                         sc_barrier_t* bar) noexcept nogil:
+    """Thread q's part of the backward steps t1-1 down to t0, as forward_steps: per
+    phase its rows of the gradient pass, a barrier, its panels of the product, a
+    barrier. The products' operands in the chunk's arrays count t from t0."""
+    cdef Py_ssize_t t, B = r.B
+    cdef int ph
+    cdef size_t n_p
+    cdef const Product* p
+    for t in range(t1 - 1, t0 - 1, -1):
+        for ph in range(r.phases):
+            p = &r.prod[ph]
+            backward_rows(v, r, ph, t, t0, q * B // nt, (q + 1) * B // nt, q)
+            if meet(bar, &q, &nt):
+                return
+            n_p = num_panels(v[PACKED], p.n)
+            gemm_panels(c_at(v, p, t - t0), p.ldc, a_at(v, p, t - t0), p.lda, 1,
+                        v[PACKED] + p.p_off, B, p.n, p.k, q * n_p // nt, (q + 1) * n_p // nt,
+                        p.accumulate, a_slot(abuf, p.k, q))
+            if meet(bar, &q, &nt):
+                return
+
+
+cdef int backward(floating** v, Recurrence* r, Py_ssize_t C, Py_ssize_t nt,
+                  int threads) except -1:
+    """Backpropagation through time (see the notes at the top): v[STATE_IN] (the running
+    gradients w.r.t. the states) start as v[STATE0]; v[DZ] holds C steps; nt threads in
+    the steps' region (step_region_threads, which the cell asks first: its own scratch
+    may have a slot per thread)."""
+    cdef Py_ssize_t T = r.T, B = r.B, D = r.D, H = r.H, GH = r.G * r.H, HD = r.H + r.D
+    cdef Py_ssize_t t, t0, t1, rows, k = 0
+    cdef int ph
+    cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
+    cdef const Product* p
+    cdef const WeightGrad* g
+    dtype = np.float32 if floating is float else np.float64
+    for ph in range(r.phases):
+        k = max(k, r.prod[ph].k)
+    # workspace of the products over a chunk's C*B rows (dW, dx)
+    cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),
+                            product_work_len(<floating*>NULL, H, C * B, False, threads),
+                            product_work_len(<floating*>NULL, D, GH, False, threads))
+    cdef floating[::1] work = np.empty(nwork, dtype)
+    # rows of A packed for the per-step products (k up to G*H) and the chunked
+    # weight-gradient products (k up to KC rows of dz^T)
+    cdef size_t n_ab = a_work_len(<floating*>NULL, max(k, <Py_ssize_t>KC), threads)
+    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
+    cdef floating* Ab = &A_work[0] if n_ab else NULL
+    # W_aa packed for the per-step products; a single step of a single row reads W
+    cdef bint packed = not (T == 1 and B == 1)
+    cdef floating[::1] Q = np.empty(pack_products(v, r, False, True, threads) if packed
+                                    else 1, dtype)
+    v[PACKED] = &Q[0] if packed else NULL
+    with nogil:
+        if packed:
+            pack_products(v, r, False, False, threads)
+        copy_states(v, r)
+        # chunks of C steps [t0, t1), the last first
+        t1 = T
+        while t1 > 0:
+            t0 = max(t1 - C, 0)
+            rows = (t1 - t0) * B
+            if nt > 1:
+                barrier_init(&bar, nt)
+                with parallel(num_threads=nt):
+                    backward_steps(v, r, t0, t1, Ab, threadid(), nt, &bar)
+                    barrier_end(&bar, threadid())
+                barrier_done(&bar)
+                if bar.solo:            # the rest of the call on one thread
+                    nt = threads = 1
+            else:
+                for t in range(t1 - 1, t0 - 1, -1):
+                    for ph in range(r.phases):
+                        p = &r.prod[ph]
+                        backward_rows(v, r, ph, t, t0, 0, B, 0)
+                        # inactive rows have dz = 0: the product leaves their gradient
+                        step_product(c_at(v, p, t - t0), p.ldc, a_at(v, p, t - t0), p.lda,
+                                     v[PACKED] + p.p_off if packed else NULL,
+                                     v[W_] + p.w_row * HD, HD, False, B, p.n, p.k,
+                                     p.accumulate, threads, Ab)
+
+            # The chunk's rows of the parameter and input gradients.
+            # dW_ax (G*H, D) += dz^T (G*H, rows) @ x[t0:t1] (rows, D)
+            product(v[DW] + H, HD, v[DZ], 1, GH, v[X] + t0 * B * D, D, False,
+                    GH, D, rows, True, threads, &work[0], Ab)
+            # dW_aa (G*H, H) += dz^T (G*H, rows) @ a[t0:t1] (rows, H), by parts
+            for ph in range(r.grads):
+                g = &r.dW_aa[ph]
+                product(v[DW] + g.row * HD, HD, v[g.Z] + g.z_off, 1, g.ldz,
+                        v[g.S] + t0 * B * H, H, False, g.m, H, rows, True, threads,
+                        &work[0], Ab)
+            # dx[t0:t1] (rows, D) = dz (rows, G*H) @ W_ax (G*H, D)
+            product(v[DX] + t0 * B * D, D, v[DZ], GH, 1, v[W_] + H, HD, False,
+                    rows, D, GH, False, threads, &work[0], Ab)
+            # db (G*H,) += column sums of dz
+            add_column_sums(v[DB], v[DZ], rows, GH)
+            backward_chunk(v, r, t0, t1)
+            t1 = t0
+    return 0
+
+
+# ----------------------------------------------------------- one token (generation)
+
+cdef void one_token(floating** v, const Recurrence* r, int threads) noexcept nogil:
+    """The forward of T = B = 1: W read once, straight from its rows, the units split
+    over the threads (one parallel region a phase). The states go from v[STATE0] to
+    v[STATE_IN] (each (2, H): [state in, state out])."""
+    cdef Py_ssize_t q, ph, H = r.H
+    cdef Py_ssize_t nq = step_threads(threads, r.G * H, H + r.D, H)
+    copy_states(v, r)
+    for ph in range(r.unit_phases):
+        if nq <= 1:
+            step_units(v, r, ph, 0, H)
+            continue
+        region_begin(nq)
+        for q in prange(nq, num_threads=nq, schedule="static"):
+            step_units(v, r, ph, unit_split(v[X], H, q, nq), unit_split(v[X], H, q + 1, nq))
+            region_mark(q)
+        region_end()
