@@ -2,6 +2,9 @@
 the back-off to one thread. Not timed: these check that the numbers never change,
 whatever the threads, the stalls and the callers, and that the notice is one per
 process and does what stats() says."""
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -270,3 +273,45 @@ def test_many_short_calls_from_python_threads(core_threads, rng, threads):
     for t in pool:
         t.join()
     assert not errors, errors[0]
+
+
+TORCH_BESIDE = r"""
+import numpy as np, torch, seqcore
+from seqcore._kernels import load
+torch.set_num_threads(2)
+a = torch.randn(512, 512)
+for _ in range(20):
+    a = torch.tanh(a @ a / 512)          # torch's own OpenMP pool, awake
+rng = np.random.default_rng(0)
+layer = seqcore.LSTM(24, 160, seed=0)
+x = rng.standard_normal((40, 16, 24)).astype(np.float32)
+dy = rng.standard_normal((40, 16, 160)).astype(np.float32)
+def run():
+    layer.zero_grad()
+    y, _ = layer.forward(x)
+    dx, _ = layer.backward(dy)
+    torch.tanh(a @ a)                   # torch's threads between seqcore's calls
+    return [y.copy(), dx.copy()] + [g.copy() for g in layer.grads.values()]
+seqcore.set_num_threads(1)
+one = run()
+seqcore.set_num_threads(2)
+load.set_adaptive(False)
+for k in (0, 1, 7, 50):
+    load.force_solo(k)
+    for _ in range(3):
+        for g, o in zip(run(), one):
+            np.testing.assert_array_equal(g, o)
+print("ok", load.stats()["solo"])
+"""
+
+
+def test_torch_in_the_same_process(tmp_path):
+    """torch brings its own OpenMP runtime: with its pool awake in the same process,
+    the core's 2-thread regions (and regions that go solo) give the 1-thread numbers."""
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, "-c", TORCH_BESIDE], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(
+                              os.path.dirname(seqcore.__file__))))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok") and int(proc.stdout.split()[1]) > 0
