@@ -15,6 +15,13 @@ state carried from window to window with the gradient cut at the window's start
   with its defaults, ``zero_grad()`` before each step. The GRU is PyTorch's
   (reset-after; seqcore's ``reset_after=True``).
 
+The ``transcriber`` configuration trains ``seqcore.SequenceTranscriber`` instead: a
+bidirectional 2-layer LSTM or GRU over (T, B, D) input frames, ``Linear`` to C classes
+(CTC's blank and the labels), the CTC loss summed over the batch and divided by B
+(PyTorch: ``F.ctc_loss(log_softmax(logits), ..., reduction="sum") / B``), the same
+clipping and Adam, each batch on its own (no state carried): speech frames to
+characters, or image columns to text. Its tokens are the input frames, B * T.
+
 Both start from the same weights (seqcore's, copied into PyTorch through
 ``seqcore.interop``). Before anything is timed, each side trains three steps on the
 same batches; their losses (which after the first step reflect the updates) and the
@@ -68,8 +75,15 @@ CONFIGS = {
     "char-h512-l2": dict(V=100, E=64, H=512, L=2, B=64, S=64),
     "word":         dict(V=10000, E=256, H=256, L=1, B=32, S=35),
     "tiny":         dict(V=20, E=8, H=16, L=1, B=4, S=8),      # smoke tests only
+    # SequenceTranscriber: D features a frame, S frames, C = V classes (blank + labels),
+    # targets of U_MIN..U_MAX labels, E unused
+    "transcriber":  dict(V=80, E=0, D=40, H=128, L=2, B=32, S=200, ctc=True,
+                         U_MIN=30, U_MAX=50),
+    "tiny-ctc":     dict(V=10, E=0, D=6, H=8, L=2, B=4, S=12, ctc=True, U_MIN=2,
+                         U_MAX=5),                              # smoke tests only
 }
-DEFAULT_CONFIGS = ("char-h256", "char-h256-l2", "char-h512", "char-h512-l2", "word")
+DEFAULT_CONFIGS = ("char-h256", "char-h256-l2", "char-h512", "char-h512-l2", "word",
+                   "transcriber")
 QUICK_CONFIGS = ("char-h256", "word")
 CELLS = ("lstm", "gru")
 
@@ -77,9 +91,21 @@ CELLS = ("lstm", "gru")
 # ------------------------------------------------------------------------ worker
 
 def batches(cfg):
-    """BATCH_POOL (x, y) pairs of token ids (S, B): the same on both sides."""
+    """BATCH_POOL (x, y) pairs of token ids (S, B): the same on both sides. For CTC
+    configurations, (x, targets, target_lengths): frames (S, B, D) float32, labels
+    (B, U_MAX) in 1..V-1 padded with 0, and their lengths (B,)."""
     import numpy as np
     rng = np.random.default_rng(SEED + 2)
+    if cfg.get("ctc"):
+        out = []
+        for _ in range(BATCH_POOL):
+            x = rng.standard_normal((cfg["S"], cfg["B"], cfg["D"])).astype(np.float32)
+            lengths = rng.integers(cfg["U_MIN"], cfg["U_MAX"] + 1, cfg["B"])
+            targets = np.zeros((cfg["B"], cfg["U_MAX"]), np.int64)
+            for b, n in enumerate(lengths):
+                targets[b, :n] = rng.integers(1, cfg["V"], n)
+            out.append((x, targets, lengths.astype(np.int64)))
+        return out
     ids = rng.integers(0, cfg["V"], (BATCH_POOL, cfg["S"] + 1, cfg["B"]))
     return [(d[:-1].copy(), d[1:].copy()) for d in ids]
 
@@ -87,8 +113,15 @@ def batches(cfg):
 def _seqcore_model(cfg, cell, dtype):
     import seqcore
     from seqcore.data import Vocab
-    vocab = Vocab(["<EOS>", "<UNK>"] + [f"t{i:05d}" for i in range(cfg["V"] - 2)], "word")
     options = {"reset_after": True} if cell == "gru" else {}
+    if cfg.get("ctc"):          # C = V classes: the blank and V - 1 labels
+        labels = Vocab(["<EOS>", "<UNK>"] + [f"t{i:05d}" for i in range(cfg["V"] - 3)],
+                       "word")
+        return seqcore.SequenceTranscriber(labels, input_size=cfg["D"], cell=cell,
+                                           hidden_size=cfg["H"], num_layers=cfg["L"],
+                                           bidirectional=True, dtype=dtype, seed=SEED,
+                                           **options)
+    vocab = Vocab(["<EOS>", "<UNK>"] + [f"t{i:05d}" for i in range(cfg["V"] - 2)], "word")
     return seqcore.LanguageModel(vocab, cell=cell, hidden_size=cfg["H"],
                                  num_layers=cfg["L"], embedding_dim=cfg["E"], dtype=dtype,
                                  seed=SEED, **options)
@@ -143,6 +176,14 @@ class TrainWorker:
 
     def _seqcore_batches(self):
         B, S = self.cfg["B"], self.cfg["S"]
+        if self.cfg.get("ctc"):
+            lengths = self.np.full(B, S, self.np.int64)
+            while True:
+                x, targets, target_lengths = self.data[self.k % BATCH_POOL]
+                self.k += 1
+                yield {"x": x, "lengths": lengths, "targets": targets,
+                       "target_lengths": target_lengths, "carry": False, "size": B,
+                       "tokens": float(B * S)}
         while True:
             x, y = self.data[self.k % BATCH_POOL]
             self.k += 1
@@ -185,15 +226,23 @@ class TrainWorker:
         # the recurrent layer through seqcore.interop (its tested weight conversion)
         kind = {"lstm": seqcore.LSTM, "gru": seqcore.GRU}[self.cell]
         options = {"reset_after": True} if self.cell == "gru" else {}
-        rnn = kind(cfg["E"], cfg["H"], num_layers=cfg["L"], **options)
+        if cfg.get("ctc"):
+            options["bidirectional"] = True
+        rnn = kind(cfg["D"] if cfg.get("ctc") else cfg["E"], cfg["H"], num_layers=cfg["L"],
+                   **options)
         for k in rnn.params:
             rnn.params[k] = w[f"rnn.{k}"]
         net = torch.nn.Module()
-        net.emb = torch.nn.Embedding(cfg["V"], cfg["E"])
+        dirs = 2 if cfg.get("ctc") else 1
+        if not cfg.get("ctc"):
+            net.emb = torch.nn.Embedding(cfg["V"], cfg["E"])
         net.rnn = interop.to_torch(rnn)
-        net.out = torch.nn.Linear(cfg["H"], cfg["V"])
+        if cfg.get("ctc"):
+            self._one_bias(net.rnn, cfg["H"])
+        net.out = torch.nn.Linear(dirs * cfg["H"], cfg["V"])
         with torch.no_grad():
-            net.emb.weight.copy_(torch.from_numpy(w["inputs.W"]))
+            if not cfg.get("ctc"):
+                net.emb.weight.copy_(torch.from_numpy(w["inputs.W"]))
             net.out.weight.copy_(torch.from_numpy(w["out.W"]))
             net.out.bias.copy_(torch.from_numpy(w["out.b"]))
             if perturb:          # a deliberately wrong side, to test the agreement check
@@ -201,19 +250,47 @@ class TrainWorker:
         del rnn, w
         self.net = net
         self.opt = torch.optim.Adam(net.parameters(), lr=LR)
-        self.tdata = [(torch.from_numpy(x), torch.from_numpy(y).reshape(-1))
-                      for x, y in self.data]
+        if cfg.get("ctc"):
+            self.tdata = [(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(n))
+                          for x, t, n in self.data]
+            self.input_lengths = torch.full((cfg["B"],), cfg["S"], dtype=torch.int64)
+        else:
+            self.tdata = [(torch.from_numpy(x), torch.from_numpy(y).reshape(-1))
+                          for x, y in self.data]
         self._tstate = None
+
+    def _one_bias(self, rnn, H):
+        """PyTorch's recurrent layers keep two biases, ``bias_ih`` and ``bias_hh``, where
+        seqcore keeps one ``b`` (their sum; the GRU's ``b_cc`` is ``bias_hh``'s n block):
+        trained, the sum moves twice as fast under Adam and counts twice in the clipping
+        norm. For the transcriber, whose CTC loss shows it after one step, ``bias_hh``
+        stays at its start (the GRU's n block, ``b_cc``, trains): the same model."""
+        for name, p in rnn.named_parameters():
+            if not name.startswith("bias_hh"):
+                continue
+            if isinstance(rnn, self.torch.nn.LSTM):
+                p.requires_grad_(False)
+            else:                                   # GRU: r and z blocks kept at zero
+                p.register_hook(lambda g, H=H: self.torch.cat(
+                    [self.torch.zeros_like(g[:2 * H]), g[2 * H:]]))
 
     def _torch_step(self, before_step=None):
         torch, cfg, net = self.torch, self.cfg, self.net
-        x, y = self.tdata[self.k % BATCH_POOL]
+        F = torch.nn.functional
+        batch = self.tdata[self.k % BATCH_POOL]
         self.k += 1
         self.opt.zero_grad()
-        a, state = net.rnn(net.emb(x), self._tstate)
-        logits = net.out(a)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg["V"]), y,
-                                                 reduction="sum") / cfg["B"]
+        if cfg.get("ctc"):
+            x, targets, target_lengths = batch
+            a, state = net.rnn(x)
+            logp = F.log_softmax(net.out(a), dim=-1)
+            loss = F.ctc_loss(logp, targets, self.input_lengths, target_lengths, blank=0,
+                              reduction="sum") / cfg["B"]
+        else:
+            x, y = batch
+            a, state = net.rnn(net.emb(x), self._tstate)
+            logits = net.out(a)
+            loss = F.cross_entropy(logits.reshape(-1, cfg["V"]), y, reduction="sum") / cfg["B"]
         loss.backward()
         if before_step is not None:
             before_step()
@@ -356,6 +433,10 @@ class TrainBench:
         print("  model:    Embedding -> LSTM/GRU -> Linear -> softmax cross-entropy (summed "
               "over the window, averaged over the batch) -> clip global norm 5 -> Adam "
               f"lr {LR:g}; float32; state carried between windows")
+        if any(CONFIGS[n].get("ctc") for n in meta["configs"]):
+            print("  transcriber: frames (S, B, D) -> bidirectional LSTM/GRU, L layers -> "
+                  "Linear -> CTC loss (summed, divided by B), blank 0, V classes; tok/s "
+                  "counts frames")
         _bench.machine_warnings(meta, "seqcore bench --train")
         sys.stdout.flush()
 

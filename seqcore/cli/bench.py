@@ -28,6 +28,6 @@ def register(subparsers):
                    help="time training steps of seqcore.LanguageModel against the same model "
                         "in PyTorch (seqcore/bench/training.py); --only and --cells then name "
                         "its configurations (char-h256, char-h256-l2, char-h512, "
-                        "char-h512-l2, word; --quick: char-h256 and word) and cells (lstm, "
-                        "gru), --threads one thread count (default: 1 and 2)")
+                        "char-h512-l2, word, transcriber: a bidirectional CTC model; "
+                        "--quick: char-h256 and word) and cells (lstm, gru), --threads one thread count (default: 1 and 2)")
     p.set_defaults(func=run)
