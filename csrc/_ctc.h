@@ -12,12 +12,28 @@
  * on the step before only, so the loop over s is one vector pass, with sc_exp and
  * sc_log (_fastmath.h). A state no path reaches holds -inf exactly. The arrays are
  * restrict: no two overlap, which the loops need to vectorize.
+ *
+ * At step t only the states [lo(t), hi(t)) lie on a path from the start to the end
+ * (sc_ctc_window): a path gains at most two states a step, so s <= 2t + 1, and must
+ * still reach S - 2 in T - 1 - t steps, so s >= S - 2(T - t). The recursions compute
+ * those and set the others to -inf; a state in the window reads only states in the
+ * window of the step before (after), so its value is the same as without it, and a
+ * state outside has alpha or beta -inf, so its share of the gradient is 0 either way.
+ * At T 200 with targets of 40 labels this leaves out a fifth of the states.
  */
 #ifndef SEQCORE_CTC_H
 #define SEQCORE_CTC_H
 #include <math.h>
 #include <stdint.h>
 #include "_fastmath.h"
+
+/* The window of states at step t (see above): [*lo, *hi), empty when none. */
+static inline void sc_ctc_window(int64_t t, int64_t T, int64_t S, int64_t* lo, int64_t* hi)
+{
+    int64_t a = S - 2 * (T - t), b = 2 * t + 2;
+    *lo = a > 0 ? a : 0;
+    *hi = b < S ? b : S;
+}
 
 /* log(exp(a) + exp(b) + exp(c)), -inf exactly when all three are -inf. Branch-free,
  * so that a loop over states vectorizes: the sum is in [1, 3] (its largest term is
@@ -62,17 +78,23 @@ static inline void sc_ctc_gradient(double* restrict lp, double* restrict share,
                                    const int64_t* restrict ext, int64_t T, int64_t S,
                                    int64_t C, double log_p, double scale)
 {
-    int64_t t, s, k;
+    int64_t t, s, k, lo, hi;
     for (t = 0; t < T; t++) {
         double* row = lp + t * C;
         const double* a = alpha + t * S;
         const double* b = beta + t * S;
-        /* share (S,): each state's part, taken before the row is overwritten */
-        for (s = 0; s < S; s++)
+        /* share: each state's part, taken before the row is overwritten; outside the
+         * window alpha or beta is -inf and the part 0 (where log p is finite) */
+        sc_ctc_window(t, T, S, &lo, &hi);
+        if (!isfinite(log_p)) {
+            lo = 0;
+            hi = S;
+        }
+        for (s = lo; s < hi; s++)
             share[s] = scale * sc_exp(a[s] + b[s] - row[ext[s]] - log_p);
         for (k = 0; k < C; k++)
             row[k] = scale * sc_exp(row[k]);
-        for (s = 0; s < S; s++)
+        for (s = lo; s < hi; s++)
             row[ext[s]] -= share[s];
     }
 }
@@ -85,7 +107,7 @@ static inline double sc_ctc_alpha_beta(double* restrict alpha, double* restrict 
                                        const double* restrict skip,
                                        int64_t T, int64_t S, int64_t C)
 {
-    int64_t t, s;
+    int64_t t, s, lo, hi;
     for (s = 0; s < S; s++)
         alpha[s] = -INFINITY;
     alpha[0] = lp[ext[0]];
@@ -95,10 +117,16 @@ static inline double sc_ctc_alpha_beta(double* restrict alpha, double* restrict 
         const double* prev = alpha + (t - 1) * S;
         double* cur = alpha + t * S;
         const double* row = lp + t * C;
-        cur[0] = prev[0] + row[ext[0]];
-        if (S > 1)
+        sc_ctc_window(t, T, S, &lo, &hi);
+        for (s = 0; s < lo; s++)
+            cur[s] = -INFINITY;
+        for (s = hi > lo ? hi : lo; s < S; s++)
+            cur[s] = -INFINITY;
+        if (lo == 0 && hi > 0)
+            cur[0] = prev[0] + row[ext[0]];
+        if (lo <= 1 && hi > 1)
             cur[1] = sc_lse3(prev[1], prev[0], -INFINITY) + row[ext[1]];
-        for (s = 2; s < S; s++)
+        for (s = lo > 2 ? lo : 2; s < hi; s++)
             cur[s] = sc_lse3(prev[s], prev[s - 1], prev[s - 2] + skip[s]) + row[ext[s]];
     }
     double* last = beta + (T - 1) * S;
@@ -111,10 +139,16 @@ static inline double sc_ctc_alpha_beta(double* restrict alpha, double* restrict 
         const double* next = beta + (t + 1) * S;
         double* cur = beta + t * S;
         const double* row = lp + t * C;
-        cur[S - 1] = next[S - 1] + row[ext[S - 1]];
-        if (S > 1)
+        sc_ctc_window(t, T, S, &lo, &hi);
+        for (s = 0; s < lo; s++)
+            cur[s] = -INFINITY;
+        for (s = hi > lo ? hi : lo; s < S; s++)
+            cur[s] = -INFINITY;
+        if (hi == S && lo < S)
+            cur[S - 1] = next[S - 1] + row[ext[S - 1]];
+        if (S > 1 && hi >= S - 1 && lo <= S - 2)
             cur[S - 2] = sc_lse3(next[S - 2], next[S - 1], -INFINITY) + row[ext[S - 2]];
-        for (s = S - 3; s >= 0; s--)
+        for (s = (hi < S - 2 ? hi : S - 2) - 1; s >= lo; s--)
             cur[s] = sc_lse3(next[s], next[s + 1], next[s + 2] + skip[s + 2]) + row[ext[s]];
     }
     const double* end = alpha + (T - 1) * S;
