@@ -98,7 +98,8 @@ def main(argv=None):
                     proc = subprocess.run(
                         [sys.executable, "-c", WORKER, "torch" if side == "torch" else "seqcore",
                          str(threads), str(args.calls)],
-                        capture_output=True, text=True, env=e, timeout=600)
+                        capture_output=True, text=True, env=e, timeout=600,
+                        cwd=tree)   # `python -c` puts the working directory first
                     if proc.returncode != 0:
                         raise SystemExit(f"{side} failed: {proc.stderr.strip()[-500:]}")
                     times[side].append(float(proc.stdout))

@@ -572,11 +572,14 @@ class WorkerError(RuntimeError):
 class WorkerProcess:
     """The parent's handle on one worker subprocess."""
 
-    def __init__(self, side, env=None, bench="layers", runs=None):
+    def __init__(self, side, env=None, bench="layers", runs=None, cwd=None):
+        """cwd: the worker's working directory, which `python -m` puts first on its
+        path: a baseline side runs in its own tree, or a source tree the parent was
+        started in would shadow the baseline's PYTHONPATH."""
         self.side = side      # the parent's name for it; runs: the worker's side, if other
         cmd = [sys.executable, "-m", "seqcore.bench.worker", bench, runs or side]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=env, bufsize=1)
+                                     text=True, env=env, bufsize=1, cwd=cwd)
         self._started = False
 
     def _read(self):
@@ -779,7 +782,8 @@ class Bench:
         base_env = self.baseline_env(env) if "baseline" in sides else None
         workers = {s: WorkerProcess(s, env=env) for s in sides if s != "baseline"}
         if base_env:
-            workers["baseline"] = WorkerProcess("baseline", env=base_env, runs="seqcore")
+            workers["baseline"] = WorkerProcess("baseline", env=base_env, runs="seqcore",
+                                                cwd=os.path.abspath(self.args.baseline))
         memw = ({s: WorkerProcess(s, env=mem_env) for s in sides
                  if s not in ("reference", "onnxruntime", "baseline")}
                 if not self.args.no_memory else {})
