@@ -9,9 +9,13 @@
  *
  (* only where l'_s is a label unlike l'_{s-2}: skip[s] is 0 there and -inf elsewhere,
  * added to the term, so that no branch breaks the loop). Every step's states depend
- * on the step before only, so the loop over s is one vector pass, with sc_exp and
- * sc_log (_fastmath.h). A state no path reaches holds -inf exactly. The arrays are
- * restrict: no two overlap, which the loops need to vectorize.
+ * on the step before only, so the loop over s runs as vector passes
+ * (sc_ctc_lse_row), with sc_exp and sc_log (_fastmath.h). A state no path reaches holds -inf exactly. The arrays are
+ * restrict: no two overlap, which the loops need to vectorize. The emissions
+ * em[t, s] = lp[t, l'_s] are gathered once into a (T, S) array of their own
+ * (sc_ctc_emissions), so that those loops read only contiguous memory: the x86-64
+ * baseline has no gather instruction, and without it no loop that reads lp[t, ext[s]]
+ * vectorizes.
  *
  * At step t only the states [lo(t), hi(t)) lie on a path from the start to the end
  * (sc_ctc_window): a path gains at most two states a step, so s <= 2t + 1, and must
@@ -35,121 +39,179 @@ static inline void sc_ctc_window(int64_t t, int64_t T, int64_t S, int64_t* lo, i
     *hi = b < S ? b : S;
 }
 
-/* log(exp(a) + exp(b) + exp(c)), -inf exactly when all three are -inf. Branch-free,
- * so that a loop over states vectorizes: the sum is in [1, 3] (its largest term is
- * exp(0)), where sc_log is exact to a couple of ulp. */
-static inline double sc_lse3(double a, double b, double c)
+/* logsumexp(a, b, c) = m + log(1 + exp(mid - m) + exp(low - m)), m the largest of
+ * the three and mid, low the others, in two halves: sc_lse3_sum gives m and the sum
+ * in [1, 3] (where sc_log is exact to a couple of ulp), sc_lse3_end the result, -inf
+ * exactly when all three are -inf. Branch-free (min, max and selects), so that loops
+ * over states vectorize. */
+static inline double sc_lse3_sum(double a, double b, double c, double* m)
 {
-    double m = a > b ? a : b;
-    m = m > c ? m : c;
-    double none = m == -INFINITY;
-    double base = none ? 0.0 : m;
-    double r = base + sc_log(sc_exp(a - base) + sc_exp(b - base) + sc_exp(c - base));
-    return none ? -INFINITY : r;
+    double low = a < b ? a : b, high = a > b ? a : b;
+    double top = high > c ? high : c;
+    double mid = high < c ? high : c;
+    mid = mid > low ? mid : low;
+    low = low < c ? low : c;
+    double base = top == -INFINITY ? 0.0 : top;
+    *m = top;
+    return 1.0 + (sc_exp(mid - base) + sc_exp(low - base));
 }
 
-/* The log-softmax of each of the T rows of z (T, C), in place; returns 0, or 1 when
- * a row holds a NaN or an infinity (then its max or its sum is not finite). */
-static inline int sc_ctc_log_softmax(double* z, int64_t T, int64_t C)
+static inline double sc_lse3_end(double m, double sum)
+{
+    double r = m + sc_log(sum);
+    return m == -INFINITY ? -INFINITY : r;
+}
+
+static inline double sc_lse3(double a, double b, double c)
+{
+    double m, sum = sc_lse3_sum(a, b, c, &m);
+    return sc_lse3_end(m, sum);
+}
+
+/* out[i] = sc_lse3(x0[i], x1[i], x2[i] + skip[i]) + em[i] for i < n, in two passes
+ * over the row: the sums into sum (and the largest terms into top), then the logs.
+ * Each pass is a short chain of dependent operations per element, so the CPU keeps
+ * several elements in flight; in one fused pass each element waits on its exps,
+ * then its log (1.6x slower at S 81 on the generic path). */
+static inline void sc_ctc_lse_row(double* restrict out, const double* x0, const double* x1,
+                                  const double* x2, const double* restrict skip,
+                                  const double* restrict em, double* restrict top,
+                                  double* restrict sum, int64_t n)
+{
+    int64_t i;
+    for (i = 0; i < n; i++)
+        sum[i] = sc_lse3_sum(x0[i], x1[i], x2[i] + skip[i], &top[i]);
+    for (i = 0; i < n; i++)
+        out[i] = sc_lse3_end(top[i], sum[i]) + em[i];
+}
+
+/* The log-softmax of each of the T rows of z (T, C), in place, and the softmax into
+ * prob (T, C), for the gradient; returns 0, or 1 when a row holds a NaN or an
+ * infinity (then its max or its sum is not finite). */
+static inline int sc_ctc_log_softmax(double* restrict z, double* restrict prob, int64_t T,
+                                     int64_t C)
 {
     int64_t t, k;
     for (t = 0; t < T; t++) {
         double* row = z + t * C;
+        double* p = prob + t * C;
         double m = row[0], sum = 0.0;
         for (k = 1; k < C; k++)
             m = row[k] > m ? row[k] : m;
-        for (k = 0; k < C; k++)
-            sum += sc_exp(row[k] - m);
+        for (k = 0; k < C; k++) {
+            p[k] = sc_exp(row[k] - m);
+            sum += p[k];
+        }
         if (!isfinite(m) || !isfinite(sum))
             return 1;
-        double lse = m + log(sum);
-        for (k = 0; k < C; k++)
+        double lse = m + log(sum), inv = 1.0 / sum;
+        for (k = 0; k < C; k++) {
             row[k] -= lse;
+            p[k] *= inv;
+        }
     }
     return 0;
 }
 
 /* The gradient of the example's loss with respect to its logits, times scale, into
- * lp's place: scale * (softmax - posterior), the posterior of class k at step t being
- * the sum over the states s that emit it of exp(alpha + beta - lp - log p). */
-static inline void sc_ctc_gradient(double* restrict lp, double* restrict share,
+ * prob, which holds the softmax (T, C): scale * (softmax - posterior), the posterior
+ * of class k at step t being the sum over the states s that emit it of
+ * exp(alpha + beta - em - log p). */
+static inline void sc_ctc_gradient(double* restrict prob, double* restrict share,
                                    const double* restrict alpha,
                                    const double* restrict beta,
+                                   const double* restrict em,
                                    const int64_t* restrict ext, int64_t T, int64_t S,
                                    int64_t C, double log_p, double scale)
 {
     int64_t t, s, k, lo, hi;
     for (t = 0; t < T; t++) {
-        double* row = lp + t * C;
+        double* row = prob + t * C;
         const double* a = alpha + t * S;
         const double* b = beta + t * S;
-        /* share: each state's part, taken before the row is overwritten; outside the
-         * window alpha or beta is -inf and the part 0 (where log p is finite) */
+        const double* e = em + t * S;
+        /* outside the window alpha or beta is -inf and the share 0 (where log p is
+         * finite) */
         sc_ctc_window(t, T, S, &lo, &hi);
         if (!isfinite(log_p)) {
             lo = 0;
             hi = S;
         }
         for (s = lo; s < hi; s++)
-            share[s] = scale * sc_exp(a[s] + b[s] - row[ext[s]] - log_p);
+            share[s] = scale * sc_exp(a[s] + b[s] - e[s] - log_p);
         for (k = 0; k < C; k++)
-            row[k] = scale * sc_exp(row[k]);
+            row[k] *= scale;
         for (s = lo; s < hi; s++)
             row[ext[s]] -= share[s];
     }
 }
 
-/* alpha and beta (T, S) of one example from its log-softmax rows lp (T, C); returns
- * log p(l | x), -inf when no path reads l. */
+/* em[t, s] = lp[t, l'_s]: each state's emission (T, S), from the log-softmax rows
+ * lp (T, C). */
+static inline void sc_ctc_emissions(double* restrict em, const double* restrict lp,
+                                    const int64_t* restrict ext, int64_t T, int64_t S,
+                                    int64_t C)
+{
+    int64_t t, s;
+    for (t = 0; t < T; t++)
+        for (s = 0; s < S; s++)
+            em[t * S + s] = lp[t * C + ext[s]];
+}
+
+/* alpha and beta (T, S) of one example from its emissions em (T, S), with tmp (2S,)
+ * for sc_ctc_lse_row; returns log p(l | x), -inf when no path reads l. */
 static inline double sc_ctc_alpha_beta(double* restrict alpha, double* restrict beta,
-                                       const double* restrict lp,
-                                       const int64_t* restrict ext,
-                                       const double* restrict skip,
-                                       int64_t T, int64_t S, int64_t C)
+                                       const double* restrict em,
+                                       const double* restrict skip, double* restrict tmp,
+                                       int64_t T, int64_t S)
 {
     int64_t t, s, lo, hi;
     for (s = 0; s < S; s++)
         alpha[s] = -INFINITY;
-    alpha[0] = lp[ext[0]];
+    alpha[0] = em[0];
     if (S > 1)
-        alpha[1] = lp[ext[1]];
+        alpha[1] = em[1];
     for (t = 1; t < T; t++) {
         const double* prev = alpha + (t - 1) * S;
         double* cur = alpha + t * S;
-        const double* row = lp + t * C;
+        const double* row = em + t * S;
         sc_ctc_window(t, T, S, &lo, &hi);
         for (s = 0; s < lo; s++)
             cur[s] = -INFINITY;
         for (s = hi > lo ? hi : lo; s < S; s++)
             cur[s] = -INFINITY;
         if (lo == 0 && hi > 0)
-            cur[0] = prev[0] + row[ext[0]];
+            cur[0] = prev[0] + row[0];
         if (lo <= 1 && hi > 1)
-            cur[1] = sc_lse3(prev[1], prev[0], -INFINITY) + row[ext[1]];
-        for (s = lo > 2 ? lo : 2; s < hi; s++)
-            cur[s] = sc_lse3(prev[s], prev[s - 1], prev[s - 2] + skip[s]) + row[ext[s]];
+            cur[1] = sc_lse3(prev[1], prev[0], -INFINITY) + row[1];
+        s = lo > 2 ? lo : 2;
+        if (hi > s)
+            sc_ctc_lse_row(cur + s, prev + s, prev + s - 1, prev + s - 2, skip + s, row + s,
+                           tmp, tmp + S, hi - s);
     }
     double* last = beta + (T - 1) * S;
     for (s = 0; s < S; s++)
         last[s] = -INFINITY;
-    last[S - 1] = lp[(T - 1) * C + ext[S - 1]];
+    last[S - 1] = em[(T - 1) * S + S - 1];
     if (S > 1)
-        last[S - 2] = lp[(T - 1) * C + ext[S - 2]];
+        last[S - 2] = em[(T - 1) * S + S - 2];
     for (t = T - 2; t >= 0; t--) {
         const double* next = beta + (t + 1) * S;
         double* cur = beta + t * S;
-        const double* row = lp + t * C;
+        const double* row = em + t * S;
         sc_ctc_window(t, T, S, &lo, &hi);
         for (s = 0; s < lo; s++)
             cur[s] = -INFINITY;
         for (s = hi > lo ? hi : lo; s < S; s++)
             cur[s] = -INFINITY;
         if (hi == S && lo < S)
-            cur[S - 1] = next[S - 1] + row[ext[S - 1]];
+            cur[S - 1] = next[S - 1] + row[S - 1];
         if (S > 1 && hi >= S - 1 && lo <= S - 2)
-            cur[S - 2] = sc_lse3(next[S - 2], next[S - 1], -INFINITY) + row[ext[S - 2]];
-        for (s = (hi < S - 2 ? hi : S - 2) - 1; s >= lo; s--)
-            cur[s] = sc_lse3(next[s], next[s + 1], next[s + 2] + skip[s + 2]) + row[ext[s]];
+            cur[S - 2] = sc_lse3(next[S - 2], next[S - 1], -INFINITY) + row[S - 2];
+        s = hi < S - 2 ? hi : S - 2;
+        if (s > lo)
+            sc_ctc_lse_row(cur + lo, next + lo, next + lo + 1, next + lo + 2, skip + lo + 2,
+                           row + lo, tmp, tmp + S, s - lo);
     }
     const double* end = alpha + (T - 1) * S;
     return S > 1 ? sc_lse3(end[S - 1], end[S - 2], -INFINITY) : end[0];

@@ -18,13 +18,14 @@ import numpy as np
 from _packed cimport sc_threads
 
 cdef extern from "_ctc.h" nogil:
-    int sc_ctc_log_softmax(double* z, int64_t T, int64_t C)
-    double sc_ctc_alpha_beta(double* alpha, double* beta, const double* lp,
-                             const int64_t* ext, const double* skip,
-                             int64_t T, int64_t S, int64_t C)
-    void sc_ctc_gradient(double* lp, double* share, const double* alpha, const double* beta,
-                         const int64_t* ext, int64_t T, int64_t S, int64_t C, double log_p,
-                         double scale)
+    int sc_ctc_log_softmax(double* z, double* prob, int64_t T, int64_t C)
+    void sc_ctc_emissions(double* em, const double* lp, const int64_t* ext,
+                          int64_t T, int64_t S, int64_t C)
+    double sc_ctc_alpha_beta(double* alpha, double* beta, const double* em,
+                             const double* skip, double* tmp, int64_t T, int64_t S)
+    void sc_ctc_gradient(double* prob, double* share, const double* alpha, const double* beta,
+                         const double* em, const int64_t* ext, int64_t T, int64_t S,
+                         int64_t C, double log_p, double scale)
 
 include "_load.pxi"
 
@@ -36,10 +37,13 @@ cdef void one_example(floating[:, :, ::1] dlogits, double[::1] losses,
                       int64_t* ext, double* skip) noexcept nogil:
     """Example b: its loss into losses[b], scale * its gradient into dlogits[:Tb, b]."""
     cdef int64_t C = logits.shape[2], S = 2 * L + 1, t, s, k
-    cdef double* lp = work                        # (Tb, C) log-softmax rows, then the gradient
-    cdef double* alpha = lp + Tb * C              # (Tb, S)
+    cdef double* lp = work                        # (Tb, C) log-softmax rows
+    cdef double* prob = lp + Tb * C               # (Tb, C) softmax rows, then the gradient
+    cdef double* alpha = prob + Tb * C            # (Tb, S)
     cdef double* beta = alpha + Tb * S            # (Tb, S)
-    cdef double* share = beta + Tb * S            # (S,)
+    cdef double* em = beta + Tb * S               # (Tb, S) each state's emission
+    cdef double* share = em + Tb * S              # (2S,) the recursions' rows, then
+                                                  # the states' shares of one step
     cdef double log_p
     for s in range(S):                            # l', and where a path may skip a blank
         ext[s] = targets[start + s // 2] if s % 2 else blank
@@ -47,10 +51,11 @@ cdef void one_example(floating[:, :, ::1] dlogits, double[::1] losses,
     for t in range(Tb):
         for k in range(C):
             lp[t * C + k] = logits[t, b, k]
-    if sc_ctc_log_softmax(lp, Tb, C):
+    if sc_ctc_log_softmax(lp, prob, Tb, C):
         losses[b] = INFINITY + (-INFINITY)        # NaN: a row holds NaN or infinity
         return
-    log_p = sc_ctc_alpha_beta(alpha, beta, lp, ext, skip, Tb, S, C)
+    sc_ctc_emissions(em, lp, ext, Tb, S, C)
+    log_p = sc_ctc_alpha_beta(alpha, beta, em, skip, share, Tb, S)
     if isinf(log_p):                              # no alignment reads the target
         losses[b] = 0.0 if zero_infinity else INFINITY
         for t in range(Tb):
@@ -58,16 +63,16 @@ cdef void one_example(floating[:, :, ::1] dlogits, double[::1] losses,
                 dlogits[t, b, k] = 0.0 if zero_infinity else INFINITY + (-INFINITY)
         return
     losses[b] = -log_p
-    sc_ctc_gradient(lp, share, alpha, beta, ext, Tb, S, C, log_p, scale)
+    sc_ctc_gradient(prob, share, alpha, beta, em, ext, Tb, S, C, log_p, scale)
     for t in range(Tb):
         for k in range(C):
-            dlogits[t, b, k] = <floating>lp[t * C + k]
+            dlogits[t, b, k] = <floating>prob[t * C + k]
 
 
 def ctc_work_len(Py_ssize_t T, Py_ssize_t C, Py_ssize_t S):
-    """Doubles of one thread's workspace: log-softmax rows (T, C), alpha and beta
-    (T, S), the states' shares of one step (S,)."""
-    return T * C + 2 * T * S + S
+    """Doubles of one thread's workspace: log-softmax and softmax rows (T, C), alpha,
+    beta and the emissions (T, S), two rows (S,) for the recursions and the gradient."""
+    return 2 * T * C + 3 * T * S + 2 * S
 
 
 def ctc_loss(floating[:, :, ::1] dlogits,          # (T, B, C) out

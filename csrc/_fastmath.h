@@ -113,12 +113,17 @@ static inline double sc_tanh(double x)
  * whose terms past u^23 are below 2^-60. ln 2 in two parts keeps e ln 2 exact. */
 static inline double sc_log(double x)
 {
-    int64_t bits = sc_double_to_bits(x);
-    int64_t e = ((bits >> 52) & 0x7ff) - 1023;
-    double m = sc_bits_to_double((bits & 0xfffffffffffffLL) | 0x3ff0000000000000LL);
-    int64_t big = m > 1.4142135623730951;            /* m in [1, 2) -> [sqrt(1/2), sqrt(2)) */
-    m = big ? 0.5 * m : m;
-    e += big;
+    uint64_t bits = (uint64_t)sc_double_to_bits(x);
+    int64_t e = (int64_t)((bits >> 52) & 0x7ff) - 1023;
+    double m = sc_bits_to_double((int64_t)((bits & 0xfffffffffffffULL) | 0x3ff0000000000000ULL));
+    /* e as a double without an int64 -> double conversion, which AVX2 lacks: the
+     * bits of 1.5 * 2^52 + e, minus 1.5 * 2^52 */
+    double ed = sc_bits_to_double(e + 0x4338000000000000LL) - 6755399441055744.0;
+    /* m in [1, 2) -> [sqrt(1/2), sqrt(2)); big is a double, 0 or 1, as a 0/1 int64
+     * from a compare of doubles has no SSE2 instruction and would keep the loop scalar */
+    double big = m > 1.4142135623730951 ? 1.0 : 0.0;
+    m = m * (1.0 - 0.5 * big);
+    ed += big;
     double u = (m - 1.0) / (m + 1.0);
     double u2 = u * u;
     double p = 1.0 / 23.0;
@@ -132,9 +137,6 @@ static inline double sc_log(double x)
     p = p * u2 + 1.0 / 7.0;
     p = p * u2 + 1.0 / 5.0;
     p = p * u2 + 1.0 / 3.0;
-    /* e as a double without an int64 -> double conversion, which AVX2 lacks: the
-     * bits of 1.5 * 2^52 + e, minus 1.5 * 2^52 */
-    double ed = sc_bits_to_double(e + 0x4338000000000000LL) - 6755399441055744.0;
     return ed * 6.93147180369123816490e-01 + (2.0 * u * u2 * p
            + (ed * 1.90821492927058770002e-10 + 2.0 * u));
 }
