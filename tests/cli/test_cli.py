@@ -5,6 +5,7 @@ import os
 import struct
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -147,8 +148,12 @@ def test_sample_on_corrupted_model_files_is_one_line_without_traceback(tmp_path)
     struct.pack_into("<H", method, central + 10, 99)        # compression method 99
     encrypted = bytearray(data)
     encrypted[central + 8] |= 1                              # flag bit 0: encrypted
-    flipped = bytearray(data)
-    flipped[len(data) // 3] ^= 0x5A
+    flipped = bytearray(data)          # a byte of the weights (not of a header's extra
+    with zipfile.ZipFile(good) as z:    # field, which the reader never looks at)
+        info = z.getinfo("param/rnn.W_l0.npy")
+    name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+    start = info.header_offset + 30 + name_len + extra_len
+    flipped[start + info.compress_size - 3] ^= 0x5A
     files = {"method.npz": method, "encrypted.npz": encrypted, "flipped.npz": flipped,
              "cut.npz": data[: len(data) - 30]}
     for name, blob in files.items():
