@@ -17,7 +17,8 @@ from .nn import (GRU, LSTM, RNN, Dense, Dropout, Embedding, ctc_loss,  # noqa: E
 from .train.loop import TrainingDiverged  # noqa: E402
 from .data import Vocab  # noqa: E402
 from .models import (LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger,  # noqa: E402
-                     SequenceTranscriber, ctc_beam_search, ctc_greedy_decode, load)
+                     SequenceTranscriber, ctc_beam_search, ctc_greedy_decode, load,
+                     quantize)
 from ._threads import get_num_threads, limit_threads, set_num_threads  # noqa: E402
 from . import _threads  # noqa: E402
 
@@ -60,4 +61,4 @@ __all__ = ["RNN", "GRU", "LSTM", "Dense", "Dropout", "softmax_cross_entropy", "c
            "Vocab", "Embedding", "LanguageModel", "SequenceClassifier", "SequenceTagger",
            "SequenceTranscriber",
            "Seq2Seq", "load", "optim", "TrainingDiverged", "set_num_threads", "get_num_threads",
-           "limit_threads", "cpu_info"]
+           "limit_threads", "cpu_info", "quantize"]

@@ -48,6 +48,15 @@ def check_backend(backend):
     return check_choice(backend, "backend", BACKENDS)
 
 
+def check_trainable(obj, what):
+    """Refuse ``what`` (``"backward"``, ``"fit"``) on a layer or model whose weights are
+    int8 (``seqcore.quantize``): rounding has no gradient to train through."""
+    if getattr(obj, "quantized", False):
+        raise TypeError(f"{what}: this {type(obj).__name__} is quantized for inference "
+                        "(seqcore.quantize) and cannot be trained; train the float model, "
+                        "then quantize it")
+
+
 def check_choice(value, name, choices):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")

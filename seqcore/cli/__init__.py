@@ -14,7 +14,8 @@ from .args import CommandError, Parser
 __all__ = ["main", "build_parser", "CommandError"]
 
 COMMAND_MODULES = ["seqcore.cli.lm", "seqcore.cli.experiment", "seqcore.cli.bench",
-                   "seqcore.cli.translate", "seqcore.cli.export", "seqcore.cli.ocr"]
+                   "seqcore.cli.translate", "seqcore.cli.export", "seqcore.cli.quantize",
+                   "seqcore.cli.ocr"]
 
 
 def build_parser():

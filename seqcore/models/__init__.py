@@ -43,12 +43,13 @@ from .ctc import ctc_beam_search, ctc_greedy_decode  # noqa: F401
 from .decoding import draw  # noqa: F401
 from .io import MODELS, load, save  # noqa: F401
 from .language import LanguageModel
+from .quantized import quantize
 from .seq2seq import Seq2Seq
 from .tagged import SequenceClassifier, SequenceTagger
 from .transcriber import SequenceTranscriber
 
 __all__ = ["LanguageModel", "SequenceClassifier", "SequenceTagger", "Seq2Seq",
-           "SequenceTranscriber", "load", "save"]
+           "SequenceTranscriber", "load", "save", "quantize"]
 
 MODELS.update({cls.kind: cls for cls in (LanguageModel, SequenceClassifier, SequenceTagger,
                                          Seq2Seq, SequenceTranscriber)})   # what load() restores

@@ -87,6 +87,8 @@ class Model(Switchable):
     ``translate`` always run in evaluation mode.
     """
 
+    quantized = False   # int8 weights (seqcore.quantize): inference only
+
     def __init__(self):
         self.lock = threading.RLock()   # see the module notes
         self.layers = {}          # name -> layer, in forward order
@@ -387,14 +389,16 @@ class Model(Switchable):
         Raises
         ------
         TypeError
-            Data of the wrong form (a bad item names its argument and index), or an
-            argument of the wrong type.
+            Data of the wrong form (a bad item names its argument and index), an
+            argument of the wrong type, or a model with int8 weights
+            (``seqcore.quantize``).
         ValueError
             A value out of range.
         seqcore.TrainingDiverged
             The loss or the gradients became NaN or infinite; the model was not updated
             with that step.
         """
+        V.check_trainable(self, "fit")
         resume = V.check_bool(resume, "resume")
         if batch_options.get("batching") is not None:
             check_batching(batch_options["batching"])

@@ -3,12 +3,15 @@
 Layout of the archive (every entry a plain array; read with ``allow_pickle=False``):
 
     format            "seqcore-model"               (str)    what this file is
-    format_version    2                             (int64)  refuse newer ones
+    format_version    3                             (int64)  refuse newer ones
     config            JSON bytes                    (uint8)  model kind, architecture, vocab(s),
                                                              optimizer hyper-parameters, the
-                                                             training run's record and the
-                                                             dropout generator's state
+                                                             training run's record, the
+                                                             dropout generator's state, and
+                                                             "quantized" (bool)
     param/<layer>.<name>                                     the weights
+    qparam/<layer>.<name>                           (int8)   a quantized model's int8 weights
+    qscale/<layer>.<name>                                    and their scales, one per row
     optim/<entry>                                            optimizer state (Adam m, v, step t)
     run/carry/<i>                                            the state carried into the next
                                                              training window (a, and c for LSTM)
@@ -27,11 +30,13 @@ import tempfile
 import numpy as np
 
 from ..train import optim
+from .quantized import quantize, set_qweight
 
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "seqcore-model"
-FORMAT_VERSION = 2         # 2: training run, dropout generator, dropout/tie/stream config
+FORMAT_VERSION = 3         # 2: training run, dropout generator, dropout/tie/stream config;
+                           # 3: quantized models (qparam/, qscale/)
 MODELS = {}                # kind -> the model class load() builds (filled by seqcore.models)
 
 
@@ -92,12 +97,17 @@ def save(model, path):
                              "generator": x["generator"]} for r, x in enumerate(run["ranks"])]
     config = {"kind": model.kind, "model": model.config(),
               "optimizer": None if optimizer is None else optimizer.config(), "run": run,
-              "generator": None if generator is None else generator.bit_generator.state}
+              "generator": None if generator is None else generator.bit_generator.state,
+              "quantized": bool(getattr(model, "quantized", False))}
     arrays.update({"format": np.array(FORMAT),
                    "format_version": np.array(FORMAT_VERSION, np.int64),
                    "config": _config_array(config)})
     for name, p, _ in model.parameters():
-        arrays[f"param/{name}"] = p
+        q = _qweight(model, name)
+        if q is None:
+            arrays[f"param/{name}"] = p
+        else:
+            arrays[f"qparam/{name}"], arrays[f"qscale/{name}"] = q
     if optimizer is not None:
         for name, a in optimizer.state_dict().items():
             arrays[f"optim/{name}"] = np.asarray(a)
@@ -119,6 +129,13 @@ def save(model, path):
             pass
         raise
     return path
+
+
+def _qweight(model, name):
+    """(q, scale) of the parameter ``name`` ("<layer>.<key>") if it is int8, else None."""
+    layer, key = name.split(".", 1)
+    qweights = getattr(model.layers[layer], "qweights", None) or {}
+    return qweights.get(key)
 
 
 def _reason(exc):
@@ -202,16 +219,34 @@ def load(path, *, backend="cython"):
         config = json.loads(arrays["config"].tobytes().decode("utf-8"))
         cls = MODELS[config["kind"]]
         model = cls.from_config(config["model"], backend=backend)
+        if config.get("quantized", False):
+            model = quantize(model)
     except Exception as exc:      # noqa: BLE001 - whatever the config holds, one refusal
         raise ValueError(f"{path}: damaged seqcore model file (bad config: "
                          f"{type(exc).__name__}: {_reason(exc)})") from None
 
     expected = {name: p for name, p, _ in model.parameters()}
     stored_params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
-    if set(stored_params) != set(expected):
+    stored_q = {k[len("qparam/"):]: v for k, v in arrays.items() if k.startswith("qparam/")}
+    stored_s = {k[len("qscale/"):]: v for k, v in arrays.items() if k.startswith("qscale/")}
+    want_q = {name for name in expected if _qweight(model, name) is not None}
+    if set(stored_params) != set(expected) - want_q or set(stored_q) != want_q \
+            or set(stored_s) != want_q:
+        found = set(stored_params) | set(stored_q)
         raise ValueError(f"{path}: damaged seqcore model file (weights do not match the "
-                         f"architecture: {sorted(set(stored_params) ^ set(expected))[:3]})")
+                         f"architecture: {sorted(found ^ set(expected))[:3] or 'int8 weights'})")
     for name, p in expected.items():
+        if name in want_q:
+            q, scale = stored_q[name], stored_s[name]
+            if q.dtype != np.int8:
+                raise ValueError(f"{path}: damaged seqcore model file (int8 weight {name}: "
+                                 f"dtype {q.dtype})")
+            layer, key = name.split(".", 1)
+            try:
+                set_qweight(model.layers.values(), model.layers[layer], key, q, scale)
+            except ValueError as exc:
+                raise ValueError(f"{path}: damaged seqcore model file ({exc})") from None
+            continue
         w = stored_params[name]
         if w.shape != p.shape or w.dtype != p.dtype:
             raise ValueError(f"{path}: damaged seqcore model file (weight {name}: shape "

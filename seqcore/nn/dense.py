@@ -60,6 +60,9 @@ class Dense:
     (5, 3, 10)
     """
 
+    quantized = False  # int8 weights (seqcore.quantize): inference only
+    qweights = None    # then {name: (q int8, scale)} (seqcore.nn.quantized)
+
     def __init__(self, in_features, out_features, *, dtype=np.float32, backend="cython",
                  seed=None):
         self.in_features = V.check_int(in_features, "in_features")
@@ -166,7 +169,10 @@ class Dense:
         ------
         ValueError
             ``backward`` before ``forward``, or ``dy`` of the wrong shape.
+        TypeError
+            A layer with int8 weights (``seqcore.quantize``).
         """
+        V.check_trainable(self, "backward")
         if self._x is None:
             raise ValueError("backward() called before forward(): run forward() first")
         x = self._x

@@ -67,6 +67,9 @@ class Embedding:
     (2, 2, 4)
     """
 
+    quantized = False  # int8 weights (seqcore.quantize): inference only
+    qweights = None    # then {name: (q int8, scale)} (seqcore.nn.quantized)
+
     def __init__(self, num_embeddings, embedding_dim, *, dtype=np.float32, backend="cython",
                  seed=None):
         self.num_embeddings = V.check_int(num_embeddings, "num_embeddings")
@@ -150,7 +153,10 @@ class Embedding:
         ------
         ValueError
             ``backward`` before ``forward``, or ``dx`` of the wrong shape.
+        TypeError
+            A layer with int8 weights (``seqcore.quantize``).
         """
+        V.check_trainable(self, "backward")
         if self._ids is None:
             raise ValueError("backward() called before forward(): run forward() first")
         ids = self._ids

@@ -70,6 +70,8 @@ class _Recurrent(Switchable):
     _cell = ""         # kernel prefix: "rnn", "gru" or "lstm"
     _num_gates = 1     # G
     _num_states = 1    # 1: a (RNN, GRU); 2: (a, c) (LSTM)
+    quantized = False  # int8 weights (seqcore.quantize): inference only
+    qweights = None    # then {name: (q int8, scale)} (seqcore.nn.quantized)
 
     def __init__(self, input_size, hidden_size, *, num_layers=1, bidirectional=False,
                  batch_first=False, dropout=0.0, dtype=np.float32, backend="cython",
@@ -516,7 +518,8 @@ class _Recurrent(Switchable):
             ``backward`` before any ``forward``, or ``dy``/``dstate`` of the wrong
             shape or with NaN or infinity.
         TypeError
-            ``dy`` or ``dstate`` not an array of the layer's dtype.
+            ``dy`` or ``dstate`` not an array of the layer's dtype, or a layer with
+            int8 weights (``seqcore.quantize``).
 
         Notes
         -----
@@ -524,6 +527,7 @@ class _Recurrent(Switchable):
         layer shared with other threads holds ``with layer.lock:`` around its
         forward/backward pair.
         """
+        V.check_trainable(self, "backward")
         with self.lock:
             return self._backward(dy, dstate)
 

@@ -1,0 +1,220 @@
+"""seqcore.quantize: int8 weights (one scale per row) checked against PyTorch's
+per-channel quantizer, every layer kind and model computing with exactly the weights
+the int8 values stand for, training refused, and exact round trips through files and
+the command line."""
+import copy
+
+import numpy as np
+import pytest
+
+import seqcore
+from seqcore.cli import main
+from seqcore.models import io as sio
+from seqcore.reference.quant import dequantize_rows, qlinear, quantize_rows
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")   # deprecated
+
+LAYERS = [
+    lambda dt: seqcore.RNN(5, 6, nonlinearity="relu", dtype=dt, seed=0),
+    lambda dt: seqcore.RNN(5, 6, num_layers=2, bidirectional=True, dtype=dt, seed=1),
+    lambda dt: seqcore.GRU(5, 6, dtype=dt, seed=2),
+    lambda dt: seqcore.GRU(5, 6, reset_after=True, bidirectional=True, dtype=dt, seed=3),
+    lambda dt: seqcore.LSTM(5, 6, num_layers=2, dtype=dt, seed=4),
+    lambda dt: seqcore.LSTM(5, 6, peephole=True, bidirectional=True, dtype=dt, seed=5),
+]
+LAYER_IDS = ["rnn-relu", "rnn-bi-2", "gru", "gru-after-bi", "lstm-2", "lstm-peep-bi"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_int8_values_match_pytorchs_per_channel_quantizer(dtype, rng):
+    W = (rng.standard_normal((40, 33)) * rng.uniform(0.01, 3, (40, 1))).astype(dtype)
+    W[7] = 0                                                   # a row of zeros
+    q, scale = quantize_rows(W)
+    assert q.dtype == np.int8 and scale.dtype == dtype and scale.shape == (40,)
+    assert np.abs(q).max() == 127 and np.all(q[7] == 0) and scale[7] == 0
+    np.testing.assert_allclose(scale, np.abs(W).max(axis=1) / 127, rtol=1e-6)
+    rows = np.flatnonzero(scale > 0)
+    if dtype == np.float32:                    # PyTorch quantizes float32 tensors only
+        want = torch.quantize_per_channel(
+            torch.from_numpy(W[rows]), torch.from_numpy(scale[rows].astype(np.float64)),
+            torch.zeros(len(rows), dtype=torch.int64), 0, torch.qint8).int_repr().numpy()
+    else:                                      # Python's round: to nearest, ties to even
+        want = [[round(w / s) for w in row] for row, s in zip(W[rows], scale[rows])]
+    np.testing.assert_array_equal(q[rows], want)
+    err = np.abs(dequantize_rows(q, scale) - W)
+    assert np.all(err <= scale[:, None] / 2 * (1 + 1e-6))
+
+
+def test_qlinear_is_the_product_with_the_dequantized_weights(rng):
+    W = rng.standard_normal((9, 7))
+    x, b = rng.standard_normal((4, 3, 7)), rng.standard_normal(9)
+    q, scale = quantize_rows(W)
+    np.testing.assert_allclose(qlinear(x, q, scale, b), x @ dequantize_rows(q, scale).T + b,
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", LAYERS, ids=LAYER_IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_recurrent_layer_runs_on_its_int8_weights(make, dtype, kernel_path, rng):
+    layer = make(dtype)
+    before = copy.deepcopy(layer.params)
+    q = seqcore.quantize(layer)
+    for name, p in layer.params.items():                  # the float layer is untouched
+        np.testing.assert_array_equal(p, before[name])
+    names = [k for k in layer.params if k.startswith("W_l")]
+    assert set(q.qweights) == set(names) and q.quantized and not layer.quantized
+    # the same layer with the weights set by hand from PyTorch's dequantization
+    want_layer = copy.deepcopy(layer)
+    for name in names:
+        qv, scale = q.qweights[name]
+        assert qv.dtype == np.int8 and qv.shape == layer.params[name].shape
+        if dtype == np.float32:
+            want_layer.params[name] = torch.dequantize(torch.quantize_per_channel(
+                torch.from_numpy(layer.params[name]), torch.from_numpy(scale.astype(np.float64)),
+                torch.zeros(len(scale), dtype=torch.int64), 0, torch.qint8)).numpy()
+        else:
+            want_layer.params[name] = qv * scale[:, None]
+    x = rng.standard_normal((7, 3, 5)).astype(dtype)
+    lengths = [7, 4, 1]
+    y, _ = q.forward(x, lengths=lengths)
+    want, _ = want_layer.forward(x, lengths=lengths)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+    full, _ = layer.forward(x, lengths=lengths)
+    assert 0 < np.abs(y - full).max() < 0.05                 # rounded, and close
+    with pytest.raises(TypeError, match="backward: this .* is quantized for inference"):
+        q.backward(np.ones_like(y))
+
+
+def test_one_token_steps_use_the_int8_weights(rng):
+    lstm = seqcore.LSTM(4, 8, num_layers=2, seed=0)
+    q = seqcore.quantize(lstm)
+    x = rng.standard_normal((1, 1, 4)).astype(np.float32)
+    y, state = q.forward(x)                                  # the one-step path
+    want, want_state = q._forward(x, None, None)            # the general path
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(y, lstm.forward(x)[0], rtol=0, atol=1e-7)
+
+
+def test_dense_and_embedding(rng):
+    dense, emb = seqcore.Dense(6, 5, seed=0), seqcore.Embedding(9, 4, seed=1)
+    qd, qe = seqcore.quantize(dense), seqcore.quantize(emb)
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    q, scale = qd.qweights["W"]
+    np.testing.assert_allclose(qd.forward(x), qlinear(x, q, scale, dense.params["b"]),
+                               rtol=1e-5, atol=1e-6)
+    ids = np.array([[0, 8], [3, -1]])
+    np.testing.assert_array_equal(qe.forward(ids)[0, 1], dequantize_rows(*qe.qweights["W"])[8])
+    with pytest.raises(TypeError, match="quantized for inference"):
+        qd.backward(np.ones((3, 5), np.float32))
+    qe.forward(ids)
+    with pytest.raises(TypeError, match="quantized for inference"):
+        qe.backward(np.ones((2, 2, 4), np.float32))
+    with pytest.raises(TypeError, match="obj: expected a recurrent layer"):
+        seqcore.quantize(np.zeros(3))
+
+
+VOCAB = seqcore.Vocab.build(["hello world, held low"])
+DIGITS = seqcore.Vocab.build(["0123456789"])
+
+
+def _models():
+    return [
+        seqcore.LanguageModel(VOCAB, hidden_size=16, embedding_dim=16, tie_weights=True,
+                              seed=0),
+        seqcore.SequenceClassifier(3, input_size=2, cell="lstm", peephole=True, hidden_size=5,
+                                   bidirectional=True, num_layers=2, seed=1),
+        seqcore.SequenceTagger(4, vocab=VOCAB, cell="gru", hidden_size=5, embedding_dim=3,
+                               seed=2),
+        seqcore.Seq2Seq(DIGITS, DIGITS, hidden_size=8, embedding_dim=4, attention="luong",
+                        seed=3),
+        seqcore.SequenceTranscriber(seqcore.Vocab.build(["ab"]), input_size=3, hidden_size=6, seed=4),
+    ]
+
+
+def _use(model, rng):
+    """What inference gives for the model: predictions, a loss, samples, translations."""
+    if model.kind == "LanguageModel":
+        return (model.evaluate(["hello", "world"])["loss"],
+                model.sample(2, max_len=8, greedy=True), model.sample(2, max_len=8, seed=5))
+    if model.kind == "Seq2Seq":
+        data = [("123", "321"), ("45", "54")]
+        return model.evaluate(data)["loss"], model.translate(["123", "98"], beam_size=1)
+    if model.kind == "SequenceClassifier":
+        xs = [rng.standard_normal((t, 2)).astype(np.float32) for t in (4, 2)]
+        return model.evaluate((xs, [0, 2]))["loss"], model.predict(xs)
+    if model.kind == "SequenceTagger":
+        return model.evaluate((["hello", "low"], [[1, 2, 3, 0, 1], [0, 1, 2]]))["loss"], \
+            model.predict(["hello", "low"])
+    xs = [rng.standard_normal((t, 3)).astype(np.float32) for t in (6, 5)]
+    return model.evaluate((xs, ["ab", "b"]))["loss"], model.predict(xs)
+
+
+@pytest.mark.parametrize("model", _models(), ids=lambda m: m.kind)
+def test_every_model_quantizes_infers_and_round_trips(model, tmp_path):
+    q = seqcore.quantize(model)
+    assert q.quantized and not model.quantized and q.optimizer is None
+    kinds = {name: type(layer).__name__ for name, layer in q.layers.items()
+             if getattr(layer, "qweights", None)}
+    assert "rnn" in kinds or "encoder" in kinds
+    if model.kind == "LanguageModel":                      # tied: one array, one int8 copy
+        assert q.out.params["W"] is q.inputs.params["W"]
+        assert q.out.qweights["W"][0] is q.inputs.qweights["W"][0]
+    got = _use(q, np.random.default_rng(0))
+    assert np.isfinite(got[0])
+    path = q.save(tmp_path / "q.npz")
+    loaded = seqcore.load(path)
+    assert loaded.quantized and loaded.config() == q.config()
+    for name, layer in q.layers.items():
+        for key, (qv, scale) in (getattr(layer, "qweights", None) or {}).items():
+            lq, ls = loaded.layers[name].qweights[key]
+            np.testing.assert_array_equal(lq, qv)
+            np.testing.assert_array_equal(ls, scale)
+            np.testing.assert_array_equal(loaded.layers[name].params[key], layer.params[key])
+    again = _use(loaded, np.random.default_rng(0))
+    assert repr(again) == repr(got)
+    with pytest.raises(TypeError, match="fit: this .* is quantized for inference"):
+        loaded.fit(None, steps=1)
+
+
+def test_a_damaged_int8_entry_is_one_clear_error(tmp_path):
+    q = seqcore.quantize(seqcore.LanguageModel(VOCAB, hidden_size=8, seed=0))
+    q.save(tmp_path / "q.npz")
+    with np.load(tmp_path / "q.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    del arrays["sha256"]
+    arrays["qparam/rnn.W_l0"] = arrays["qparam/rnn.W_l0"].astype(np.int16)
+    arrays["sha256"] = np.array(sio._digest(arrays))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"int8 weight rnn\.W_l0: dtype int16"):
+        seqcore.load(tmp_path / "bad.npz")
+    del arrays["sha256"], arrays["qscale/rnn.W_l0"]
+    arrays["qparam/rnn.W_l0"] = arrays["qparam/rnn.W_l0"].astype(np.int8)
+    arrays["sha256"] = np.array(sio._digest(arrays))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match="weights do not match the architecture"):
+        seqcore.load(tmp_path / "bad.npz")
+
+
+def test_the_command_line_quantizes_then_samples_and_evaluates(tmp_path, capsys):
+    lm = seqcore.LanguageModel(VOCAB, hidden_size=32, seed=0)
+    lm.fit(["hello world", "held low"], steps=3, progress=False)
+    lm.save(tmp_path / "lm.npz")
+    assert main(["quantize", str(tmp_path / "lm.npz"), str(tmp_path / "q.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "int8 weights" in out and "weights:" in out and "smaller" in out
+    ratio = float(out.split("(")[1].split("x smaller")[0])
+    before = sum(p.nbytes for _, p, _ in lm.parameters())
+    after = sum(p.size + 4 * p.shape[0] if name in ("rnn.W_l0", "out.W") else p.nbytes
+                for name, p, _ in lm.parameters())  # int8, and a float32 scale per row
+    assert ratio == round(before / after, 2) and ratio > 3
+    (tmp_path / "t.txt").write_text("hello world\nheld low\n")
+    assert main(["sample", str(tmp_path / "q.npz"), "--n", "2", "--seed", "1"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["evaluate", str(tmp_path / "q.npz"), str(tmp_path / "t.txt")]) == 0
+    assert "perplexity" in capsys.readouterr().out
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    assert main(["quantize", str(tmp_path / "junk.npz"), str(tmp_path / "o.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("seqcore: error: ") and err.count("\n") == 1
