@@ -37,8 +37,8 @@ from libc.string cimport memcpy
 
 from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
                       barrier_done, barrier_end, barrier_init, meet, gemm_panels, KC,
-                      num_panels, pack, packed_len, product, product_work_len, row_dot, sc_barrier_t,
-                      sc_threads, step_product, step_region_threads, step_threads,
+                      num_panels, pack, packed_len, product, product_work_len, row_dot_w,
+                      sc_barrier_t, sc_threads, step_product, step_region_threads, step_threads,
                       unit_split)
 
 include "_load.pxi"
@@ -62,8 +62,10 @@ cdef enum:
     STATE_IN = 12   # where the steps start from: a[0] (c[0]) / the running gradients
     DY = 14         # (T, B, H) dC/da<t> from the outputs
     DA_SQ = 15      # (T, B) ||dC/da<t+1>||^2
-    CELL = 16
-    MAX_SLOTS = 24
+    QW = 16         # one token (step_layer): W in int8 (signed char*), or NULL
+    QSCALE = 17     # and its rows' scales (G*H,) (seqcore.quantize)
+    CELL = 18
+    MAX_SLOTS = 26
     MAX_PHASES = 2
 
 

@@ -42,24 +42,25 @@ cdef enum:
 # regions (gates, then state); reset after, one.
 
 cdef void step_gates(floating* g, floating* hc, const floating* c_prev, const floating* x,
-                     const floating* W, const floating* b, const floating* b_cc,
+                     const floating* W, const signed char* Q, const floating* s,
+                     const floating* b, const floating* b_cc,
                      Py_ssize_t u0, Py_ssize_t u1, Py_ssize_t D, Py_ssize_t H,
                      bint reset_after) noexcept nogil:
     """Units [u0, u1): gamma_r, gamma_u into g (3H); hc = gamma_r * c<t-1> (reset
     before), or hc = W_cc c<t-1> + b_cc and the candidate's W_cx x<t> into g (reset
-    after)."""
+    after). The rows are W's, or its int8 Q's with scales s when Q is not NULL."""
     cdef Py_ssize_t gate, row, j, n = u1 - u0, LDW = H + D
     if n <= 0:
         return
     for gate in range(2):
         row = gate * H + u0
-        row_dot(g + row, c_prev, H, x, D, W + row * LDW, LDW, n, False)
+        row_dot_w(g + row, c_prev, H, x, D, W, Q, s, row, 0, LDW, n, False)
         for j in range(row, row + n):
             g[j] = sigmoid(g[j] + b[j])
     if reset_after:
         row = 2 * H + u0
-        row_dot(hc + u0, c_prev, H, x, 0, W + row * LDW, LDW, n, False)        # W_cc c<t-1>
-        row_dot(g + row, x, D, x, 0, W + row * LDW + H, LDW, n, False)         # W_cx x<t>
+        row_dot_w(hc + u0, c_prev, H, x, 0, W, Q, s, row, 0, LDW, n, False)    # W_cc c<t-1>
+        row_dot_w(g + row, x, D, x, 0, W, Q, s, row, H, LDW, n, False)         # W_cx x<t>
         for j in range(u0, u1):
             hc[j] = hc[j] + b_cc[j]
     else:
@@ -69,7 +70,7 @@ cdef void step_gates(floating* g, floating* hc, const floating* c_prev, const fl
 
 cdef void step_state(floating* c_next, floating* g, const floating* hc,
                      const floating* c_prev, const floating* x, const floating* W,
-                     const floating* b, Py_ssize_t u0, Py_ssize_t u1, Py_ssize_t D,
+                     const signed char* Q, const floating* s, const floating* b, Py_ssize_t u0, Py_ssize_t u1, Py_ssize_t D,
                      Py_ssize_t H, bint reset_after) noexcept nogil:
     """Units [u0, u1), after step_gates (of every unit, reset before): c_tilde into g,
     then c<t> = gamma_u * c_tilde + (1 - gamma_u) * c<t-1>."""
@@ -78,7 +79,7 @@ cdef void step_state(floating* c_next, floating* g, const floating* hc,
     if n <= 0:
         return
     if not reset_after:
-        row_dot(g + row, hc, H, x, D, W + row * LDW, LDW, n, False)
+        row_dot_w(g + row, hc, H, x, D, W, Q, s, row, 0, LDW, n, False)
         for j in range(u0, u1):
             g[2 * H + j] = tanh(g[2 * H + j] + b[2 * H + j])
     else:
@@ -94,11 +95,11 @@ cdef void step_units(floating** v, const Recurrence* r, Py_ssize_t ph, Py_ssize_
     Phase 0: the gates (reset after, and the new state); phase 1: the new state."""
     cdef floating* c = v[STATE_IN]
     if ph == 0:
-        step_gates(v[GATES], v[HC], c, v[X], v[W_], v[BIAS], v[B_CC], u0, u1, r.D, r.H,
-                   r.option)
+        step_gates(v[GATES], v[HC], c, v[X], v[W_], <signed char*>v[QW], v[QSCALE], v[BIAS],
+                   v[B_CC], u0, u1, r.D, r.H, r.option)
     if ph == 1 or r.option:
-        step_state(c + r.H, v[GATES], v[HC], c, v[X], v[W_], v[BIAS], u0, u1, r.D, r.H,
-                   r.option)
+        step_state(c + r.H, v[GATES], v[HC], c, v[X], v[W_], <signed char*>v[QW], v[QSCALE],
+                   v[BIAS], u0, u1, r.D, r.H, r.option)
 
 
 cdef void reset_rows(floating* gates_t, floating* hc_t, const floating* c_t,
@@ -222,6 +223,7 @@ def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] 
     v[STATE] = v[STATE_IN] = &c[0, 0, 0]
     v[GATES] = v[PROJ] = &gates[0, 0, 0]
     v[HC] = &hc[0, 0, 0]
+    v[QW] = v[QSCALE] = NULL       # the float weights
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
         r.unit_phases = 1 if reset_after else 2
         with nogil:
@@ -445,12 +447,14 @@ cdef enum:
 cdef void step_layer(floating** ws, const floating* x, const floating* c0, const floating* unused,
                      const floating** prm, Py_ssize_t D, Py_ssize_t H, bint reset_after,
                      int threads) noexcept nogil:
-    """One layer of Stepper.step: ws = (c, gates, hc), prm = (W, b[, b_cc])."""
+    """One layer of Stepper.step: ws = (c, gates, hc), prm = (W, b, b_cc or NULL, Q,
+    scale)."""
     cdef floating* v[MAX_SLOTS]
     cdef Recurrence r = recurrence(1, 1, D, H, 3, NULL, reset_after, 1)
     r.unit_phases = 1 if reset_after else 2
     v[X], v[W_], v[BIAS], v[B_CC] = (<floating*>x, <floating*>prm[0], <floating*>prm[1],
                                      <floating*>prm[2])
+    v[QW], v[QSCALE] = <floating*>prm[3], <floating*>prm[4]
     v[STATE0], v[STATE_IN], v[GATES], v[HC] = <floating*>c0, ws[0], ws[1], ws[2]
     one_token(v, &r, threads)
 

@@ -107,17 +107,19 @@ cdef void forward_step(real_r g, real_r c_next, real_r a_next, real_r c_prev,
 
 cdef void units_step(floating* g, floating* c_next, floating* a_next, const floating* c_prev,
                      const floating* a_prev, const floating* x, const floating* W,
+                     const signed char* Q, const floating* s,
                      const floating* b, const floating* p, Py_ssize_t u0, Py_ssize_t u1,
                      Py_ssize_t D, Py_ssize_t H) noexcept nogil:
     """Units [u0, u1) of one step of a single sequence (T = B = 1): the four gate rows
     of each unit, W[gate, :] @ [a<t-1>, x<t>], then their gate pass. Arguments as in
-    forward_step; a_prev (H), x (D); W (4H, H+D)."""
+    forward_step; a_prev (H), x (D); W (4H, H+D), or its int8 Q and scales s when Q
+    is not NULL (row_dot_w)."""
     cdef Py_ssize_t gate, row, n = u1 - u0
     if n <= 0:
         return
     for gate in range(4):
         row = gate * H + u0
-        row_dot(g + row, a_prev, H, x, D, W + row * (H + D), H + D, n, False)
+        row_dot_w(g + row, a_prev, H, x, D, W, Q, s, row, 0, H + D, n, False)
     forward_step(g + u0, c_next + u0, a_next + u0, <floating*>c_prev + u0, <floating*>b + u0,
                  <floating*>p + u0 if p != NULL else NULL, n, H)
 
@@ -128,8 +130,8 @@ cdef void step_units(floating** v, const Recurrence* r, Py_ssize_t ph, Py_ssize_
     g (4H) = v[GATES]."""
     cdef floating* a = v[STATE_IN]
     cdef floating* c = v[STATE_IN + 1]
-    units_step(v[GATES], c + r.H, a + r.H, c, a, v[X], v[W_], v[BIAS], v[PEEP], u0, u1,
-               r.D, r.H)
+    units_step(v[GATES], c + r.H, a + r.H, c, a, v[X], v[W_], <signed char*>v[QW],
+               v[QSCALE], v[BIAS], v[PEEP], u0, u1, r.D, r.H)
 
 
 @cython.infer_types(True)
@@ -274,6 +276,7 @@ def lstm_forward(floating[:, :, ::1] a,              # (T+1, B, H) out: states
     v[STATE] = v[STATE_IN] = &a[0, 0, 0]
     v[C_] = v[STATE_IN + 1] = &c[0, 0, 0]
     v[GATES] = v[PROJ] = &gates[0, 0, 0]
+    v[QW] = v[QSCALE] = NULL       # the float weights
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
         with nogil:
             one_token(v, &r, threads)
@@ -346,11 +349,12 @@ cdef enum:
 cdef void step_layer(floating** ws, const floating* x, const floating* a0, const floating* c0,
                      const floating** prm, Py_ssize_t D, Py_ssize_t H, bint peephole,
                      int threads) noexcept nogil:
-    """One layer of Stepper.step: ws = (a, c, gates), prm = (W, b[, p])."""
+    """One layer of Stepper.step: ws = (a, c, gates), prm = (W, b, p or NULL, Q, scale)."""
     cdef floating* v[MAX_SLOTS]
     cdef Recurrence r = recurrence(1, 1, D, H, 4, NULL, peephole, 2)
     v[X], v[W_], v[BIAS] = <floating*>x, <floating*>prm[0], <floating*>prm[1]
     v[PEEP] = <floating*>prm[2] if peephole else NULL
+    v[QW], v[QSCALE] = <floating*>prm[3], <floating*>prm[4]
     v[STATE0], v[STATE0 + 1] = <floating*>a0, <floating*>c0
     v[STATE_IN], v[STATE_IN + 1], v[GATES] = ws[0], ws[1], ws[2]
     one_token(v, &r, threads)

@@ -41,6 +41,7 @@ cdef extern from "_packed_gemm.h" nogil:
     const size_t SC_THREAD_MIN_ROW_WEIGHTS
     const size_t SC_SPLIT_COLUMNS
     const size_t SC_REGION_MIN_UNITS
+    const int SC_Q8_ROWS
     size_t sc_panels(size_t n, size_t nr)
     size_t sc_a_block_len(size_t k, size_t elsize)
     void sc_pack_rows_f(float* P, const float* src, size_t lds, size_t n, size_t k,
@@ -65,6 +66,12 @@ cdef extern from "_packed_gemm.h" nogil:
                       const float* W, size_t ldw, size_t n, int accumulate)
     void sc_rowdot2_d(double* c, const double* a1, size_t k1, const double* a2, size_t k2,
                       const double* W, size_t ldw, size_t n, int accumulate)
+    void sc_rowdot2_q8_f(float* c, const float* a1, size_t k1, const float* a2, size_t k2,
+                         const signed char* Q, const float* scale, size_t ldq, size_t n,
+                         int accumulate)
+    void sc_rowdot2_q8_d(double* c, const double* a1, size_t k1, const double* a2, size_t k2,
+                         const signed char* Q, const double* scale, size_t ldq, size_t n,
+                         int accumulate)
     void sc_rowaxpy_f(float* c, const float* a, size_t inc_a, const float* W, size_t ldw,
                       size_t n, size_t k, int accumulate)
     void sc_rowaxpy_d(double* c, const double* a, size_t inc_a, const double* W, size_t ldw,
@@ -225,6 +232,23 @@ cdef inline void row_dot(floating* c, const floating* a1, size_t k1, const float
         sc_rowdot2_f(c, a1, k1, a2, k2, W, ldw, n, accumulate)
     else:
         sc_rowdot2_d(c, a1, k1, a2, k2, W, ldw, n, accumulate)
+
+
+cdef inline void row_dot_w(floating* c, const floating* a1, size_t k1, const floating* a2,
+                           size_t k2, const floating* W, const signed char* Q,
+                           const floating* scale, size_t row, size_t col, size_t ldw,
+                           size_t n, bint accumulate) noexcept nogil:
+    """row_dot over rows [row, row + n) of the weights from column col: of W, or, when
+    Q is not NULL, of the int8 Q (same shape) times its rows' scales (seqcore.quantize)."""
+    if Q != NULL:
+        if floating is float:
+            sc_rowdot2_q8_f(c, a1, k1, a2, k2, Q + row * ldw + col, scale + row, ldw, n,
+                            accumulate)
+        else:
+            sc_rowdot2_q8_d(c, a1, k1, a2, k2, Q + row * ldw + col, scale + row, ldw, n,
+                            accumulate)
+    else:
+        row_dot(c, a1, k1, a2, k2, W + row * ldw + col, ldw, n, accumulate)
 
 
 cdef inline Py_ssize_t step_threads(int threads, size_t n, size_t k,

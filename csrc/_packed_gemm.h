@@ -31,6 +31,7 @@
 #define SEQCORE_PACKED_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "_paths.h"   /* SC_MR, SC_NR_F/D, SC_ROWS_F/D, SC_VEC_BYTES of this path */
@@ -414,5 +415,118 @@ static inline void sc_rowaxpy_##SUFFIX(T *__restrict__ c, const T *a, size_t inc
 
 SC_DEFINE_ROW(float, sc_vf, sc_vf_u, SC_LANES_F, f)
 SC_DEFINE_ROW(double, sc_vd, sc_vd_u, SC_LANES_D, d)
+
+/* ------------------------------------------------- a single row, int8 weights */
+
+/* sc_rowdot2_q8: c (n) (+)= s (n) * (Q[:, :k1] @ a1 + Q[:, k1:k1+k2] @ a2), Q (n, k)
+ * int8 with row stride ldq, one scale per row (seqcore.reference.quant). The same
+ * blocks of rows as sc_rowdot2; each vector of L int8 weights is widened to L floats
+ * (or doubles) in registers and multiplied by a, so the weights stream from memory
+ * at a quarter of float32's bytes, and each row's sum is scaled once at the end.
+ *
+ * sc_widen_q8_f/d: L int8 at q as a vector of L floats/doubles. Intrinsics, because
+ * GCC 12 turns __builtin_convertvector from int8 into one scalar load and convert a
+ * lane (the int8 step ran 5x slower than float32's): sign-extend to int32
+ * (vpmovsxbd; SSE2 has none: unpack each byte to the top of a 32-bit lane, then
+ * shift it down arithmetically), then convert. */
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+static inline sc_vf sc_widen_q8_f(const int8_t *q)
+{
+#if defined(SC_PATH_AVX512)
+    return (sc_vf)_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
+#elif defined(SC_PATH_AVX2)
+    return (sc_vf)_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+#elif defined(__SSE2__)
+    int32_t w;
+    memcpy(&w, q, 4);
+    __m128i b = _mm_cvtsi32_si128(w);
+    b = _mm_unpacklo_epi8(b, b);
+    b = _mm_unpacklo_epi16(b, b);
+    return (sc_vf)_mm_cvtepi32_ps(_mm_srai_epi32(b, 24));
+#else
+    sc_vf r;
+    for (int i = 0; i < SC_LANES_F; i++) r[i] = q[i];
+    return r;
+#endif
+}
+
+static inline sc_vd sc_widen_q8_d(const int8_t *q)
+{
+#if defined(SC_PATH_AVX512)
+    return (sc_vd)_mm512_cvtepi32_pd(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+#elif defined(SC_PATH_AVX2)
+    int32_t w;
+    memcpy(&w, q, 4);
+    return (sc_vd)_mm256_cvtepi32_pd(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(w)));
+#elif defined(__SSE2__)
+    int16_t w;
+    memcpy(&w, q, 2);
+    __m128i b = _mm_cvtsi32_si128((uint16_t)w);
+    b = _mm_unpacklo_epi8(b, b);
+    b = _mm_unpacklo_epi16(b, b);
+    return (sc_vd)_mm_cvtepi32_pd(_mm_srai_epi32(b, 24));
+#else
+    sc_vd r;
+    for (int i = 0; i < SC_LANES_D; i++) r[i] = q[i];
+    return r;
+#endif
+}
+
+#define SC_DEFINE_ROW_Q8(T, V, VU, L, SUFFIX)                                       \
+static inline __attribute__((always_inline)) void                                   \
+sc_dot_rows_q8_##SUFFIX(V *acc, const int8_t *q, size_t ldq, const T *a, size_t kv)  \
+{                                                                                   \
+    enum { R = L < 8 ? L : 8 };                                                     \
+    const int8_t *qr[R];                                                            \
+    V s[R];                                                                         \
+    for (int r = 0; r < R; r++) { qr[r] = q + r * ldq; s[r] = acc[r]; }             \
+    for (size_t kk = 0; kk < kv; kk += L) {                                         \
+        V av = *(const VU *)(a + kk);                                               \
+        for (int r = 0; r < R; r++)                                                 \
+            s[r] += sc_widen_q8_##SUFFIX(qr[r] + kk) * av;                       \
+    }                                                                               \
+    for (int r = 0; r < R; r++) acc[r] = s[r];                                      \
+}                                                                                   \
+static inline void sc_rowdot2_q8_##SUFFIX(T *c, const T *a1, size_t k1, const T *a2, \
+                                          size_t k2, const int8_t *Q, const T *scale, \
+                                          size_t ldq, size_t n, int accumulate)     \
+{                                                                                   \
+    size_t kv1 = k1 - k1 % L, kv2 = k2 - k2 % L;                                    \
+    for (size_t j = 0; j < n; j += L) {                                             \
+        size_t rows = n - j < L ? n - j : L;                                        \
+        const int8_t *q = Q + j * ldq;                                              \
+        V s[L], zero = {0};                                                         \
+        for (int r = 0; r < L; r++) s[r] = zero;                                    \
+        if (rows == L) {                                                            \
+            for (int h = 0; h < L; h += (L < 8 ? L : 8)) {                          \
+                sc_dot_rows_q8_##SUFFIX(s + h, q + h * ldq, ldq, a1, kv1);          \
+                sc_dot_rows_q8_##SUFFIX(s + h, q + h * ldq + k1, ldq, a2, kv2);     \
+            }                                                                       \
+        } else {                                                                    \
+            for (size_t r = 0; r < rows; r++) {                                     \
+                for (size_t kk = 0; kk < kv1; kk += L)                              \
+                    s[r] += sc_widen_q8_##SUFFIX(q + r * ldq + kk) * *(const VU *)(a1 + kk); \
+                for (size_t kk = 0; kk < kv2; kk += L)                              \
+                    s[r] += sc_widen_q8_##SUFFIX(q + r * ldq + k1 + kk)           \
+                            * *(const VU *)(a2 + kk);                               \
+            }                                                                       \
+        }                                                                           \
+        V sums = sc_row_sums_##SUFFIX(s);                                           \
+        T r[L];                                                                     \
+        memcpy(r, &sums, sizeof(V));                                                \
+        for (size_t p = 0; p < rows; p++) {                                         \
+            for (size_t kk = kv1; kk < k1; kk++) r[p] += (T)q[p * ldq + kk] * a1[kk]; \
+            for (size_t kk = kv2; kk < k2; kk++) r[p] += (T)q[p * ldq + k1 + kk] * a2[kk]; \
+            r[p] *= scale[j + p];                                                   \
+            c[j + p] = accumulate ? c[j + p] + r[p] : r[p];                         \
+        }                                                                           \
+    }                                                                               \
+}
+
+SC_DEFINE_ROW_Q8(float, sc_vf, sc_vf_u, SC_LANES_F, f)
+SC_DEFINE_ROW_Q8(double, sc_vd, sc_vd_u, SC_LANES_D, d)
 
 #endif

@@ -20,16 +20,18 @@ include "_driver.pxi"
 
 
 cdef void units_step(floating* a_next, const floating* a_prev, const floating* x,
-                     const floating* W, const floating* b, Py_ssize_t u0, Py_ssize_t u1,
+                     const floating* W, const signed char* Q, const floating* s,
+                     const floating* b, Py_ssize_t u0, Py_ssize_t u1,
                      Py_ssize_t D, Py_ssize_t H, bint relu) noexcept nogil:
     """Units [u0, u1) of one step of a single sequence (T = B = 1):
-    a_next[j] = g(W[j] @ [a_prev, x] + b[j]), straight from the rows of W (H, H+D)."""
+    a_next[j] = g(W[j] @ [a_prev, x] + b[j]), straight from the rows of W (H, H+D), or
+    of its int8 Q and scales s when Q is not NULL (row_dot_w)."""
     cdef Py_ssize_t j, n = u1 - u0
     cdef floating zero = 0, v
     cdef floating* z = a_next + u0
     if n <= 0:
         return
-    row_dot(z, a_prev, H, x, D, W + u0 * (H + D), H + D, n, False)
+    row_dot_w(z, a_prev, H, x, D, W, Q, s, u0, 0, H + D, n, False)
     if relu:
         for j in range(n):
             v = z[j] + b[u0 + j]
@@ -42,8 +44,8 @@ cdef void units_step(floating* a_next, const floating* a_prev, const floating* x
 cdef void step_units(floating** v, const Recurrence* r, Py_ssize_t ph, Py_ssize_t u0,
                      Py_ssize_t u1) noexcept nogil:
     """One token's step, units [u0, u1): a (2, H) = v[STATE_IN]."""
-    units_step(v[STATE_IN] + r.H, v[STATE_IN], v[X], v[W_], v[BIAS], u0, u1, r.D, r.H,
-               r.option)
+    units_step(v[STATE_IN] + r.H, v[STATE_IN], v[X], v[W_], <signed char*>v[QW], v[QSCALE],
+               v[BIAS], u0, u1, r.D, r.H, r.option)
 
 
 cdef void activate_rows(floating* a_t, const int64_t* lengths, Py_ssize_t t, Py_ssize_t B,
@@ -89,6 +91,7 @@ def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] 
     v[X], v[W_], v[BIAS] = <floating*>&x[0, 0, 0], <floating*>&W[0, 0], <floating*>&b[0]
     v[STATE0] = <floating*>&a0[0, 0]
     v[STATE] = v[STATE_IN] = &a[0, 0, 0]
+    v[QW] = v[QSCALE] = NULL       # the float weights
     if T == 1 and B == 1:          # one step of one sequence (generation): no workspace
         with nogil:
             one_token(v, &r, threads)
@@ -197,10 +200,11 @@ cdef enum:
 cdef void step_layer(floating** ws, const floating* x, const floating* a0, const floating* unused,
                      const floating** prm, Py_ssize_t D, Py_ssize_t H, bint relu,
                      int threads) noexcept nogil:
-    """One layer of Stepper.step: ws = (a,), prm = (W, b)."""
+    """One layer of Stepper.step: ws = (a,), prm = (W, b, -, Q, scale)."""
     cdef floating* v[MAX_SLOTS]
     cdef Recurrence r = recurrence(1, 1, D, H, 1, NULL, relu, 1)
     v[X], v[W_], v[BIAS] = <floating*>x, <floating*>prm[0], <floating*>prm[1]
+    v[QW], v[QSCALE] = <floating*>prm[3], <floating*>prm[4]
     v[STATE0], v[STATE_IN] = <floating*>a0, ws[0]
     one_token(v, &r, threads)
 

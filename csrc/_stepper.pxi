@@ -11,11 +11,16 @@
 cimport numpy as cnp
 from libc.stdlib cimport free, malloc
 
+from _packed cimport SC_Q8_ROWS
+
 cdef extern from "_finite.h" nogil:
     bint sc_all_finite_f(const float* v, size_t n)
     bint sc_all_finite_d(const double* v, size_t n)
 
 cnp.import_array()
+
+cdef enum:
+    NPRM = 5     # parameter pointers a layer: W, b, the cell's own (or NULL), int8 W, scales
 
 
 cdef bint plain_array(object a, int typenum, int nd, const cnp.npy_intp* dims,
@@ -44,8 +49,10 @@ cdef bint plain_array(object a, int typenum, int nd, const cnp.npy_intp* dims,
 cdef class Stepper:
     """forward(x, state) of a unidirectional layer for x of shape (1, 1, D).
 
-    layer: the RNN/GRU/LSTM (its `params` dict is read at every call, so replaced
-    or updated parameters are used). names[l]: ((name, shape), ...) of layer l's
+    layer: the RNN/GRU/LSTM (its `params` dict, and `qweights` when it is quantized,
+    are read at every call, so replaced or updated parameters are used). A quantized
+    layer's steps read its int8 weights (W's entry of qweights: q and the rows'
+    scales) in place of W, on the paths where that is faster (SC_Q8_ROWS, _paths.h). names[l]: ((name, shape), ...) of layer l's
     parameters in kernel order. caches[l]: (x, *workspaces) of layer l, the arrays
     the one-step kernel writes, in the order the layer's backward() reads them;
     workspaces[i] for i < NUM_STATES are the states (2, 1, H): [in, out].
@@ -60,7 +67,9 @@ cdef class Stepper:
     cdef int L, D, H, typenum, nws, itemsize
     cdef bint option
     cdef void** ws                   # L * nws workspace data pointers
-    cdef const void** prm            # L * 3 parameter data pointers of the current call
+    cdef const void** prm            # L * NPRM parameter data pointers of the current call:
+                                     # names[l]'s (up to 3: W, b, the cell's), then the
+                                     # int8 W and its scales, or NULL
 
     def __cinit__(self):
         self.ws = NULL
@@ -78,7 +87,7 @@ cdef class Stepper:
         self.zeros = np.zeros((self.L, 1, self.H), self.x_copy.dtype)
         self.nws = len(caches[0]) - 1
         self.ws = <void**>malloc(self.L * self.nws * sizeof(void*))
-        self.prm = <const void**>malloc(self.L * 3 * sizeof(void*))
+        self.prm = <const void**>malloc(self.L * NPRM * sizeof(void*))
         if self.ws == NULL or self.prm == NULL:
             raise MemoryError()
         for l in range(self.L):
@@ -101,10 +110,13 @@ cdef class Stepper:
         params = getattr(self.layer, "params", None)
         if type(params) is not dict:
             return False
+        qweights = getattr(self.layer, "qweights", None)
+        if qweights is not None and type(qweights) is not dict:
+            return False
         for l in range(self.L):
             entries = self.names[l]
-            for i in range(3):
-                self.prm[l * 3 + i] = NULL
+            for i in range(NPRM):
+                self.prm[l * NPRM + i] = NULL
             for i in range(len(entries)):
                 name, shape = entries[i]
                 p = (<dict>params).get(name)
@@ -112,7 +124,18 @@ cdef class Stepper:
                     dims[j] = shape[j]
                 if not plain_array(p, self.typenum, len(shape), dims, False):
                     return False
-                self.prm[l * 3 + i] = cnp.PyArray_DATA(<cnp.ndarray>p)
+                self.prm[l * NPRM + i] = cnp.PyArray_DATA(<cnp.ndarray>p)
+            if qweights and SC_Q8_ROWS:      # W (entries[0]) in int8, and its scales
+                name, shape = entries[0]
+                pair = (<dict>qweights).get(name)
+                if type(pair) is not tuple or len(pair) != 2:
+                    return False
+                dims[0], dims[1] = shape[0], shape[1]
+                if not (plain_array(pair[0], cnp.NPY_INT8, 2, dims, False)
+                        and plain_array(pair[1], self.typenum, 1, dims, False)):
+                    return False
+                self.prm[l * NPRM + 3] = cnp.PyArray_DATA(<cnp.ndarray>pair[0])
+                self.prm[l * NPRM + 4] = cnp.PyArray_DATA(<cnp.ndarray>pair[1])
         return True
 
     def step(self, x, state, int threads):
@@ -158,11 +181,13 @@ cdef class Stepper:
                 if self.typenum == cnp.NPY_FLOAT:
                     step_layer(<float**>self.ws + l * self.nws, <const float*>x_in,
                                <const float*>s0[0] + l * H, <const float*>s0[1] + l * H,
-                               <const float**>self.prm + l * 3, D_l, H, self.option, threads)
+                               <const float**>self.prm + l * NPRM, D_l, H, self.option,
+                               threads)
                 else:
                     step_layer(<double**>self.ws + l * self.nws, <const double*>x_in,
                                <const double*>s0[0] + l * H, <const double*>s0[1] + l * H,
-                               <const double**>self.prm + l * 3, D_l, H, self.option, threads)
+                               <const double**>self.prm + l * NPRM, D_l, H, self.option,
+                               threads)
                 for i in range(NUM_STATES):      # the new states: row 1 of each (2, 1, H)
                     memcpy(out[i] + l * nbytes, <char*>self.ws[l * self.nws + i] + nbytes,
                            nbytes)

@@ -17,8 +17,12 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from cython.parallel cimport prange
 
-from _packed cimport (KC, a_work_len, product, product_work_len, region_begin,
-                      region_end, region_mark, sc_threads)
+from _packed cimport (KC, SC_Q8_ROWS, a_work_len, product, product_work_len,
+                      region_begin, region_end, region_mark, row_dot_w, sc_threads,
+                      step_threads, unit_split)
+
+# Whether this path's single rows read int8 weights (dense_forward_q8): _paths.h.
+Q8_ROWS = bool(SC_Q8_ROWS)
 
 cdef extern from "_train.h" nogil:
     double sc_xent_row_f(float* d, const float* z, size_t V, int64_t t, float w)
@@ -88,6 +92,38 @@ def dense_forward(floating[:, ::1] y,             # (N, V) out
             fill_rows(&y[0, 0], &b[0], 0, N, V)
         product(&y[0, 0], V, &x[0, 0], K, 1, &W[0, 0], K, True, N, V, K, True, threads,
                 &work[0], Ab)
+
+
+def dense_forward_q8(floating[:, ::1] y,          # (N, V) out
+                     const floating[:, ::1] x,    # (N, K)
+                     const signed char[:, ::1] Q, # (V, K) int8 weights
+                     const floating[::1] scale,   # (V,) their rows' scales
+                     const floating[::1] b,       # (V,)
+                     int threads):
+    """y = x @ (scale * Q)^T + b for a few rows of x (a token at a time): each row
+    against the int8 rows of Q straight from memory, the outputs split over the
+    threads. The NumPy twin is seqcore.reference.quant.qlinear."""
+    cdef Py_ssize_t N = x.shape[0], K = x.shape[1], V = Q.shape[0], n, q, nq, j0, j1, j
+    threads = sc_threads(threads)           # one while the cores are taken (_load.h)
+    nq = step_threads(threads, V, K, V)
+    with nogil:
+        for n in range(N):
+            if nq > 1:
+                region_begin(nq)
+                for q in prange(nq, num_threads=nq, schedule="static"):
+                    j0 = unit_split(&y[0, 0], V, q, nq)
+                    j1 = unit_split(&y[0, 0], V, q + 1, nq)
+                    row_dot_w(&y[n, 0] + j0, &x[n, 0], K, &x[n, 0], 0, NULL, &Q[0, 0],
+                              &scale[0], j0, 0, K, j1 - j0, False)
+                    for j in range(j0, j1):
+                        y[n, j] = y[n, j] + b[j]
+                    region_mark(q)
+                region_end()
+            else:
+                row_dot_w(&y[n, 0], &x[n, 0], K, &x[n, 0], 0, NULL, &Q[0, 0], &scale[0], 0,
+                          0, K, V, False)
+                for j in range(V):
+                    y[n, j] = y[n, j] + b[j]
 
 
 cdef inline void fill_rows(floating* y, const floating* b, Py_ssize_t r0, Py_ssize_t r1,

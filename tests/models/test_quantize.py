@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import seqcore
+from seqcore._dispatch import train_kernels
 from seqcore.cli import main
 from seqcore.models import io as sio
 from seqcore.reference.quant import dequantize_rows, qlinear, quantize_rows
@@ -87,14 +88,64 @@ def test_every_recurrent_layer_runs_on_its_int8_weights(make, dtype, kernel_path
         q.backward(np.ones_like(y))
 
 
-def test_one_token_steps_use_the_int8_weights(rng):
-    lstm = seqcore.LSTM(4, 8, num_layers=2, seed=0)
-    q = seqcore.quantize(lstm)
-    x = rng.standard_normal((1, 1, 4)).astype(np.float32)
-    y, state = q.forward(x)                                  # the one-step path
-    want, want_state = q._forward(x, None, None)            # the general path
-    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
-    assert not np.allclose(y, lstm.forward(x)[0], rtol=0, atol=1e-7)
+STEP_LAYERS = [
+    lambda dt: seqcore.RNN(37, 21, num_layers=2, dtype=dt, seed=0),
+    lambda dt: seqcore.RNN(37, 21, nonlinearity="relu", dtype=dt, seed=1),
+    lambda dt: seqcore.GRU(37, 21, num_layers=2, dtype=dt, seed=2),
+    lambda dt: seqcore.GRU(37, 21, reset_after=True, dtype=dt, seed=3),
+    lambda dt: seqcore.LSTM(37, 21, num_layers=2, dtype=dt, seed=4),
+    lambda dt: seqcore.LSTM(37, 21, peephole=True, dtype=dt, seed=5),
+]
+
+
+@pytest.mark.parametrize("make", STEP_LAYERS,
+                         ids=["rnn-2", "rnn-relu", "gru-2", "gru-after", "lstm-2", "lstm-peep"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_token_steps_run_on_the_int8_weights(make, dtype, threads, kernel_path, rng):
+    """The compiled one-token step (csrc: row_dot_w, sc_rowdot2_q8) against the
+    general path on the weights the int8 values stand for (the NumPy twin's math,
+    qlinear = the product with dequantize_rows), on every kernel path: sizes that
+    leave partial blocks of rows and columns. Where the path reads int8 rows
+    (Q8_ROWS: not generic), the float weights are made NaN first."""
+    q = seqcore.quantize(make(dtype))
+    steps = [rng.standard_normal((1, 1, 37)).astype(dtype) for _ in range(4)]
+    want, state = [], None
+    for x in steps:                                          # the general path
+        y, state = q._forward(x, state, None)
+        want.append(y)
+    if train_kernels().Q8_ROWS:          # the step must read the int8 weights, not these
+        for name in q.qweights:
+            q.params[name] = np.full_like(q.params[name], np.nan)
+    got, state = [], None
+    with seqcore.limit_threads(threads):
+        for x in steps:
+            y, state = q.forward(x, state)
+            got.append(y)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(np.concatenate(got), np.concatenate(want), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows", [1, 3, 5])
+def test_dense_rows_run_on_the_int8_weights(dtype, threads, rows, kernel_path, rng):
+    """Dense's int8 kernel (dense_forward_q8, below 4 rows) and its float product on
+    the dequantized weights (from 4) against the twin qlinear, on every path."""
+    dense = seqcore.quantize(seqcore.Dense(45, 301, dtype=dtype, seed=0))
+    q, scale = dense.qweights["W"]
+    x = rng.standard_normal((rows, 45)).astype(dtype)
+    want = qlinear(x, q, scale, dense.params["b"])
+    if rows < 4 and train_kernels().Q8_ROWS:   # the int8 kernel must not read params["W"]
+        dense.params["W"] = np.full_like(dense.params["W"], np.nan)
+    with seqcore.limit_threads(threads):
+        got = dense.forward(x)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    if train_kernels().Q8_ROWS:
+        dense.qweights["W"] = (q.astype(np.int16), scale)
+        with pytest.raises(TypeError, match=r"qweights\['W'\]\[0\]: expected dtype int8"):
+            dense.forward(x[:1])
 
 
 def test_dense_and_embedding(rng):
