@@ -65,13 +65,8 @@ def main(argv=None):
     p.add_argument("--calls", type=int, default=30, help="timed calls a visit (default 30)")
     p.add_argument("--also", metavar="PATH", help="another seqcore to time beside this one")
     args = p.parse_args(argv)
-    import seqcore
-    from seqcore.bench import ISA_LIMITS, cpu_name
-    supported = seqcore.cpu_info()["supported"]
-    paths = args.paths.split(",") if args.paths else list(supported)
-    for path in paths:
-        if path not in supported:
-            raise SystemExit(f"--paths: this CPU runs {', '.join(supported)}, not {path!r}")
+    from seqcore.bench import cpu_name, path_envs
+    paths = path_envs(args.paths)
     sides = [("seqcore", None)]
     if args.also:
         sides.append((f"seqcore@{args.also}", os.path.abspath(args.also)))
@@ -82,10 +77,7 @@ def main(argv=None):
     head = ["path", "threads"] + [s for s, _ in sides] + [f"{s} / torch" for s, _ in sides[:-1]]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for path in paths:
-        env = dict(os.environ, SEQCORE_CPU=path)
-        if path != supported[0]:
-            env.update(ISA_LIMITS.get(path, {}))
+    for path, env in paths:
         for threads in (int(t) for t in args.threads.split(",")):
             times = {s: [] for s, _ in sides}
             for r in range(args.rounds):

@@ -1093,6 +1093,26 @@ def busy_fraction(seconds=0.5):
     return 1 - (i1 - i0) / max(t1 - t0, 1)
 
 
+def path_envs(paths=None):
+    """``[(path, env), ...]``: each kernel path of ``paths`` (a comma-separated string;
+    None: every path this CPU runs) with the environment of a worker process on it:
+    ``SEQCORE_CPU``, and below the CPU's best path ``ISA_LIMITS`` for the other
+    libraries. Raises SystemExit naming a path the CPU does not run."""
+    from .. import cpu_info
+    supported = cpu_info()["supported"]
+    chosen = paths.split(",") if paths else list(supported)
+    for path in chosen:
+        if path not in supported:
+            raise SystemExit(f"--paths: this CPU runs {', '.join(supported)}, not {path!r}")
+    out = []
+    for path in chosen:
+        env = dict(os.environ, SEQCORE_CPU=path)
+        if path != supported[0]:
+            env.update(ISA_LIMITS.get(path, {}))
+        out.append((path, env))
+    return out
+
+
 def cpu_name():
     """The processor's model name (/proc/cpuinfo), else what platform knows."""
     try:

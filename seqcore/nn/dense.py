@@ -20,6 +20,13 @@ from .buffers import checked_grad, kept
 
 __all__ = ["Dense"]
 
+# A quantized layer's forward of fewer rows than this reads the int8 weights once a
+# row (dense_forward_q8): N/4 of the bytes float32's one pass over W reads. More rows,
+# and every row on a path where int8 rows are slower (Q8_ROWS of the compiled module,
+# csrc/_paths.h), go through the float product, on the weights the int8 values stand
+# for.
+Q8_ROWS = 4
+
 
 class Dense:
     """The notes' output map ``ŷ⟨t⟩ = W_y a⟨t⟩ + b_y`` at every position of ``x``.
@@ -146,11 +153,29 @@ class Dense:
         if self.backend == "numpy":
             return reference.dense_forward(x2, W, b).reshape(shape)
         n = get_num_threads()
+        qw = (self._checked_qweight()
+              if x2.shape[0] < Q8_ROWS and train_kernels().Q8_ROWS else None)
         with self._lock:
             y = kept(self, "_y", shape, self.dtype)   # the last y, if let go of
+            if qw is not None:
+                train_kernels().dense_forward_q8(y.reshape(-1, self.out_features), x2, *qw,
+                                                 b, n)
+                return y
             work, abuf = self._workspace(x2.shape[0], n)
             train_kernels().dense_forward(y.reshape(-1, self.out_features), x2, W, b, work, abuf, n)
         return y
+
+    def _checked_qweight(self):
+        """(q, scale) of a quantized layer's W (seqcore.quantize), checked, else None."""
+        pair = (self.qweights or {}).get("W")
+        if pair is None:
+            return None
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise TypeError("qweights['W']: expected a pair (q, scale) of arrays")
+        q = V.check_array(pair[0], "qweights['W'][0]", (self.out_features, self.in_features),
+                          np.int8, finite=False)
+        scale = V.check_array(pair[1], "qweights['W'][1]", (self.out_features,), self.dtype)
+        return q, scale
 
     def backward(self, dy):
         """Gradients of the most recent ``forward``; adds into ``grads["W"]`` and ``grads["b"]``.

@@ -11,8 +11,6 @@ per gate unit), a Dense layer's ``W`` (one row per output), an embedding's ``W``
 row per token). Biases and peepholes stay as they are.
 """
 
-import numpy as np
-
 from ..reference.quant import dequantize_rows, quantize_rows
 from .dense import Dense
 from .embedding import Embedding
