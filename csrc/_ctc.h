@@ -10,9 +10,10 @@
  (* only where l'_s is a label unlike l'_{s-2}: skip[s] is 0 there and -inf elsewhere,
  * added to the term, so that no branch breaks the loop). Every step's states depend
  * on the step before only, so the loop over s runs as vector passes
- * (sc_ctc_lse_row), with sc_exp and sc_log (_fastmath.h). A state no path reaches holds -inf exactly. The arrays are
- * restrict: no two overlap, which the loops need to vectorize. The emissions
- * em[t, s] = lp[t, l'_s] are gathered once into a (T, S) array of their own
+ * (sc_ctc_lse_states), with sc_exp_neg and sc_log (_fastmath.h): a blank's state,
+ * never skipped, sums two terms, a label's three. A state no path reaches holds -inf
+ * exactly. The arrays are restrict: no two overlap, which the loops need to
+ * vectorize. The emissions em[t, s] = lp[t, l'_s] are gathered once into a (T, S) array of their own
  * (sc_ctc_emissions), so that those loops read only contiguous memory: the x86-64
  * baseline has no gather instruction, and without it no loop that reads lp[t, ext[s]]
  * vectorizes.
@@ -53,7 +54,16 @@ static inline double sc_lse3_sum(double a, double b, double c, double* m)
     low = low < c ? low : c;
     double base = top == -INFINITY ? 0.0 : top;
     *m = top;
-    return 1.0 + (sc_exp(mid - base) + sc_exp(low - base));
+    return 1.0 + (sc_exp_neg(mid - base) + sc_exp_neg(low - base));
+}
+
+/* The same for two terms (the third -inf): logsumexp(a, b) = m + log(1 + exp(low - m)). */
+static inline double sc_lse2_sum(double a, double b, double* m)
+{
+    double top = a > b ? a : b, low = a > b ? b : a;
+    double base = top == -INFINITY ? 0.0 : top;
+    *m = top;
+    return 1.0 + sc_exp_neg(low - base);
 }
 
 static inline double sc_lse3_end(double m, double sum)
@@ -68,21 +78,53 @@ static inline double sc_lse3(double a, double b, double c)
     return sc_lse3_end(m, sum);
 }
 
-/* out[i] = sc_lse3(x0[i], x1[i], x2[i] + skip[i]) + em[i] for i < n, in two passes
+/* Every other state of a step: out[2i] = sc_lse3(x0[2i], x1[2i], x2[2i] + skip[2i])
+ * + em[2i] for i < n (the labels' states, whose third term may exist), in two passes
  * over the row: the sums into sum (and the largest terms into top), then the logs.
  * Each pass is a short chain of dependent operations per element, so the CPU keeps
  * several elements in flight; in one fused pass each element waits on its exps,
  * then its log (1.6x slower at S 81 on the generic path). */
-static inline void sc_ctc_lse_row(double* restrict out, const double* x0, const double* x1,
-                                  const double* x2, const double* restrict skip,
-                                  const double* restrict em, double* restrict top,
-                                  double* restrict sum, int64_t n)
+static inline void sc_ctc_lse3_row(double* restrict out, const double* x0, const double* x1,
+                                   const double* x2, const double* restrict skip,
+                                   const double* restrict em, double* restrict top,
+                                   double* restrict sum, int64_t n)
 {
     int64_t i;
     for (i = 0; i < n; i++)
-        sum[i] = sc_lse3_sum(x0[i], x1[i], x2[i] + skip[i], &top[i]);
+        sum[i] = sc_lse3_sum(x0[2 * i], x1[2 * i], x2[2 * i] + skip[2 * i], &top[i]);
     for (i = 0; i < n; i++)
-        out[i] = sc_lse3_end(top[i], sum[i]) + em[i];
+        out[2 * i] = sc_lse3_end(top[i], sum[i]) + em[2 * i];
+}
+
+/* The blanks' states: out[2i] = sc_lse3(x0[2i], x1[2i], -inf) + em[2i] (a blank is
+ * never skipped), with one exp where sc_lse3 takes two. */
+static inline void sc_ctc_lse2_row(double* restrict out, const double* x0, const double* x1,
+                                   const double* restrict em, double* restrict top,
+                                   double* restrict sum, int64_t n)
+{
+    int64_t i;
+    for (i = 0; i < n; i++)
+        sum[i] = sc_lse2_sum(x0[2 * i], x1[2 * i], &top[i]);
+    for (i = 0; i < n; i++)
+        out[2 * i] = sc_lse3_end(top[i], sum[i]) + em[2 * i];
+}
+
+/* The states [a, b) of a step by their kind: blank states (even s) sc_ctc_lse2_row,
+ * label states (odd s) sc_ctc_lse3_row. State s reads src (the step before or after)
+ * at s, s + d1 and s + d2 (alpha: -1, -2; beta: 1, 2), and the skip of the state it
+ * would skip to, s for alpha and s + 2 for beta (ds 0 or 2). */
+static inline void sc_ctc_lse_states(double* restrict cur, const double* src,
+                                     const double* restrict skip, const double* restrict row,
+                                     double* restrict tmp, int64_t S, int64_t a, int64_t b,
+                                     int64_t d1, int64_t d2, int64_t ds)
+{
+    int64_t e = a + (a & 1), o = a + !(a & 1);     /* the first even and odd states */
+    if (b > e)
+        sc_ctc_lse2_row(cur + e, src + e, src + e + d1, row + e, tmp, tmp + S,
+                        (b - e + 1) / 2);
+    if (b > o)
+        sc_ctc_lse3_row(cur + o, src + o, src + o + d1, src + o + d2, skip + o + ds,
+                        row + o, tmp, tmp + S, (b - o + 1) / 2);
 }
 
 /* The log-softmax of each of the T rows of z (T, C), in place, and the softmax into
@@ -95,11 +137,18 @@ static inline int sc_ctc_log_softmax(double* restrict z, double* restrict prob, 
     for (t = 0; t < T; t++) {
         double* row = z + t * C;
         double* p = prob + t * C;
-        double m = row[0], sum = 0.0;
-        for (k = 1; k < C; k++)
-            m = row[k] > m ? row[k] : m;
+        /* the largest entry: four chains of compares (one waited on each in turn) */
+        double m4[4] = {row[0], row[0], row[0], row[0]}, m, sum = 0.0;
+        for (k = 0; k + 4 <= C; k += 4)
+            for (int i = 0; i < 4; i++)
+                m4[i] = row[k + i] > m4[i] ? row[k + i] : m4[i];
+        for (; k < C; k++)
+            m4[0] = row[k] > m4[0] ? row[k] : m4[0];
+        m = m4[0] > m4[1] ? m4[0] : m4[1];
+        m = m > m4[2] ? m : m4[2];
+        m = m > m4[3] ? m : m4[3];
         for (k = 0; k < C; k++) {
-            p[k] = sc_exp(row[k] - m);
+            p[k] = sc_exp_neg(row[k] - m);
             sum += p[k];
         }
         if (!isfinite(m) || !isfinite(sum))
@@ -138,7 +187,7 @@ static inline void sc_ctc_gradient(double* restrict prob, double* restrict share
             hi = S;
         }
         for (s = lo; s < hi; s++)
-            share[s] = scale * sc_exp(a[s] + b[s] - e[s] - log_p);
+            share[s] = scale * sc_exp_neg(a[s] + b[s] - e[s] - log_p);
         for (k = 0; k < C; k++)
             row[k] *= scale;
         for (s = lo; s < hi; s++)
@@ -184,10 +233,7 @@ static inline double sc_ctc_alpha_beta(double* restrict alpha, double* restrict 
             cur[0] = prev[0] + row[0];
         if (lo <= 1 && hi > 1)
             cur[1] = sc_lse3(prev[1], prev[0], -INFINITY) + row[1];
-        s = lo > 2 ? lo : 2;
-        if (hi > s)
-            sc_ctc_lse_row(cur + s, prev + s, prev + s - 1, prev + s - 2, skip + s, row + s,
-                           tmp, tmp + S, hi - s);
+        sc_ctc_lse_states(cur, prev, skip, row, tmp, S, lo > 2 ? lo : 2, hi, -1, -2, 0);
     }
     double* last = beta + (T - 1) * S;
     for (s = 0; s < S; s++)
@@ -208,10 +254,7 @@ static inline double sc_ctc_alpha_beta(double* restrict alpha, double* restrict 
             cur[S - 1] = next[S - 1] + row[S - 1];
         if (S > 1 && hi >= S - 1 && lo <= S - 2)
             cur[S - 2] = sc_lse3(next[S - 2], next[S - 1], -INFINITY) + row[S - 2];
-        s = hi < S - 2 ? hi : S - 2;
-        if (s > lo)
-            sc_ctc_lse_row(cur + lo, next + lo, next + lo + 1, next + lo + 2, skip + lo + 2,
-                           row + lo, tmp, tmp + S, s - lo);
+        sc_ctc_lse_states(cur, next, skip, row, tmp, S, lo, hi < S - 2 ? hi : S - 2, 1, 2, 2);
     }
     const double* end = alpha + (T - 1) * S;
     return S > 1 ? sc_lse3(end[S - 1], end[S - 2], -INFINITY) : end[0];

@@ -17,6 +17,9 @@ import numpy as np
 
 from _packed cimport sc_threads
 
+cdef extern from *:
+    void prefetch "__builtin_prefetch" (const void* p) noexcept nogil
+
 cdef extern from "_ctc.h" nogil:
     int sc_ctc_log_softmax(double* z, double* prob, int64_t T, int64_t C)
     void sc_ctc_emissions(double* em, const double* lp, const int64_t* ext,
@@ -48,7 +51,10 @@ cdef void one_example(floating[:, :, ::1] dlogits, double[::1] losses,
     for s in range(S):                            # l', and where a path may skip a blank
         ext[s] = targets[start + s // 2] if s % 2 else blank
         skip[s] = 0.0 if s >= 2 and ext[s] != blank and ext[s] != ext[s - 2] else -INFINITY
-    for t in range(Tb):
+    for t in range(Tb):                           # rows B * C apart: fetched ahead
+        if t + 2 < Tb:
+            prefetch(&logits[t + 2, b, 0])
+            prefetch(&logits[t + 2, b, C - 1])
         for k in range(C):
             lp[t * C + k] = logits[t, b, k]
     if sc_ctc_log_softmax(lp, prob, Tb, C):

@@ -43,10 +43,9 @@ static inline float sc_expf(float x)
     return p * sc_bits_to_float((n + 127) << 23);
 }
 
-static inline double sc_exp(double x)
+/* exp(x) for x in [-708, 709], unclamped: sc_exp and sc_exp_neg clamp first. */
+static inline double sc_exp_in_range(double x)
 {
-    x = x < -708.0 ? -708.0 : x;
-    x = x > 709.0 ? 709.0 : x;
     const double magic = 6755399441055744.0;         /* 1.5 * 2^52 */
     double kd = x * 1.4426950408889634074 + magic;
     int64_t n = sc_double_to_bits(kd) - sc_double_to_bits(magic);
@@ -68,6 +67,20 @@ static inline double sc_exp(double x)
     p = p * r + 1.0;
     p = p * r + 1.0;
     return p * sc_bits_to_double((n + 1023) << 52);
+}
+
+static inline double sc_exp(double x)
+{
+    x = x < -708.0 ? -708.0 : x;
+    return sc_exp_in_range(x > 709.0 ? 709.0 : x);
+}
+
+/* exp(x) for x <= 0 (a term of a logsumexp less the largest, a log-probability): one
+ * clamp fewer than sc_exp, 7% of CTC's recursion on the generic path. Slightly
+ * positive x (rounding) is fine; x past 709 would overflow. */
+static inline double sc_exp_neg(double x)
+{
+    return sc_exp_in_range(x < -708.0 ? -708.0 : x);
 }
 
 static inline float sc_sigmoidf(float x) { return 1.0f / (1.0f + sc_expf(-x)); }
