@@ -4,6 +4,7 @@ docs/performance.md, "int8 weights: speed").
 
     python bench/quantize_speed.py [--paths avx512,avx2,generic] [--sizes 256,512,1024]
                                    [--threads 1,2] [--rounds 3] [--steps 400] [--lm]
+                                   [--batched]
 
 An LSTM layer with D = H, batch 1, fed one token at a time (x of shape (1, 1, H),
 the state carried): the inner loop of generation. Sides, each in its own process,
@@ -17,6 +18,10 @@ one after the other, the order turned every round:
 E = H = 512, LSTM): each step is the embedding of the last token, the LSTM step, the
 output layer and the argmax, in tokens/s; torch-q is nn.Embedding + the dynamic
 quantized LSTM and Linear of the same float weights, the same loop.
+--batched times the medium configuration's forward instead (B 64, T 100, D 256,
+H 512, LSTM): a quantized layer computes it with the weights the int8 values stand
+for, so it should run at float32's speed (torch-q is not run: PyTorch's dynamic
+LSTM quantizes per call).
 A visit times --steps steps and keeps the median; the table shows the median over
 rounds, and the ratios of the sides' medians within a round (the median of those).
 Below the CPU's best path PyTorch is held to the same instruction set
@@ -122,6 +127,25 @@ for _ in range(steps):
 print(statistics.median(times))
 """
 
+BATCHED_WORKER = r"""
+import statistics, sys, time
+import numpy as np
+side, threads, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+import seqcore
+seqcore.set_num_threads(threads)
+lstm = seqcore.LSTM(256, 512, seed=0)
+layer = seqcore.quantize(lstm) if side == "int8" else lstm
+x = np.random.default_rng(0).standard_normal((100, 64, 256)).astype(np.float32)
+for _ in range(3):
+    layer.forward(x)
+times = []
+for _ in range(steps):
+    t = time.perf_counter()
+    layer.forward(x)
+    times.append(time.perf_counter() - t)
+print(statistics.median(times))
+"""
+
 SIDES = ["float32", "int8", "torch-q"]
 
 
@@ -134,30 +158,37 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=400, help="timed steps a visit")
     p.add_argument("--lm", action="store_true",
                    help="a word language model's generation (tokens/s) instead")
+    p.add_argument("--batched", action="store_true",
+                   help="the medium configuration's batched forward instead")
     args = p.parse_args(argv)
     import seqcore
     import torch
     from seqcore.bench import cpu_name, path_envs
     paths = path_envs(args.paths)
     what = ("word LM greedy generation (V 10,000, E = H = 512, LSTM), tokens/s"
-            if args.lm else "LSTM one-token step (B 1, D = H)")
+            if args.lm else "LSTM forward, B 64, T 100, D 256, H 512" if args.batched
+            else "LSTM one-token step (B 1, D = H)")
+    sides = SIDES[:2] if args.batched else SIDES
     print(f"{what}, float32 / int8 weights; {cpu_name()}, "
           f"{os.cpu_count()} CPUs; seqcore {seqcore.__version__}, torch {torch.__version__}; "
           f"median of {args.steps} steps a visit, {args.rounds} rounds, each side in its "
           f"own process")
     print("| path | H | threads | float32 | int8 | torch-q | int8 speed-up | int8 / torch-q time |")
     print("|---|---|---|---|---|---|---|---|")
-    sizes = ["512"] if args.lm else args.sizes.split(",")
+    sizes = ["512"] if args.lm or args.batched else args.sizes.split(",")
     for path, env in paths:
         for H in (int(h) for h in sizes):
             for threads in (int(t) for t in args.threads.split(",")):
-                times = {s: [] for s in SIDES}
+                times = {s: [] for s in sides}
                 for r in range(args.rounds):
-                    for side in SIDES[r % 3:] + SIDES[:r % 3]:
-                        cmd = ([sys.executable, "-c", LM_WORKER, side, str(threads),
-                                str(args.steps)] if args.lm else
-                               [sys.executable, "-c", WORKER, side, str(H), str(threads),
-                                str(args.steps)])
+                    k = r % len(sides)
+                    for side in sides[k:] + sides[:k]:
+                        if args.lm or args.batched:
+                            cmd = [sys.executable, "-c", LM_WORKER if args.lm else BATCHED_WORKER,
+                                   side, str(threads), str(args.steps)]
+                        else:
+                            cmd = [sys.executable, "-c", WORKER, side, str(H), str(threads),
+                                   str(args.steps)]
                         proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
                                               timeout=600)
                         if proc.returncode != 0:
@@ -165,9 +196,14 @@ def main(argv=None):
                         times[side].append(float(proc.stdout))
                 med = {s: statistics.median(v) for s, v in times.items()}
                 speedup = statistics.median(a / b for a, b in zip(times["float32"], times["int8"]))
-                vs_torch = statistics.median(a / b for a, b in zip(times["int8"], times["torch-q"]))
                 show = ((lambda t: f"{1 / t:,.0f} tok/s") if args.lm
+                        else (lambda t: f"{t * 1e3:.2f} ms") if args.batched
                         else (lambda t: f"{t * 1e6:.1f} us"))
+                if args.batched:
+                    print(f"| {path} | {H} | {threads} | {show(med['float32'])} | "
+                          f"{show(med['int8'])} | | {speedup:.2f}x | |", flush=True)
+                    continue
+                vs_torch = statistics.median(a / b for a, b in zip(times["int8"], times["torch-q"]))
                 print(f"| {path} | {H} | {threads} | {show(med['float32'])} | "
                       f"{show(med['int8'])} | {show(med['torch-q'])} | "
                       f"**{speedup:.2f}x** | {vs_torch:.2f} |", flush=True)
