@@ -208,7 +208,7 @@ static inline void sc_ctc_emissions(double* restrict em, const double* restrict 
 }
 
 /* alpha and beta (T, S) of one example from its emissions em (T, S), with tmp (2S,)
- * for sc_ctc_lse_row; returns log p(l | x), -inf when no path reads l. */
+ * for sc_ctc_lse_states; returns log p(l | x), -inf when no path reads l. */
 static inline double sc_ctc_alpha_beta(double* restrict alpha, double* restrict beta,
                                        const double* restrict em,
                                        const double* restrict skip, double* restrict tmp,

@@ -30,7 +30,8 @@ import tempfile
 import numpy as np
 
 from ..train import optim
-from .quantized import quantize, set_qweight
+from ..nn.quantized import set_qweight
+from .quantized import quantize
 
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
 

@@ -11,9 +11,9 @@ int8 values and the scales, a quarter of the float32 weights' bytes, and
 
 import copy
 
-from ..nn.quantized import QUANTIZABLE, quantize_layer, set_qweight
+from ..nn.quantized import QUANTIZABLE, quantize_layer
 
-__all__ = ["quantize", "set_qweight"]
+__all__ = ["quantize"]
 
 
 def quantize(obj):

@@ -229,6 +229,33 @@ def test_every_model_quantizes_infers_and_round_trips(model, tmp_path):
         loaded.fit(None, steps=1)
 
 
+def test_two_threads_on_one_quantized_model():
+    """Two Python threads quantize, step and sample the same model at once: each gets
+    what it gets alone (the model's lock serializes the layers' one-token kernels and
+    their workspaces)."""
+    import threading
+    lm = seqcore.LanguageModel(VOCAB, hidden_size=32, embedding_dim=16, seed=0)
+    q = seqcore.quantize(lm)
+    want = q.sample(3, max_len=20, seed=7)
+    got, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                got.append(q.sample(3, max_len=20, seed=7))
+                seqcore.quantize(lm)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert got == [want] * 10
+
+
 def test_a_damaged_int8_entry_is_one_clear_error(tmp_path):
     q = seqcore.quantize(seqcore.LanguageModel(VOCAB, hidden_size=8, seed=0))
     q.save(tmp_path / "q.npz")
