@@ -6,8 +6,11 @@ float32 model (the table of docs/performance.md, "int8 weights: accuracy").
 1. The stream language model of docs/language-models.md (`seqcore train --stream
    --layers 2 --hidden 128 --embedding 64 --dropout 0.2 --steps 1500 --seed 0`):
    held-out bits per character (the last 5% of the text, as `seqcore train` holds it
-   out), through `seqcore quantize` and `seqcore evaluate --json`.
-2. A word-level LSTM language model on the same text: held-out perplexity.
+   out), through `seqcore quantize` and `seqcore evaluate --json` (batches: the float
+   product on the int8 weights), and on its first 4,000 characters read one token at
+   a time (the path of sampling: int8 x int8 products).
+2. A word-level LSTM language model on the same text: held-out perplexity, the same
+   two ways (1,500 words one at a time).
 3. A SequenceClassifier (bidirectional LSTM, character inputs): the share of held-out
    examples whose predicted class is the same.
 4. `seqcore translate-demo` (its defaults, `--save`): held-out exact match and BLEU on
@@ -55,7 +58,26 @@ def lm_rows(out, level, steps, extra):
     sizes = _seqcore("quantize", model, small).splitlines()[1].split(":", 1)[1].strip()
     f32, i8 = _evaluate(model, held), _evaluate(small, held)
     key = "bits_per_char" if level == "char" else "perplexity"
-    return key, f32[key], i8[key], sizes
+    stepped = [stepped_nll(seqcore.load(m), text[int(len(text) * 0.95):], STEPPED[level])
+               for m in (model, small)]
+    return key, f32[key], i8[key], sizes, stepped
+
+
+# Tokens of the held-out text read one at a time (the int8 x int8 step, as in sampling).
+STEPPED = {"char": 4000, "word": 1500}
+
+
+def stepped_nll(model, text, n):
+    """Mean negative log-likelihood (nats) of the first n tokens of text after the
+    first, read one token at a time: each step a forward of one token of one
+    sequence, the path generation takes (for an int8 model, int8 x int8 products)."""
+    ids = model.stream_ids(text)[:n + 1]
+    state, nll = None, 0.0
+    for t in range(len(ids) - 1):
+        logits, state = model.forward(np.array([[ids[t]]]), state)
+        z = logits[0, 0].astype(np.float64)
+        nll += np.log(np.exp(z - z.max()).sum()) + z.max() - z[ids[t + 1]]
+    return nll / (len(ids) - 1)
 
 
 def classifier_row(steps):
@@ -107,15 +129,22 @@ def main(argv=None):
           f"seqcore {seqcore.__version__}, kernel path {seqcore.cpu_info()['kernels']}")
     print("| model | measure | float32 | int8 | int8 / float32 | target |")
     print("|---|---|---|---|---|---|")
-    key, a, b, sizes = lm_rows(args.out, "char", 1500 // div,
-                               ["--layers", "2", "--hidden", "128", "--embedding", "64",
-                                "--dropout", "0.2"])
+    key, a, b, sizes, (s32, s8) = lm_rows(
+        args.out, "char", 1500 // div,
+        ["--layers", "2", "--hidden", "128", "--embedding", "64", "--dropout", "0.2"])
     print(f"| stream LM, 2-layer LSTM 128 (weights {sizes}) | held-out bits/char | "
           f"{a:.4f} | {b:.4f} | {b / a:.4f} | within 1% |", flush=True)
-    key, a, b, sizes = lm_rows(args.out, "word", 1000 // div,
-                               ["--hidden", "256", "--embedding", "128", "--seq-len", "32"])
+    a, b = s32 / np.log(2), s8 / np.log(2)
+    print(f"| the same, {STEPPED['char']} characters a token at a time | bits/char | "
+          f"{a:.4f} | {b:.4f} | {b / a:.4f} | within 1% |", flush=True)
+    key, a, b, sizes, (s32, s8) = lm_rows(
+        args.out, "word", 1000 // div,
+        ["--hidden", "256", "--embedding", "128", "--seq-len", "32"])
     print(f"| word LM, LSTM 256 (weights {sizes}) | held-out perplexity | {a:.2f} | "
           f"{b:.2f} | {b / a:.4f} | within 2% |", flush=True)
+    a, b = np.exp(s32), np.exp(s8)
+    print(f"| the same, {STEPPED['word']} words a token at a time | perplexity | "
+          f"{a:.2f} | {b:.2f} | {b / a:.4f} | within 2% |", flush=True)
     acc32, acc8, same = classifier_row(600 // div)
     print(f"| classifier, bidirectional LSTM 64 | held-out accuracy (same class) | "
           f"{acc32:.2%} | {acc8:.2%} ({same:.2%} the same) | | the same on 99% |", flush=True)

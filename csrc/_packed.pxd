@@ -41,7 +41,6 @@ cdef extern from "_packed_gemm.h" nogil:
     const size_t SC_THREAD_MIN_ROW_WEIGHTS
     const size_t SC_SPLIT_COLUMNS
     const size_t SC_REGION_MIN_UNITS
-    const int SC_Q8_ROWS
     size_t sc_panels(size_t n, size_t nr)
     size_t sc_a_block_len(size_t k, size_t elsize)
     void sc_pack_rows_f(float* P, const float* src, size_t lds, size_t n, size_t k,
@@ -239,7 +238,8 @@ cdef inline void row_dot_w(floating* c, const floating* a1, size_t k1, const flo
                            const floating* scale, size_t row, size_t col, size_t ldw,
                            size_t n, bint accumulate) noexcept nogil:
     """row_dot over rows [row, row + n) of the weights from column col: of W, or, when
-    Q is not NULL, of the int8 Q (same shape) times its rows' scales (seqcore.quantize)."""
+    Q is not NULL, of the int8 Q (same shape) times its rows' scales (seqcore.quantize),
+    with a1 and a2 quantized each on its own, int8 x int8 (_q8.h)."""
     if Q != NULL:
         if floating is float:
             sc_rowdot2_q8_f(c, a1, k1, a2, k2, Q + row * ldw + col, scale + row, ldw, n,

@@ -37,7 +37,6 @@
 #  define SC_PACK_A_MIN_K 1024
 #  define SC_PACK_A_MIN_N 512
 #  define SC_PACK_AT_MIN_N SC_NEVER
-#  define SC_Q8_ROWS 1
 #elif defined(SC_PATH_AVX2)
 #  define SC_PATH_NAME "avx2"
 #  define SC_VEC_BYTES 32
@@ -47,7 +46,6 @@
 #  define SC_PACK_A_MIN_K SC_NEVER
 #  define SC_PACK_A_MIN_N SC_NEVER
 #  define SC_PACK_AT_MIN_N 64
-#  define SC_Q8_ROWS 1
 #else
 #  define SC_PATH_NAME "generic"
 #  define SC_VEC_BYTES 16
@@ -57,15 +55,7 @@
 #  define SC_PACK_A_MIN_K SC_NEVER
 #  define SC_PACK_A_MIN_N SC_NEVER
 #  define SC_PACK_AT_MIN_N 64
-#  define SC_Q8_ROWS 0
 #endif
-
-/* SC_Q8_ROWS: whether a quantized layer's single rows (a token's step, a Dense row)
- * read the int8 weights (sc_rowdot2_q8), or the float weights they stand for. Chosen
- * by measurement (bench/quantize_speed.py, LSTM step, one thread): avx512 2.5-3.1x
- * and avx2 2.3-2.7x float32's speed at H 256-1024 with int8; on generic, SSE2 widens
- * int8 to float in four instructions a vector (no pmovsxbd), and the int8 step ran
- * at 0.88-0.97x float32's, so it reads the floats there. */
 
 /* SC_LANES_F, SC_LANES_D: floats and doubles in a vector (literals: masks are built
  * from them by token pasting in _packed_gemm.h) */

@@ -11,8 +11,6 @@
 cimport numpy as cnp
 from libc.stdlib cimport free, malloc
 
-from _packed cimport SC_Q8_ROWS
-
 cdef extern from "_finite.h" nogil:
     bint sc_all_finite_f(const float* v, size_t n)
     bint sc_all_finite_d(const double* v, size_t n)
@@ -52,7 +50,7 @@ cdef class Stepper:
     layer: the RNN/GRU/LSTM (its `params` dict, and `qweights` when it is quantized,
     are read at every call, so replaced or updated parameters are used). A quantized
     layer's steps read its int8 weights (W's entry of qweights: q and the rows'
-    scales) in place of W, on the paths where that is faster (SC_Q8_ROWS, _paths.h). names[l]: ((name, shape), ...) of layer l's
+    scales) in place of W, int8 x int8 (sc_rowdot2_q8, _q8.h). names[l]: ((name, shape), ...) of layer l's
     parameters in kernel order. caches[l]: (x, *workspaces) of layer l, the arrays
     the one-step kernel writes, in the order the layer's backward() reads them;
     workspaces[i] for i < NUM_STATES are the states (2, 1, H): [in, out].
@@ -125,7 +123,7 @@ cdef class Stepper:
                 if not plain_array(p, self.typenum, len(shape), dims, False):
                     return False
                 self.prm[l * NPRM + i] = cnp.PyArray_DATA(<cnp.ndarray>p)
-            if qweights and SC_Q8_ROWS:      # W (entries[0]) in int8, and its scales
+            if qweights:                     # W (entries[0]) in int8, and its scales
                 name, shape = entries[0]
                 pair = (<dict>qweights).get(name)
                 if type(pair) is not tuple or len(pair) != 2:

@@ -17,12 +17,9 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from cython.parallel cimport prange
 
-from _packed cimport (KC, SC_Q8_ROWS, a_work_len, product, product_work_len,
+from _packed cimport (KC, a_work_len, product, product_work_len,
                       region_begin, region_end, region_mark, row_dot_w, sc_threads,
                       step_threads, unit_split)
-
-# Whether this path's single rows read int8 weights (dense_forward_q8): _paths.h.
-Q8_ROWS = bool(SC_Q8_ROWS)
 
 cdef extern from "_train.h" nogil:
     double sc_xent_row_f(float* d, const float* z, size_t V, int64_t t, float w)
@@ -101,8 +98,9 @@ def dense_forward_q8(floating[:, ::1] y,          # (N, V) out
                      const floating[::1] b,       # (V,)
                      int threads):
     """y = x @ (scale * Q)^T + b for a few rows of x (a token at a time): each row
-    against the int8 rows of Q straight from memory, the outputs split over the
-    threads. The NumPy twin is seqcore.reference.quant.qlinear."""
+    quantized and multiplied by the int8 rows of Q straight from memory, int8 x int8
+    (sc_rowdot2_q8, _q8.h), the outputs split over the threads. The NumPy twin is
+    seqcore.reference.quant.qlinear_int8."""
     cdef Py_ssize_t N = x.shape[0], K = x.shape[1], V = Q.shape[0], n, q, nq, j0, j1, j
     threads = sc_threads(threads)           # one while the cores are taken (_load.h)
     nq = step_threads(threads, V, K, V)

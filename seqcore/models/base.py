@@ -139,9 +139,10 @@ class Model(Switchable):
         Returns
         -------
         list of (str, numpy.ndarray, numpy.ndarray)
-            ``(name, param, grad)``, named ``"<layer>.<key>"`` (``"rnn.W_l0"``).
+            ``(name, param, grad)``, named ``"<layer>.<key>"`` (``"rnn.W_l0"``); grad
+            is None in a quantized model (``seqcore.quantize``), which keeps none.
         """
-        return [(f"{lname}.{k}", layer.params[k], layer.grads[k])
+        return [(f"{lname}.{k}", layer.params[k], layer.grads.get(k))
                 for lname, layer in self.layers.items() for k in layer.params
                 if f"{lname}.{k}" not in self._tied()]
 

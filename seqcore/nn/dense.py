@@ -20,11 +20,10 @@ from .buffers import checked_grad, kept
 
 __all__ = ["Dense"]
 
-# A quantized layer's forward of fewer rows than this reads the int8 weights once a
-# row (dense_forward_q8): N/4 of the bytes float32's one pass over W reads. More rows,
-# and every row on a path where int8 rows are slower (Q8_ROWS of the compiled module,
-# csrc/_paths.h), go through the float product, on the weights the int8 values stand
-# for.
+# A quantized layer's forward of fewer rows than this runs one row at a time against
+# the int8 weights, int8 x int8 (dense_forward_q8; the twin is
+# reference.quant.qlinear_int8): N/4 of the bytes float32's one pass over W reads.
+# More rows go through the float product, on the weights the int8 values stand for.
 Q8_ROWS = 4
 
 
@@ -150,11 +149,12 @@ class Dense:
         self._x = x
         x2 = x.reshape(-1, self.in_features)                       # (N, K)
         shape = x.shape[:-1] + (self.out_features,)
+        qw = self._checked_qweight() if x2.shape[0] < Q8_ROWS else None
         if self.backend == "numpy":
+            if qw is not None:
+                return reference.quant.qlinear_int8([x2], *qw, b).reshape(shape)
             return reference.dense_forward(x2, W, b).reshape(shape)
         n = get_num_threads()
-        qw = (self._checked_qweight()
-              if x2.shape[0] < Q8_ROWS and train_kernels().Q8_ROWS else None)
         with self._lock:
             y = kept(self, "_y", shape, self.dtype)   # the last y, if let go of
             if qw is not None:

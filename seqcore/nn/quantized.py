@@ -4,7 +4,8 @@ A quantized layer keeps, for each of its weight matrices, the int8 values and th
 per-row scales of ``seqcore.reference.quant`` in ``qweights`` (``{name: (q, scale)}``),
 and in ``params[name]`` the weights they stand for, ``scale * q``, in the layer's
 dtype: ``forward`` computes with exactly the weights the int8 file holds. Its
-``backward`` raises ``TypeError``: the rounding has no gradient to train through.
+``backward`` raises ``TypeError``: the rounding has no gradient to train through, and
+the layer keeps no gradient buffers (``grads`` is empty).
 
 Which matrices: a recurrent layer's ``W_l{l}`` (every layer and direction; one row
 per gate unit), a Dense layer's ``W`` (one row per output), an embedding's ``W`` (one
@@ -46,6 +47,7 @@ def quantize_layer(layer, memo):
         q, scale, weights = memo[id(W)]
         layer.params[name] = weights
         layer.qweights[name] = (q, scale)
+    layer.grads = {}             # inference only: no gradient buffers (zero_grad makes them)
     layer.quantized = True
     return layer
 

@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 
 from .. import _dispatch, _validation as V
+from ..reference.quant import Int8Rows
 from .dropout import Switchable, check_dropout, dropout_mask
 
 __all__ = ["RNN", "GRU", "LSTM"]
@@ -456,6 +457,11 @@ class _Recurrent(Switchable):
         caches = []
         drop_masks = []           # per layer below the top: m / (1 - p) (T, B, dirs*H)
         dropping = self._dropping()
+        # A quantized layer's step of one token: int8 x int8 products (the contract's
+        # int8 weights). The compiled stepper takes it in forward(); the reference's
+        # cells get the int8 rows here.
+        int8_step = (self.backend == "numpy" and self.qweights and T == B == 1
+                     and lengths is None and dirs == 1 and not dropping)
         layer_in = x
         for l in range(self.num_layers):
             # A unidirectional layer's full-length output is its states a[1:]: the
@@ -466,6 +472,8 @@ class _Recurrent(Switchable):
             for d, sfx in enumerate(self._suffixes()):
                 k = l * dirs + d
                 params = self._checked_params(l, sfx)
+                if int8_step:
+                    params[0] = Int8Rows(*self.qweights[f"W_l{l}{sfx}"])
                 x_d = layer_in if d == 0 else reverse_padded(layer_in, rev)
                 s0 = [np.ascontiguousarray(s[k]) for s in states0]
                 cache = self._run_forward(k, x_d, s0, params, lens)

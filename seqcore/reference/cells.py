@@ -15,6 +15,8 @@ Every kernel runs one layer in one direction, forward in time. Shared contract:
 * ``x (T, B, D)``, ``W (G*H, H + D)``, ``b (G*H,)``, ``lengths (B,)`` int64 with
   ``1 <= lengths[b] <= T``. Step ``t`` of sequence ``b`` is *active* when
   ``t < lengths[b]``; an inactive step keeps the state as it was.
+* A forward kernel's ``W`` may also be a ``seqcore.reference.quant.Int8Rows``: a
+  quantized layer's step of one token, its products int8 x int8.
 * States are stored for all steps, ``a (T+1, B, H)``: ``a[0]`` is the initial
   state and ``a[t+1]`` the state after step ``t`` (the notes' ``a<t+1>``).
 * Forward kernels overwrite their outputs. Backward kernels overwrite ``dx``,
@@ -40,6 +42,15 @@ __all__ = [
 
 def sigmoid(z):
     return 0.5 * (np.tanh(0.5 * z) + 1)  # the same function, without exp overflow
+
+
+def _times(W, *parts):
+    """``[parts side by side] @ W.T``: a step's pre-activations. ``W`` is an array, or
+    a quantized layer's ``seqcore.reference.quant.Int8Rows`` (its step of one token,
+    each part quantized on its own)."""
+    if isinstance(W, np.ndarray):
+        return np.concatenate(parts, axis=1) @ W.T
+    return W.times(*parts)
 
 
 def _active(t, lengths):
@@ -75,7 +86,7 @@ def rnn_forward(a, x, a0, W, b, lengths, relu):
     T = x.shape[0]
     a[0] = a0
     for t in range(T):
-        z = np.concatenate([a[t], x[t]], axis=1) @ W.T + b     # (B, H)
+        z = _times(W, a[t], x[t]) + b                           # (B, H)
         a_next = np.maximum(z, 0) if relu else np.tanh(z)
         a[t + 1] = np.where(_active(t, lengths), a_next, a[t])
 
@@ -170,15 +181,14 @@ def gru_forward(c, gates, hc, x, c0, W, b, b_cc, lengths, reset_after):
     c[0] = c0
     for t in range(T):
         c_prev = c[t]
-        cx = np.concatenate([c_prev, x[t]], axis=1)             # [c<t-1>, x<t>]
-        gamma_r = sigmoid(cx @ W_r.T + b_r)
-        gamma_u = sigmoid(cx @ W_u.T + b_u)
+        gamma_r = sigmoid(_times(W_r, c_prev, x[t]) + b_r)     # W_r [c<t-1>, x<t>] + b_r
+        gamma_u = sigmoid(_times(W_u, c_prev, x[t]) + b_u)
         if reset_after:
-            hc[t] = c_prev @ W_c[:, :H].T + b_cc
-            c_tilde = np.tanh(x[t] @ W_c[:, H:].T + b_c + gamma_r * hc[t])
+            hc[t] = _times(W_c[:, :H], c_prev) + b_cc
+            c_tilde = np.tanh(_times(W_c[:, H:], x[t]) + b_c + gamma_r * hc[t])
         else:
             hc[t] = gamma_r * c_prev
-            c_tilde = np.tanh(np.concatenate([hc[t], x[t]], axis=1) @ W_c.T + b_c)
+            c_tilde = np.tanh(_times(W_c, hc[t], x[t]) + b_c)
         c_next = gamma_u * c_tilde + (1 - gamma_u) * c_prev
         gates[t] = np.concatenate([gamma_r, gamma_u, c_tilde], axis=1)
         c[t + 1] = np.where(_active(t, lengths), c_next, c_prev)
@@ -300,7 +310,7 @@ def lstm_forward(a, c, gates, x, a0, c0, W, b, p, lengths, peephole):
     c[0] = c0
     for t in range(T):
         a_prev, c_prev = a[t], c[t]
-        z = np.concatenate([a_prev, x[t]], axis=1) @ W.T + b    # (B, 4H)
+        z = _times(W, a_prev, x[t]) + b                         # (B, 4H)
         z_u, z_f, z_c, z_o = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
         if peephole:
             z_u = z_u + p[0] * c_prev

@@ -14,12 +14,23 @@ comes out of the sum, so a kernel multiplies int8 weights by the activations and
 scales each output once (``qlinear``). The biases, the peepholes and the attention's
 weights stay in the model's dtype.
 
+A product of one row (a token's step of one sequence, a Dense layer's forward of a
+few rows) quantizes its activations too, each vector with its own scale at each call
+(``quantize_vector``), and sums int8 times int8 in int32, exactly:
+
+    s_a = max_k |a_k| / 127,   aq_k = rint(a_k * (127 / max_k |a_k|))   in [-127, 127]
+    y_n = s_n * (s_a * sum_k q[n, k] aq_k) + b_n                      (``qlinear_int8``)
+
+and a step's ``W [a<t-1>, x<t>]`` quantizes ``a<t-1>`` and ``x<t>`` apart, so each keeps
+its own range (``Int8Rows``, the weights as the reference cells see them then).
+
 Legend: N outputs (rows), K inputs (columns).
 """
 
 import numpy as np
 
-__all__ = ["quantize_rows", "dequantize_rows", "qlinear", "QMAX"]
+__all__ = ["quantize_rows", "dequantize_rows", "qlinear", "quantize_vector",
+           "qlinear_int8", "Int8Rows", "QMAX"]
 
 QMAX = 127
 
@@ -50,3 +61,54 @@ def qlinear(x, q, scale, b=None):
     """
     y = (x @ q.T.astype(x.dtype)) * scale.astype(x.dtype)
     return y if b is None else y + b
+
+
+def quantize_vector(a):
+    """``(aq, s)``: each row of ``a (..., K)`` in int8 with its own scale, as the
+    compiled products of one row quantize their activations (csrc/_q8.h).
+
+    ``s (..., 1)`` is ``max |a| / 127`` in a's dtype, and ``aq = rint(a * (127 /
+    max |a|))`` (a's dtype, then int32 for the exact sums); a row of zeros is 0 with
+    scale 0.
+    """
+    a = np.asarray(a)
+    amax = np.max(np.abs(a), axis=-1, keepdims=True) if a.shape[-1] else \
+        np.zeros(a.shape[:-1] + (1,), a.dtype)
+    inv = np.where(amax > 0, a.dtype.type(QMAX) / np.where(amax > 0, amax, 1), 0)
+    aq = np.clip(np.rint(a * inv.astype(a.dtype)), -QMAX, QMAX).astype(np.int32)
+    return aq, (amax / a.dtype.type(QMAX)).astype(a.dtype)
+
+
+def qlinear_int8(parts, q, scale, b=None):
+    """``[parts...] @ (s * q).T + b`` as one row's product computes it: each part
+    ``(..., K_i)`` quantized on its own (``quantize_vector``), the int8 x int8 sums in
+    int64 (exact), then the parts' scales and each output's.
+
+    ``q (N, sum K_i)``; returns ``(..., N)`` in the parts' dtype.
+    """
+    dt = parts[0].dtype
+    y, col = 0, 0
+    for a in parts:
+        aq, s = quantize_vector(a)
+        k = a.shape[-1]
+        y = y + (aq.astype(np.int64) @ q[:, col:col + k].T.astype(np.int64)).astype(dt) * s
+        col += k
+    y = y * scale.astype(dt)
+    return y if b is None else y + b
+
+
+class Int8Rows:
+    """Rows of int8 weights with their scales, standing for ``W = s * q`` where the
+    reference cells multiply by it: ``rows[i:j, c0:c1]`` selects as on W, and
+    ``rows.times(a, x)`` is ``[a, x] @ W.T`` by ``qlinear_int8`` (each part quantized
+    on its own)."""
+
+    def __init__(self, q, scale):
+        self.q, self.scale = q, scale
+
+    def __getitem__(self, index):
+        rows, cols = index if isinstance(index, tuple) else (index, slice(None))
+        return Int8Rows(self.q[rows, cols], self.scale[rows])
+
+    def times(self, *parts):
+        return qlinear_int8(parts, self.q, self.scale)

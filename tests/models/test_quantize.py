@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import seqcore
-from seqcore._dispatch import train_kernels
 from seqcore.cli import main
 from seqcore.models import io as sio
-from seqcore.reference.quant import dequantize_rows, qlinear, quantize_rows
+from seqcore.reference.quant import (dequantize_rows, qlinear, qlinear_int8,
+                                     quantize_rows, quantize_vector)
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")   # deprecated
@@ -45,6 +45,18 @@ def test_int8_values_match_pytorchs_per_channel_quantizer(dtype, rng):
     np.testing.assert_array_equal(q[rows], want)
     err = np.abs(dequantize_rows(q, scale) - W)
     assert np.all(err <= scale[:, None] / 2 * (1 + 1e-6))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activations_quantize_per_row_to_the_nearest(dtype, rng):
+    a = (rng.standard_normal((5, 70)) * [[1], [1e-4], [30], [0], [1]]).astype(dtype)
+    a[4, 3] = -5                                              # the largest is negative
+    aq, s = quantize_vector(a)
+    assert s.dtype == dtype and s.shape == (5, 1) and s[3, 0] == 0 and np.all(aq[3] == 0)
+    np.testing.assert_array_equal(np.abs(aq).max(axis=1), [127, 127, 127, 0, 127])
+    assert aq[4, 3] == -127
+    err = np.abs(aq * s - a)
+    assert np.all(err <= s / 2 * (1 + 1e-5))
 
 
 def test_qlinear_is_the_product_with_the_dequantized_weights(rng):
@@ -89,12 +101,12 @@ def test_every_recurrent_layer_runs_on_its_int8_weights(make, dtype, kernel_path
 
 
 STEP_LAYERS = [
-    lambda dt: seqcore.RNN(37, 21, num_layers=2, dtype=dt, seed=0),
-    lambda dt: seqcore.RNN(37, 21, nonlinearity="relu", dtype=dt, seed=1),
-    lambda dt: seqcore.GRU(37, 21, num_layers=2, dtype=dt, seed=2),
-    lambda dt: seqcore.GRU(37, 21, reset_after=True, dtype=dt, seed=3),
-    lambda dt: seqcore.LSTM(37, 21, num_layers=2, dtype=dt, seed=4),
-    lambda dt: seqcore.LSTM(37, 21, peephole=True, dtype=dt, seed=5),
+    lambda dt, be: seqcore.RNN(37, 21, num_layers=2, dtype=dt, seed=0, backend=be),
+    lambda dt, be: seqcore.RNN(37, 21, nonlinearity="relu", dtype=dt, seed=1, backend=be),
+    lambda dt, be: seqcore.GRU(37, 21, num_layers=2, dtype=dt, seed=2, backend=be),
+    lambda dt, be: seqcore.GRU(37, 21, reset_after=True, dtype=dt, seed=3, backend=be),
+    lambda dt, be: seqcore.LSTM(37, 21, num_layers=2, dtype=dt, seed=4, backend=be),
+    lambda dt, be: seqcore.LSTM(37, 21, peephole=True, dtype=dt, seed=5, backend=be),
 ]
 
 
@@ -102,21 +114,24 @@ STEP_LAYERS = [
                          ids=["rnn-2", "rnn-relu", "gru-2", "gru-after", "lstm-2", "lstm-peep"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_one_token_steps_run_on_the_int8_weights(make, dtype, threads, kernel_path, rng):
-    """The compiled one-token step (csrc: row_dot_w, sc_rowdot2_q8) against the
-    general path on the weights the int8 values stand for (the NumPy twin's math,
-    qlinear = the product with dequantize_rows), on every kernel path: sizes that
-    leave partial blocks of rows and columns. Where the path reads int8 rows
-    (Q8_ROWS: not generic), the float weights are made NaN first."""
-    q = seqcore.quantize(make(dtype))
+def test_one_token_steps_are_int8_by_int8(make, dtype, threads, kernel_path, rng):
+    """The compiled one-token step (csrc: row_dot_w, sc_rowdot2_q8 of _q8.h) against
+    its NumPy twin (the reference cells on reference.quant.Int8Rows: a<t-1> and x<t>
+    each quantized on its own, int8 x int8 sums), on every kernel path: sizes that
+    leave partial blocks of rows and columns. The float weights are made NaN first:
+    the step must read the int8 ones."""
+    q, twin = seqcore.quantize(make(dtype, "cython")), seqcore.quantize(make(dtype, "numpy"))
     steps = [rng.standard_normal((1, 1, 37)).astype(dtype) for _ in range(4)]
     want, state = [], None
-    for x in steps:                                          # the general path
-        y, state = q._forward(x, state, None)
+    for x in steps:
+        y, state = twin.forward(x, state)
         want.append(y)
-    if train_kernels().Q8_ROWS:          # the step must read the int8 weights, not these
-        for name in q.qweights:
-            q.params[name] = np.full_like(q.params[name], np.nan)
+    general, state = [], None                # the float product on s * q: not the same
+    for x in steps:
+        y, state = q._forward(x, state, None)
+        general.append(y)
+    for name in q.qweights:
+        q.params[name] = np.full_like(q.params[name], np.nan)
     got, state = [], None
     with seqcore.limit_threads(threads):
         for x in steps:
@@ -124,37 +139,78 @@ def test_one_token_steps_run_on_the_int8_weights(make, dtype, threads, kernel_pa
             got.append(y)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(np.concatenate(got), np.concatenate(want), rtol=tol, atol=tol)
+    assert 1e-6 < np.abs(np.concatenate(general) - np.concatenate(want)).max() < 0.05
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("rows", [1, 3, 5])
 def test_dense_rows_run_on_the_int8_weights(dtype, threads, rows, kernel_path, rng):
-    """Dense's int8 kernel (dense_forward_q8, below 4 rows) and its float product on
-    the dequantized weights (from 4) against the twin qlinear, on every path."""
+    """Dense's int8 x int8 kernel (dense_forward_q8, below 4 rows) against the twin
+    qlinear_int8, and its float product on the dequantized weights (from 4) against
+    qlinear, on every path."""
     dense = seqcore.quantize(seqcore.Dense(45, 301, dtype=dtype, seed=0))
     q, scale = dense.qweights["W"]
     x = rng.standard_normal((rows, 45)).astype(dtype)
-    want = qlinear(x, q, scale, dense.params["b"])
-    if rows < 4 and train_kernels().Q8_ROWS:   # the int8 kernel must not read params["W"]
+    if rows < 4:                             # the int8 kernel must not read params["W"]
+        want = qlinear_int8([x], q, scale, dense.params["b"])
         dense.params["W"] = np.full_like(dense.params["W"], np.nan)
+    else:
+        want = qlinear(x, q, scale, dense.params["b"])
     with seqcore.limit_threads(threads):
         got = dense.forward(x)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-    if train_kernels().Q8_ROWS:
-        dense.qweights["W"] = (q.astype(np.int16), scale)
-        with pytest.raises(TypeError, match=r"qweights\['W'\]\[0\]: expected dtype int8"):
-            dense.forward(x[:1])
+    dense.qweights["W"] = (q.astype(np.int16), scale)
+    with pytest.raises(TypeError, match=r"qweights\['W'\]\[0\]: expected dtype int8"):
+        dense.forward(x[:1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K, V", [(1, 3), (31, 5), (64, 257), (100, 300), (2049, 7),
+                                  (4500, 260)])
+def test_int8_rows_against_the_twin_at_every_edge(dtype, K, V, kernel_path, rng):
+    """sc_rowdot2_q8's blocks: columns past whole vectors (K % 64, % 32, % 16), past
+    one quantized chunk (2048 columns), rows past a group of 256 and past blocks of 4;
+    a row of zeros in x and in the weights. The int32 sums are exact, so the kernel
+    and qlinear_int8 agree to the last scalings' rounding."""
+    dense = seqcore.Dense(K, V, dtype=dtype, seed=1)
+    dense.params["W"][V // 2] = 0
+    dense = seqcore.quantize(dense)
+    q, scale = dense.qweights["W"]
+    x = (rng.standard_normal((3, K)) * [[1], [1e-3], [0]]).astype(dtype)
+    got = dense.forward(x)
+    want = qlinear_int8([x], q, scale, dense.params["b"])
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    np.testing.assert_array_equal(got[2], dense.params["b"])
+
+
+def test_int8_products_do_not_saturate(kernel_path):
+    """vpmaddubsw adds two products of int8 into int16 with saturation: with every
+    weight and activation at +-127, pairs reach 2 * 127 * 127 = 32258 and must add
+    up exactly (the sign moved onto the weights, _q8.h)."""
+    K = 4099
+    dense = seqcore.Dense(K, 4, dtype=np.float64, seed=0)
+    signs = np.where(np.arange(K) % 3 == 0, -1.0, 1.0)
+    dense.params["W"][:] = [signs, -signs, np.ones(K), signs * np.where(np.arange(K) % 2, 1, -1)]
+    dense.params["b"][:] = 0
+    dense = seqcore.quantize(dense)
+    y = dense.forward(signs[None, :])
+    np.testing.assert_allclose(y[0], [K, -K, signs.sum(), -(np.arange(K) % 2 == 0).sum()
+                                      + (np.arange(K) % 2 == 1).sum()], rtol=1e-12)
 
 
 def test_dense_and_embedding(rng):
     dense, emb = seqcore.Dense(6, 5, seed=0), seqcore.Embedding(9, 4, seed=1)
     qd, qe = seqcore.quantize(dense), seqcore.quantize(emb)
-    x = rng.standard_normal((3, 6)).astype(np.float32)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
     q, scale = qd.qweights["W"]
     np.testing.assert_allclose(qd.forward(x), qlinear(x, q, scale, dense.params["b"]),
-                               rtol=1e-5, atol=1e-6)
+                               rtol=1e-5, atol=1e-6)                      # 4 rows: float
+    np.testing.assert_allclose(qd.forward(x[:3]), qlinear_int8([x[:3]], q, scale,
+                                                               dense.params["b"]),
+                               rtol=1e-5, atol=1e-6)                      # int8 x int8
     ids = np.array([[0, 8], [3, -1]])
     np.testing.assert_array_equal(qe.forward(ids)[0, 1], dequantize_rows(*qe.qweights["W"])[8])
     with pytest.raises(TypeError, match="quantized for inference"):
@@ -212,6 +268,12 @@ def test_every_model_quantizes_infers_and_round_trips(model, tmp_path):
     if model.kind == "LanguageModel":                      # tied: one array, one int8 copy
         assert q.out.params["W"] is q.inputs.params["W"]
         assert q.out.qweights["W"][0] is q.inputs.qweights["W"][0]
+    for name, layer in q.layers.items():             # inference only: no gradient buffers
+        if getattr(layer, "qweights", None):
+            assert layer.grads == {}
+            assert model.layers[name].grads        # the float model keeps its own
+    for name, _, grad in q.parameters():
+        assert (grad is None) == bool(getattr(q.layers[name.split(".")[0]], "qweights", None))
     got = _use(q, np.random.default_rng(0))
     assert np.isfinite(got[0])
     path = q.save(tmp_path / "q.npz")

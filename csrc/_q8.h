@@ -1,0 +1,256 @@
+/* int8 x int8 products of one row: a quantized layer's step of one token.
+ *
+ *   sc_rowdot2_q8: c (n) (+)= s (n) * (Q[:, :k1] @ a1 + Q[:, k1:k1+k2] @ a2)
+ *
+ * Q (n, k) int8 with row stride ldq and one scale s per row (seqcore.quantize). Each
+ * of the two vectors a1 (a<t-1>) and a2 (x<t>) is quantized on the way in, with its
+ * own scale (seqcore.reference.quant.quantize_vector):
+ *
+ *   s_a = max_k |a[k]| / 127,   aq[k] = rint(a[k] * (127 / max|a|))   in [-127, 127]
+ *
+ * and the products are sums of int8 times int8 in int32, exact:
+ *
+ *   c[j] = s[j] * (s_a1 * (Q[j, :k1] . a1q) + s_a2 * (Q[j, k1:] . a2q))
+ *
+ * The weights then stream at one byte each with four multiply-adds per byte where the
+ * CPU has them. Per path (sc_q8_dots):
+ *
+ *   avx512   vpmaddubsw + vpmaddwd, 64 bytes a step. vpmaddubsw multiplies unsigned
+ *            by signed bytes and adds pairs into int16 with saturation: it gets |aq|
+ *            (0..127) and the weights with aq's sign moved onto them (-q where aq < 0;
+ *            q is in [-127, 127], so -q is an int8), and a pair sums to at most
+ *            2 * 127 * 127 = 32258 < 32767: no saturation.
+ *   avx2     the same, 32 bytes a step, the sign moved by vpsignb.
+ *   generic  SSE2 has no vpmaddubsw: aq is kept as int16, the weights sign-extended
+ *            to int16 (unpack, shift) and multiplied by pmaddwd, 16 bytes a step.
+ *
+ * VNNI's vpdpbusd does the three instructions of a step in one, but the step is bound
+ * by the weights' bytes from L2 or memory: at 2048 x 1024 and 4096 x 2048 it ran
+ * within 3-10% of vpmaddubsw here, so the avx512 path stays on AVX512BW.
+ *
+ * The vectors are quantized SC_Q8_COLS columns at a time into a stack buffer, and each
+ * chunk is multiplied by SC_Q8_ROWS_AT_ONCE rows before the next: no allocation, and the
+ * quantization (once per chunk and group of rows) costs 1/256 of the products.
+ */
+#ifndef SEQCORE_Q8_H
+#define SEQCORE_Q8_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "_paths.h"
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+#define SC_Q8_COLS 2048          /* columns of a vector quantized at a time */
+#define SC_Q8_ROWS_AT_ONCE 256   /* rows multiplied by one chunk before the next */
+#define SC_Q8_MAX 127
+
+#if defined(SC_PATH_AVX512) || defined(SC_PATH_AVX2)
+typedef int8_t sc_q8_t;          /* a quantized activation, as the kernel reads it */
+#else
+typedef int16_t sc_q8_t;
+#endif
+
+/* ------------------------------------------------ quantizing the activations */
+
+#define SC_DEFINE_Q8_ACT(T, SUFFIX, RINT)                                           \
+/* max_k |a[k]| (NaN ignored) */                                                    \
+static inline T sc_q8_amax_##SUFFIX(const T *a, size_t k)                           \
+{                                                                                   \
+    T m = 0;                                                                        \
+    for (size_t i = 0; i < k; i++) {                                                \
+        T v = a[i] < 0 ? -a[i] : a[i];                                              \
+        m = v > m ? v : m;                                                          \
+    }                                                                               \
+    return m;                                                                       \
+}                                                                                   \
+/* aq[i] = rint(a[i] * inv) clamped to [-127, 127] (NaN to 127) */                  \
+static inline void sc_q8_act_##SUFFIX(sc_q8_t *aq, const T *a, size_t k, T inv)     \
+{                                                                                   \
+    for (size_t i = 0; i < k; i++) {                                                \
+        T v = a[i] * inv;                                                           \
+        v = v < SC_Q8_MAX ? v : SC_Q8_MAX;                                          \
+        v = v > -SC_Q8_MAX ? v : -SC_Q8_MAX;                                        \
+        aq[i] = (sc_q8_t)RINT(v);                                                   \
+    }                                                                               \
+}
+
+SC_DEFINE_Q8_ACT(float, f, nearbyintf)
+SC_DEFINE_Q8_ACT(double, d, nearbyint)
+
+/* ---------------------------------------------- int8 x int8 dots, per path */
+
+/* d[j] += Q[j, :k] . aq for rows j in [0, n): four rows share each load of aq. */
+#if defined(SC_PATH_AVX512)
+
+static inline __m512i sc_q8_step(__m512i acc, __m512i ua, __mmask64 neg, __m512i q)
+{
+    q = _mm512_mask_sub_epi8(q, neg, _mm512_setzero_si512(), q);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(ua, q),
+                                                   _mm512_set1_epi16(1)));
+}
+
+static inline void sc_q8_dots(int32_t *d, const sc_q8_t *aq, const int8_t *Q, size_t ldq,
+                              size_t n, size_t k)
+{
+    size_t j = 0;
+    for (; j < n; j += 4) {
+        size_t rows = n - j < 4 ? n - j : 4;
+        const int8_t *q = Q + j * ldq;
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+        for (size_t kk = 0; kk < k; kk += 64) {
+            __mmask64 m = k - kk >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - kk)) - 1);
+            __m512i a = _mm512_maskz_loadu_epi8(m, aq + kk);
+            __m512i ua = _mm512_abs_epi8(a);
+            __mmask64 neg = _mm512_movepi8_mask(a);
+            s0 = sc_q8_step(s0, ua, neg, _mm512_maskz_loadu_epi8(m, q + kk));
+            if (rows > 1) s1 = sc_q8_step(s1, ua, neg, _mm512_maskz_loadu_epi8(m, q + ldq + kk));
+            if (rows > 2) s2 = sc_q8_step(s2, ua, neg, _mm512_maskz_loadu_epi8(m, q + 2 * ldq + kk));
+            if (rows > 3) s3 = sc_q8_step(s3, ua, neg, _mm512_maskz_loadu_epi8(m, q + 3 * ldq + kk));
+        }
+        d[j] += _mm512_reduce_add_epi32(s0);
+        if (rows > 1) d[j + 1] += _mm512_reduce_add_epi32(s1);
+        if (rows > 2) d[j + 2] += _mm512_reduce_add_epi32(s2);
+        if (rows > 3) d[j + 3] += _mm512_reduce_add_epi32(s3);
+    }
+}
+
+#elif defined(SC_PATH_AVX2)
+
+static inline __m256i sc_q8_step(__m256i acc, __m256i ua, __m256i a, const int8_t *q)
+{
+    __m256i w = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q), a);
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ua, w),
+                                                   _mm256_set1_epi16(1)));
+}
+
+static inline int32_t sc_q8_hsum(__m256i s)
+{
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    return _mm_cvtsi128_si32(h);
+}
+
+static inline void sc_q8_dots(int32_t *d, const sc_q8_t *aq, const int8_t *Q, size_t ldq,
+                              size_t n, size_t k)
+{
+    size_t kv = k - k % 32;
+    for (size_t j = 0; j < n; j += 4) {
+        size_t rows = n - j < 4 ? n - j : 4;
+        const int8_t *q = Q + j * ldq;
+        __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                        _mm256_setzero_si256(), _mm256_setzero_si256()};
+        if (rows == 4) {
+            for (size_t kk = 0; kk < kv; kk += 32) {
+                __m256i a = _mm256_loadu_si256((const __m256i *)(aq + kk));
+                __m256i ua = _mm256_abs_epi8(a);
+                s[0] = sc_q8_step(s[0], ua, a, q + kk);
+                s[1] = sc_q8_step(s[1], ua, a, q + ldq + kk);
+                s[2] = sc_q8_step(s[2], ua, a, q + 2 * ldq + kk);
+                s[3] = sc_q8_step(s[3], ua, a, q + 3 * ldq + kk);
+            }
+        } else {
+            for (size_t kk = 0; kk < kv; kk += 32) {
+                __m256i a = _mm256_loadu_si256((const __m256i *)(aq + kk));
+                __m256i ua = _mm256_abs_epi8(a);
+                for (size_t r = 0; r < rows; r++)
+                    s[r] = sc_q8_step(s[r], ua, a, q + r * ldq + kk);
+            }
+        }
+        for (size_t r = 0; r < rows; r++) {
+            int32_t t = sc_q8_hsum(s[r]);
+            for (size_t kk = kv; kk < k; kk++) t += (int32_t)q[r * ldq + kk] * aq[kk];
+            d[j + r] += t;
+        }
+    }
+}
+
+#else   /* generic: SSE2 where the compiler has it, else plain C */
+
+static inline void sc_q8_dots(int32_t *d, const sc_q8_t *aq, const int8_t *Q, size_t ldq,
+                              size_t n, size_t k)
+{
+    size_t kv = 0;
+#if defined(__SSE2__)
+    kv = k - k % 16;
+#endif
+    for (size_t j = 0; j < n; j += 4) {
+        size_t rows = n - j < 4 ? n - j : 4;
+        const int8_t *q = Q + j * ldq;
+        int32_t t[4] = {0, 0, 0, 0};
+#if defined(__SSE2__)
+        __m128i s[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
+                        _mm_setzero_si128()};
+        for (size_t kk = 0; kk < kv; kk += 16) {
+            __m128i a0 = _mm_loadu_si128((const __m128i *)(aq + kk));
+            __m128i a1 = _mm_loadu_si128((const __m128i *)(aq + kk + 8));
+            for (size_t r = 0; r < rows; r++) {
+                __m128i w = _mm_loadu_si128((const __m128i *)(q + r * ldq + kk));
+                __m128i w0 = _mm_srai_epi16(_mm_unpacklo_epi8(w, w), 8);   /* int8 -> int16 */
+                __m128i w1 = _mm_srai_epi16(_mm_unpackhi_epi8(w, w), 8);
+                s[r] = _mm_add_epi32(s[r], _mm_add_epi32(_mm_madd_epi16(w0, a0),
+                                                         _mm_madd_epi16(w1, a1)));
+            }
+        }
+        for (size_t r = 0; r < rows; r++) {
+            int32_t v[4];
+            _mm_storeu_si128((__m128i *)v, s[r]);
+            t[r] = v[0] + v[1] + v[2] + v[3];
+        }
+#endif
+        for (size_t r = 0; r < rows; r++) {
+            for (size_t kk = kv; kk < k; kk++) t[r] += (int32_t)q[r * ldq + kk] * aq[kk];
+            d[j + r] += t[r];
+        }
+    }
+}
+
+#endif
+
+/* ------------------------------------------------------------- the row product */
+
+/* d (n) = Q (n, k) . quantized a, the columns SC_Q8_COLS at a time (see the top). */
+#define SC_DEFINE_Q8_PART(T, SUFFIX)                                                \
+static inline void sc_q8_part_##SUFFIX(int32_t *d, const T *a, size_t k, T inv,     \
+                                       const int8_t *Q, size_t ldq, size_t n)       \
+{                                                                                   \
+    sc_q8_t aq[SC_Q8_COLS];                                                         \
+    for (size_t j = 0; j < n; j++) d[j] = 0;                                        \
+    for (size_t c0 = 0; c0 < k; c0 += SC_Q8_COLS) {                                 \
+        size_t w = k - c0 < SC_Q8_COLS ? k - c0 : SC_Q8_COLS;                       \
+        sc_q8_act_##SUFFIX(aq, a + c0, w, inv);                                     \
+        sc_q8_dots(d, aq, Q + c0, ldq, n, w);                                       \
+    }                                                                               \
+}
+
+#define SC_DEFINE_ROW_Q8(T, SUFFIX)                                                 \
+SC_DEFINE_Q8_PART(T, SUFFIX)                                                        \
+static inline void sc_rowdot2_q8_##SUFFIX(T *c, const T *a1, size_t k1, const T *a2, \
+                                          size_t k2, const int8_t *Q, const T *scale, \
+                                          size_t ldq, size_t n, int accumulate)     \
+{                                                                                   \
+    int32_t d1[SC_Q8_ROWS_AT_ONCE], d2[SC_Q8_ROWS_AT_ONCE];                         \
+    T m1 = sc_q8_amax_##SUFFIX(a1, k1), m2 = sc_q8_amax_##SUFFIX(a2, k2);           \
+    T inv1 = m1 > 0 ? SC_Q8_MAX / m1 : 0, inv2 = m2 > 0 ? SC_Q8_MAX / m2 : 0;       \
+    T s1 = m1 / SC_Q8_MAX, s2 = m2 / SC_Q8_MAX;                                     \
+    for (size_t j0 = 0; j0 < n; j0 += SC_Q8_ROWS_AT_ONCE) {                         \
+        size_t rows = n - j0 < SC_Q8_ROWS_AT_ONCE ? n - j0 : SC_Q8_ROWS_AT_ONCE;    \
+        const int8_t *q = Q + j0 * ldq;                                             \
+        sc_q8_part_##SUFFIX(d1, a1, k1, inv1, q, ldq, rows);                        \
+        sc_q8_part_##SUFFIX(d2, a2, k2, inv2, q + k1, ldq, rows);                   \
+        for (size_t j = 0; j < rows; j++) {                                         \
+            T r = scale[j0 + j] * ((T)d1[j] * s1 + (T)d2[j] * s2);                  \
+            c[j0 + j] = accumulate ? c[j0 + j] + r : r;                             \
+        }                                                                           \
+    }                                                                               \
+}
+
+SC_DEFINE_ROW_Q8(float, f)
+SC_DEFINE_ROW_Q8(double, d)
+
+#endif
