@@ -49,8 +49,8 @@ cdef class Stepper:
 
     layer: the RNN/GRU/LSTM (its `params` dict, and `qweights` when it is quantized,
     are read at every call, so replaced or updated parameters are used). A quantized
-    layer's steps read its int8 weights (W's entry of qweights: q and the rows'
-    scales) in place of W, int8 x int8 (sc_rowdot2_q8, _q8.h). names[l]: ((name, shape), ...) of layer l's
+    layer has no float W: its steps read the int8 weights (W's entry of qweights: q
+    and the rows' scales), int8 x int8 (sc_rowdot2_q8, _q8.h). names[l]: ((name, shape), ...) of layer l's
     parameters in kernel order. caches[l]: (x, *workspaces) of layer l, the arrays
     the one-step kernel writes, in the order the layer's backward() reads them;
     workspaces[i] for i < NUM_STATES are the states (2, 1, H): [in, out].
@@ -115,7 +115,7 @@ cdef class Stepper:
             entries = self.names[l]
             for i in range(NPRM):
                 self.prm[l * NPRM + i] = NULL
-            for i in range(len(entries)):
+            for i in range(1 if qweights else 0, len(entries)):   # int8 W: below
                 name, shape = entries[i]
                 p = (<dict>params).get(name)
                 for j in range(len(shape)):

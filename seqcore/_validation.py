@@ -57,6 +57,15 @@ def check_trainable(obj, what):
                         "then quantize it")
 
 
+def check_float_weights(obj, what):
+    """Refuse ``what`` (an export) on a layer or model whose weights are int8
+    (``seqcore.quantize``), which keeps no float weights to write."""
+    if getattr(obj, "quantized", False):
+        raise TypeError(f"{what}: this {type(obj).__name__} has int8 weights "
+                        "(seqcore.quantize) and no float ones to export; export the float "
+                        "model it was quantized from")
+
+
 def check_choice(value, name, choices):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")

@@ -13,6 +13,7 @@ PyTorch is optional: it is imported only when these functions run.
 
 import numpy as np
 
+from . import _validation as V
 from .nn import GRU, LSTM, RNN
 
 __all__ = ["from_torch", "to_torch"]
@@ -124,10 +125,11 @@ def to_torch(layer):
     ImportError
         PyTorch is not installed.
     TypeError
-        Not a seqcore recurrent layer.
+        Not a seqcore recurrent layer, or a quantized one (``seqcore.quantize``).
     ValueError
         A reset-before GRU or a peephole LSTM.
     """
+    V.check_float_weights(layer, "to_torch")
     torch = _torch()
 
     common = dict(num_layers=layer.num_layers, bidirectional=layer.bidirectional,

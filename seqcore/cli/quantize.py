@@ -25,12 +25,8 @@ def register(subparsers):
 def _weight_bytes(model):
     """Bytes of the model's parameters as it holds them for a file: int8 weights
     with their scales where it has them."""
-    total = 0
-    for name, p, _ in model.parameters():
-        layer, key = name.split(".", 1)
-        q = (getattr(model.layers[layer], "qweights", None) or {}).get(key)
-        total += p.nbytes if q is None else q[0].nbytes + q[1].nbytes
-    return total
+    return (sum(p.nbytes for _, p, _ in model.parameters())
+            + sum(q.nbytes + scale.nbytes for _, q, scale in model.int8_weights()))
 
 
 def _mb(n):

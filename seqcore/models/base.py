@@ -139,8 +139,9 @@ class Model(Switchable):
         Returns
         -------
         list of (str, numpy.ndarray, numpy.ndarray)
-            ``(name, param, grad)``, named ``"<layer>.<key>"`` (``"rnn.W_l0"``); grad
-            is None in a quantized model (``seqcore.quantize``), which keeps none.
+            ``(name, param, grad)``, named ``"<layer>.<key>"`` (``"rnn.W_l0"``). In a
+            quantized model (``seqcore.quantize``) grad is None, and the int8 weights
+            are not listed (``int8_weights``).
         """
         return [(f"{lname}.{k}", layer.params[k], layer.grads.get(k))
                 for lname, layer in self.layers.items() for k in layer.params
@@ -149,6 +150,20 @@ class Model(Switchable):
     def _tied(self):
         """Names of parameters that are another layer's (listed and updated there)."""
         return ()
+
+    def int8_weights(self):
+        """The int8 weights of a quantized model (``seqcore.quantize``), tied ones once.
+
+        Returns
+        -------
+        list of (str, numpy.ndarray, numpy.ndarray)
+            ``(name, q, scale)``: int8 ``q (N, K)`` and the rows' scales ``(N,)``,
+            named as in ``parameters``; empty for a float model.
+        """
+        return [(f"{lname}.{k}", q, scale)
+                for lname, layer in self.layers.items()
+                for k, (q, scale) in (getattr(layer, "qweights", None) or {}).items()
+                if f"{lname}.{k}" not in self._tied()]
 
     def grads(self):
         """The gradient arrays of ``parameters()``, in the same order (for clipping).
@@ -165,7 +180,8 @@ class Model(Switchable):
             layer.zero_grad()
 
     def num_parameters(self):
-        return sum(p.size for _, p, _ in self.parameters())
+        return (sum(p.size for _, p, _ in self.parameters())
+                + sum(q.size for _, q, _ in self.int8_weights()))
 
     @_locked
     def save(self, path):

@@ -104,11 +104,9 @@ def save(model, path):
                    "format_version": np.array(FORMAT_VERSION, np.int64),
                    "config": _config_array(config)})
     for name, p, _ in model.parameters():
-        q = _qweight(model, name)
-        if q is None:
-            arrays[f"param/{name}"] = p
-        else:
-            arrays[f"qparam/{name}"], arrays[f"qscale/{name}"] = q
+        arrays[f"param/{name}"] = p
+    for name, q, scale in model.int8_weights():
+        arrays[f"qparam/{name}"], arrays[f"qscale/{name}"] = q, scale
     if optimizer is not None:
         for name, a in optimizer.state_dict().items():
             arrays[f"optim/{name}"] = np.asarray(a)
@@ -130,13 +128,6 @@ def save(model, path):
             pass
         raise
     return path
-
-
-def _qweight(model, name):
-    """(q, scale) of the parameter ``name`` ("<layer>.<key>") if it is int8, else None."""
-    layer, key = name.split(".", 1)
-    qweights = getattr(model.layers[layer], "qweights", None) or {}
-    return qweights.get(key)
 
 
 def _reason(exc):
@@ -230,24 +221,23 @@ def load(path, *, backend="cython"):
     stored_params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     stored_q = {k[len("qparam/"):]: v for k, v in arrays.items() if k.startswith("qparam/")}
     stored_s = {k[len("qscale/"):]: v for k, v in arrays.items() if k.startswith("qscale/")}
-    want_q = {name for name in expected if _qweight(model, name) is not None}
-    if set(stored_params) != set(expected) - want_q or set(stored_q) != want_q \
+    want_q = {name for name, _, _ in model.int8_weights()}
+    if set(stored_params) != set(expected) or set(stored_q) != want_q \
             or set(stored_s) != want_q:
-        found = set(stored_params) | set(stored_q)
+        found, want = set(stored_params) | set(stored_q), set(expected) | want_q
         raise ValueError(f"{path}: damaged seqcore model file (weights do not match the "
-                         f"architecture: {sorted(found ^ set(expected))[:3] or 'int8 weights'})")
+                         f"architecture: {sorted(found ^ want)[:3] or 'int8 weights'})")
+    for name in sorted(want_q):
+        q, scale = stored_q[name], stored_s[name]
+        if q.dtype != np.int8:
+            raise ValueError(f"{path}: damaged seqcore model file (int8 weight {name}: "
+                             f"dtype {q.dtype})")
+        layer, key = name.split(".", 1)
+        try:
+            set_qweight(model.layers.values(), model.layers[layer], key, q, scale)
+        except ValueError as exc:
+            raise ValueError(f"{path}: damaged seqcore model file ({exc})") from None
     for name, p in expected.items():
-        if name in want_q:
-            q, scale = stored_q[name], stored_s[name]
-            if q.dtype != np.int8:
-                raise ValueError(f"{path}: damaged seqcore model file (int8 weight {name}: "
-                                 f"dtype {q.dtype})")
-            layer, key = name.split(".", 1)
-            try:
-                set_qweight(model.layers.values(), model.layers[layer], key, q, scale)
-            except ValueError as exc:
-                raise ValueError(f"{path}: damaged seqcore model file ({exc})") from None
-            continue
         w = stored_params[name]
         if w.shape != p.shape or w.dtype != p.dtype:
             raise ValueError(f"{path}: damaged seqcore model file (weight {name}: shape "

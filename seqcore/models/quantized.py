@@ -11,7 +11,7 @@ int8 values and the scales, a quarter of the float32 weights' bytes, and
 
 import copy
 
-from ..nn.quantized import QUANTIZABLE, quantize_layer
+from ..nn.quantized import QUANTIZABLE, quantize_layer, weight_names
 
 __all__ = ["quantize"]
 
@@ -51,7 +51,7 @@ def quantize(obj):
     """
     if isinstance(getattr(obj, "layers", None), dict):    # a model (models.base.Model,
         with obj.lock:                                    # which imports this module)
-            out = copy.deepcopy(obj)
+            out = copy.deepcopy(obj, _not_copied(obj.layers.values()))
         memo = {}
         for layer in out.layers.values():
             if isinstance(layer, QUANTIZABLE) and not layer.quantized:
@@ -67,9 +67,23 @@ def quantize(obj):
         lock = getattr(obj, "lock", None)
         if lock is not None:
             with lock:
-                out = copy.deepcopy(obj)
+                out = copy.deepcopy(obj, _not_copied([obj]))
         else:
-            out = copy.deepcopy(obj)
+            out = copy.deepcopy(obj, _not_copied([obj]))
         return quantize_layer(out, {})
     raise TypeError(f"obj: expected a recurrent layer, Dense, Embedding or a seqcore "
                     f"model to quantize, got {type(obj).__name__}")
+
+
+def _not_copied(layers):
+    """A deepcopy memo under which the copy shares (reads, never writes) the float
+    weights it is about to quantize and the gradients it drops: the copy then costs
+    their int8 bytes only, not another float model."""
+    memo = {}
+    for layer in layers:
+        if isinstance(layer, QUANTIZABLE) and not layer.quantized:
+            for name in weight_names(layer):
+                memo[id(layer.params[name])] = layer.params[name]
+            for g in layer.grads.values():
+                memo[id(g)] = g
+    return memo

@@ -16,7 +16,9 @@ import numpy as np
 from .. import _validation as V
 from .. import reference
 from .._dispatch import get_num_threads, train_kernels
+from ..reference.quant import dequantize_rows
 from .buffers import checked_grad, kept
+from .qweights import checked_qweight
 
 __all__ = ["Dense"]
 
@@ -104,8 +106,11 @@ class Dense:
         self.grads = {k: np.zeros(v.shape, self.dtype) for k, v in self.params.items()}
 
     def _checked_params(self):
-        W = V.check_array(self.params.get("W"), "params['W']",
-                          (self.out_features, self.in_features), self.dtype, finite=False)
+        """(W, b), checked; a quantized layer's W: None (its int8 pair is qweights')."""
+        W = None
+        if checked_qweight(self, "W", (self.out_features, self.in_features)) is None:
+            W = V.check_array(self.params.get("W"), "params['W']",
+                              (self.out_features, self.in_features), self.dtype, finite=False)
         b = V.check_array(self.params.get("b"), "params['b']", (self.out_features,),
                           self.dtype, finite=False)
         return W, b
@@ -149,7 +154,9 @@ class Dense:
         self._x = x
         x2 = x.reshape(-1, self.in_features)                       # (N, K)
         shape = x.shape[:-1] + (self.out_features,)
-        qw = self._checked_qweight() if x2.shape[0] < Q8_ROWS else None
+        qw = checked_qweight(self, "W", (self.out_features, self.in_features))
+        if qw is not None and x2.shape[0] >= Q8_ROWS:    # the float product, for this call
+            W, qw = dequantize_rows(*qw), None
         if self.backend == "numpy":
             if qw is not None:
                 return reference.quant.qlinear_int8([x2], *qw, b).reshape(shape)
@@ -164,18 +171,6 @@ class Dense:
             work, abuf = self._workspace(x2.shape[0], n)
             train_kernels().dense_forward(y.reshape(-1, self.out_features), x2, W, b, work, abuf, n)
         return y
-
-    def _checked_qweight(self):
-        """(q, scale) of a quantized layer's W (seqcore.quantize), checked, else None."""
-        pair = (self.qweights or {}).get("W")
-        if pair is None:
-            return None
-        if not isinstance(pair, tuple) or len(pair) != 2:
-            raise TypeError("qweights['W']: expected a pair (q, scale) of arrays")
-        q = V.check_array(pair[0], "qweights['W'][0]", (self.out_features, self.in_features),
-                          np.int8, finite=False)
-        scale = V.check_array(pair[1], "qweights['W'][1]", (self.out_features,), self.dtype)
-        return q, scale
 
     def backward(self, dy):
         """Gradients of the most recent ``forward``; adds into ``grads["W"]`` and ``grads["b"]``.

@@ -18,6 +18,7 @@ from .. import _validation as V
 from .. import reference
 from .._dispatch import train_kernels
 from .buffers import checked_grad, kept
+from .qweights import checked_qweight
 
 __all__ = ["Embedding", "OneHot"]
 
@@ -124,13 +125,20 @@ class Embedding:
             An id outside ``[-1, V)``.
         """
         ids = _check_ids(ids, self.num_embeddings)
-        W = V.check_array(self.params.get("W"), "params['W']",
-                          (self.num_embeddings, self.embedding_dim), self.dtype, finite=False)
+        shape = (self.num_embeddings, self.embedding_dim)
+        qw = checked_qweight(self, "W", shape)
+        if qw is None:
+            W = V.check_array(self.params.get("W"), "params['W']", shape, self.dtype,
+                              finite=False)
         self._ids = ids
         # a pool of two: the recurrent layer keeps the last x until its next forward
         with self._lock:
             x = kept(self, "_out", ids.shape + (self.embedding_dim,), self.dtype, pool=2)
-            np.take(W, np.maximum(ids, 0), axis=0, out=x, mode="clip")   # (..., E) gather
+            rows = np.maximum(ids, 0)
+            if qw is None:
+                np.take(W, rows, axis=0, out=x, mode="clip")           # (..., E) gather
+            else:                                       # int8: the rows' scale * q
+                np.multiply(qw[0][rows], qw[1][rows][..., None], out=x)
             x[ids < 0] = 0                                     # x<1> = 0
         return x
 

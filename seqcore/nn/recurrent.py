@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import _dispatch, _validation as V
 from ..reference.quant import Int8Rows
+from .qweights import checked_qweight, float_weight
 from .dropout import Switchable, check_dropout, dropout_mask
 
 __all__ = ["RNN", "GRU", "LSTM"]
@@ -240,6 +241,9 @@ class _Recurrent(Switchable):
         """The parameters of one layer and direction, checked: a user may have replaced them."""
         out = []
         for name, shape in self._param_shapes_of(l, sfx).items():
+            if self.qweights and name in self.qweights:     # int8: the float W, for this call
+                out.append(float_weight(self, name, shape))
+                continue
             p = self.params.get(name)
             if (p.__class__ is np.ndarray and p.shape == shape and p.dtype == self.dtype
                     and p.flags.c_contiguous):
@@ -473,7 +477,8 @@ class _Recurrent(Switchable):
                 k = l * dirs + d
                 params = self._checked_params(l, sfx)
                 if int8_step:
-                    params[0] = Int8Rows(*self.qweights[f"W_l{l}{sfx}"])
+                    params[0] = Int8Rows(*checked_qweight(self, f"W_l{l}{sfx}",
+                                                          params[0].shape))
                 x_d = layer_in if d == 0 else reverse_padded(layer_in, rev)
                 s0 = [np.ascontiguousarray(s[k]) for s in states0]
                 cache = self._run_forward(k, x_d, s0, params, lens)

@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from .._validation import check_float_weights
 from ..nn import GRU, LSTM, RNN
 from . import cells
 
@@ -417,8 +418,8 @@ def export(obj, path):
     Raises
     ------
     TypeError
-        ``obj`` not something seqcore exports, or not float32 (onnxruntime's recurrent
-        kernels are float32 only).
+        ``obj`` not something seqcore exports, not float32 (onnxruntime's recurrent
+        kernels are float32 only), or quantized (``seqcore.quantize``).
     ImportError
         onnx is not installed.
 
@@ -431,6 +432,7 @@ def export(obj, path):
     (['x', 'lengths', 'a0', 'c0'], ['y', 'a', 'c'])
     """
     build = _graphs(obj)
+    check_float_weights(obj, "export")
     onnx = _onnx()
     _check_float32(obj)
     name = f"seqcore_{type(obj).__name__}"

@@ -118,8 +118,7 @@ def test_one_token_steps_are_int8_by_int8(make, dtype, threads, kernel_path, rng
     """The compiled one-token step (csrc: row_dot_w, sc_rowdot2_q8 of _q8.h) against
     its NumPy twin (the reference cells on reference.quant.Int8Rows: a<t-1> and x<t>
     each quantized on its own, int8 x int8 sums), on every kernel path: sizes that
-    leave partial blocks of rows and columns. The float weights are made NaN first:
-    the step must read the int8 ones."""
+    leave partial blocks of rows and columns; the layer holds no float weights."""
     q, twin = seqcore.quantize(make(dtype, "cython")), seqcore.quantize(make(dtype, "numpy"))
     steps = [rng.standard_normal((1, 1, 37)).astype(dtype) for _ in range(4)]
     want, state = [], None
@@ -130,8 +129,7 @@ def test_one_token_steps_are_int8_by_int8(make, dtype, threads, kernel_path, rng
     for x in steps:
         y, state = q._forward(x, state, None)
         general.append(y)
-    for name in q.qweights:
-        q.params[name] = np.full_like(q.params[name], np.nan)
+    assert not set(q.qweights) & set(q.params)     # no float weights to read
     got, state = [], None
     with seqcore.limit_threads(threads):
         for x in steps:
@@ -152,9 +150,9 @@ def test_dense_rows_run_on_the_int8_weights(dtype, threads, rows, kernel_path, r
     dense = seqcore.quantize(seqcore.Dense(45, 301, dtype=dtype, seed=0))
     q, scale = dense.qweights["W"]
     x = rng.standard_normal((rows, 45)).astype(dtype)
-    if rows < 4:                             # the int8 kernel must not read params["W"]
+    assert "W" not in dense.params
+    if rows < 4:
         want = qlinear_int8([x], q, scale, dense.params["b"])
-        dense.params["W"] = np.full_like(dense.params["W"], np.nan)
     else:
         want = qlinear(x, q, scale, dense.params["b"])
     with seqcore.limit_threads(threads):
@@ -266,7 +264,7 @@ def test_every_model_quantizes_infers_and_round_trips(model, tmp_path):
              if getattr(layer, "qweights", None)}
     assert "rnn" in kinds or "encoder" in kinds
     if model.kind == "LanguageModel":                      # tied: one array, one int8 copy
-        assert q.out.params["W"] is q.inputs.params["W"]
+        assert "W" not in q.out.params and "W" not in q.inputs.params
         assert q.out.qweights["W"][0] is q.inputs.qweights["W"][0]
     for name, layer in q.layers.items():             # inference only: no gradient buffers
         if getattr(layer, "qweights", None):
@@ -274,6 +272,11 @@ def test_every_model_quantizes_infers_and_round_trips(model, tmp_path):
             assert model.layers[name].grads        # the float model keeps its own
     for name, _, grad in q.parameters():
         assert (grad is None) == bool(getattr(q.layers[name.split(".")[0]], "qweights", None))
+    assert q.num_parameters() == model.num_parameters()
+    float_bytes = sum(p.nbytes for _, p, _ in model.parameters())
+    held = (sum(p.nbytes for _, p, _ in q.parameters())
+            + sum(qv.nbytes + s.nbytes for _, qv, s in q.int8_weights()))
+    assert held < 0.5 * float_bytes              # int8 in place of the float weights
     got = _use(q, np.random.default_rng(0))
     assert np.isfinite(got[0])
     path = q.save(tmp_path / "q.npz")
@@ -284,7 +287,6 @@ def test_every_model_quantizes_infers_and_round_trips(model, tmp_path):
             lq, ls = loaded.layers[name].qweights[key]
             np.testing.assert_array_equal(lq, qv)
             np.testing.assert_array_equal(ls, scale)
-            np.testing.assert_array_equal(loaded.layers[name].params[key], layer.params[key])
     again = _use(loaded, np.random.default_rng(0))
     assert repr(again) == repr(got)
     with pytest.raises(TypeError, match="fit: this .* is quantized for inference"):
@@ -358,3 +360,14 @@ def test_the_command_line_quantizes_then_samples_and_evaluates(tmp_path, capsys)
     assert main(["quantize", str(tmp_path / "junk.npz"), str(tmp_path / "o.npz")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("seqcore: error: ") and err.count("\n") == 1
+
+
+def test_a_quantized_layer_or_model_is_not_exported(tmp_path):
+    """It holds no float weights: the exports name the float model instead."""
+    from seqcore.interop import to_torch
+    pytest.importorskip("onnx")
+    lstm = seqcore.quantize(seqcore.LSTM(4, 5, seed=0))
+    with pytest.raises(TypeError, match="to_torch: this LSTM has int8 weights"):
+        to_torch(lstm)
+    with pytest.raises(TypeError, match="export: this LSTM has int8 weights"):
+        seqcore.onnx.export(lstm, tmp_path / "q.onnx")
