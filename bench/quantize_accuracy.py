@@ -71,6 +71,7 @@ def stepped_nll(model, text, n):
     """Mean negative log-likelihood (nats) of the first n tokens of text after the
     first, read one token at a time: each step a forward of one token of one
     sequence, the path generation takes (for an int8 model, int8 x int8 products)."""
+    model.eval()                                    # no dropout, as evaluate runs
     ids = model.stream_ids(text)[:n + 1]
     state, nll = None, 0.0
     for t in range(len(ids) - 1):

@@ -4,7 +4,7 @@ docs/performance.md, "int8 weights: speed").
 
     python bench/quantize_speed.py [--paths avx512,avx2,generic] [--sizes 256,512,1024]
                                    [--threads 1,2] [--rounds 3] [--steps 400] [--lm]
-                                   [--batched]
+                                   [--batched] [--memory DIR]
 
 An LSTM layer with D = H, batch 1, fed one token at a time (x of shape (1, 1, H),
 the state carried): the inner loop of generation. Sides, each in its own process,
@@ -22,6 +22,9 @@ quantized LSTM and Linear of the same float weights, the same loop.
 H 512, LSTM): a quantized layer computes it with the weights the int8 values stand
 for, so it should run at float32's speed (torch-q is not run: PyTorch's dynamic
 LSTM quantizes per call).
+--memory DIR saves the --lm model in float32 and int8 to DIR and reports, for each,
+the file's size and the memory a fresh process allocates (held and at its peak) to
+load it and then to generate 50 tokens, and its resident memory at the end.
 A visit times --steps steps and keeps the median; the table shows the median over
 rounds, and the ratios of the sides' medians within a round (the median of those).
 Below the CPU's best path PyTorch is held to the same instruction set
@@ -146,7 +149,62 @@ for _ in range(steps):
 print(statistics.median(times))
 """
 
+MEMORY_WORKER = r"""
+import gc
+import sys
+import tracemalloc
+import numpy as np
+
+
+def kib(key):                  # this process's resident memory now (VmRSS) or at peak (VmHWM)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+
+path = sys.argv[1]
+import seqcore
+before = kib("VmRSS")
+tracemalloc.start()            # NumPy reports its arrays' data to tracemalloc
+model = seqcore.load(path)
+gc.collect()                   # what load left unreachable (a float model it quantized)
+held_load, peak_load = tracemalloc.get_traced_memory()
+tracemalloc.reset_peak()
+state, tok = None, np.array([[1]])
+for _ in range(50):                          # greedy generation, one token a call
+    logits, state = model.forward(tok, state)
+    tok = logits.argmax(-1)
+held, peak_gen = tracemalloc.get_traced_memory()
+print(held_load, peak_load, held, peak_gen, (kib("VmRSS") - before) * 1024)
+"""
+
 SIDES = ["float32", "int8", "torch-q"]
+
+
+def memory(out_dir):
+    """Resident memory of the word LM of --lm (V 10,000, E = H = 512), float32 and
+    int8, each loaded from its file in a fresh process and generating 50 tokens."""
+    import seqcore
+    vocab = seqcore.Vocab.build([" ".join(f"w{i}" for i in range(9998))], level="word")
+    lm = seqcore.LanguageModel(vocab, hidden_size=512, embedding_dim=512, seed=0)
+    os.makedirs(out_dir, exist_ok=True)
+    files = {"float32": os.path.join(out_dir, "lm.npz"),
+             "int8": os.path.join(out_dir, "lm.int8.npz")}
+    lm.save(files["float32"])
+    seqcore.quantize(lm).save(files["int8"])
+    weights = sum(p.nbytes for _, p, _ in lm.parameters())
+    print(f"word LM, V 10,000, E = H = 512, float32 weights {weights / 2**20:.1f} MiB; each "
+          f"side in a fresh process: `seqcore.load`, then 50 tokens of greedy generation; "
+          f"memory allocated (tracemalloc, which NumPy's arrays report to) and resident")
+    print("| model | file | held after load | peak while loading | held while generating "
+          "| peak while generating | resident (RSS) added |")
+    print("|---|---|---|---|---|---|---|")
+    mib = lambda n: f"{n / 2**20:.1f} MiB"                                  # noqa: E731
+    for side, path in files.items():
+        proc = subprocess.run([sys.executable, "-c", MEMORY_WORKER, path], capture_output=True,
+                              text=True, check=True, timeout=600)
+        held_load, peak_load, held, peak_gen, rss = (int(v) for v in proc.stdout.split())
+        print(f"| {side} | {mib(os.path.getsize(path))} | {mib(held_load)} | {mib(peak_load)} "
+              f"| {mib(held)} | {mib(peak_gen)} | {mib(rss)} |", flush=True)
 
 
 def main(argv=None):
@@ -160,7 +218,11 @@ def main(argv=None):
                    help="a word language model's generation (tokens/s) instead")
     p.add_argument("--batched", action="store_true",
                    help="the medium configuration's batched forward instead")
+    p.add_argument("--memory", metavar="DIR",
+                   help="the word LM's files and resident memory instead (models in DIR)")
     args = p.parse_args(argv)
+    if args.memory:
+        return memory(args.memory)
     import seqcore
     import torch
     from seqcore.bench import cpu_name, path_envs
