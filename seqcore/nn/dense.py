@@ -106,14 +106,16 @@ class Dense:
         self.grads = {k: np.zeros(v.shape, self.dtype) for k, v in self.params.items()}
 
     def _checked_params(self):
-        """(W, b), checked; a quantized layer's W: None (its int8 pair is qweights')."""
+        """(W, b, qw), checked: a quantized layer's W is None and qw its int8 pair
+        (qweights'), a float layer's qw None."""
+        qw = checked_qweight(self, "W", (self.out_features, self.in_features))
         W = None
-        if checked_qweight(self, "W", (self.out_features, self.in_features)) is None:
+        if qw is None:
             W = V.check_array(self.params.get("W"), "params['W']",
                               (self.out_features, self.in_features), self.dtype, finite=False)
         b = V.check_array(self.params.get("b"), "params['b']", (self.out_features,),
                           self.dtype, finite=False)
-        return W, b
+        return W, b, qw
 
     def _workspace(self, N, nthreads):
         """The products' workspaces for N rows (held under self._lock)."""
@@ -150,11 +152,10 @@ class Dense:
                             f"got {type(x).__name__}")
         shape = ("...",) * (x.ndim - 1) + (self.in_features,)
         x = V.check_array(x, "x", shape if x.ndim else (self.in_features,), self.dtype)
-        W, b = self._checked_params()
+        W, b, qw = self._checked_params()
         self._x = x
         x2 = x.reshape(-1, self.in_features)                       # (N, K)
         shape = x.shape[:-1] + (self.out_features,)
-        qw = checked_qweight(self, "W", (self.out_features, self.in_features))
         if qw is not None and x2.shape[0] >= Q8_ROWS:    # the float product, for this call
             W, qw = dequantize_rows(*qw), None
         if self.backend == "numpy":
@@ -198,7 +199,7 @@ class Dense:
         x = self._x
         want = x.shape[:-1] + (self.out_features,)
         dy = V.check_array(dy, "dy", want, self.dtype)
-        W, _ = self._checked_params()
+        W, _, _ = self._checked_params()
         dW = checked_grad(self.grads, "W", W.shape, self.dtype)
         db = checked_grad(self.grads, "b", (self.out_features,), self.dtype)
         x2 = x.reshape(-1, self.in_features)                       # (N, K)
