@@ -8,6 +8,7 @@ at import which paths the CPU can run, and each path's package refuses its impor
 CPU without it (seqcore/_kernels/__init__.py): nothing a CPU lacks is ever executed.
 Other architectures get the generic path only.
 """
+import glob
 import os
 import platform
 import runpy
@@ -68,6 +69,11 @@ directives = {
 STUBS = os.path.join("build", "pyx")
 
 
+# The C headers: Cython sees the ones a .pxd names, not those they include (_q8.h),
+# so an in-place build would keep a module compiled from an older header.
+HEADERS = sorted(glob.glob(os.path.join("csrc", "*.h")))
+
+
 def path_source(cell, path):
     os.makedirs(os.path.join(STUBS, path), exist_ok=True)
     stub = os.path.join(STUBS, path, f"{cell}.pyx")
@@ -88,6 +94,7 @@ def cell_extension(cell, path):
                       + ([(macro, "1")] if macro else []),
         extra_compile_args=base_args + flags,
         extra_link_args=link_args,
+        depends=HEADERS,
     )
 
 
@@ -96,13 +103,13 @@ def cell_extension(cell, path):
 MODULES = CELLS + [name for name in LAYOUT["KERNELS"] if name not in LAYOUT["CELLS"]]
 extensions = [cell_extension(name, path) for name in MODULES for path in PATHS] + [
     # the argument checks that are faster compiled (seqcore/_validation.py)
-    Extension("seqcore._checks", ["csrc/_checks.pyx"], include_dirs=["csrc"],
+    Extension("seqcore._checks", ["csrc/_checks.pyx"], include_dirs=["csrc"], depends=HEADERS,
               extra_compile_args=base_args, extra_link_args=link_args),
     # the process's one state of the kernels' load notice (csrc/_load.h)
-    Extension("seqcore._kernels.load", ["csrc/load.pyx"], include_dirs=["csrc"],
+    Extension("seqcore._kernels.load", ["csrc/load.pyx"], include_dirs=["csrc"], depends=HEADERS,
               extra_compile_args=base_args, extra_link_args=link_args),
     # which kernel paths this CPU can run (seqcore/_kernels/__init__.py, _dispatch.py)
-    Extension("seqcore._kernels.cpu", ["csrc/cpu.pyx"], include_dirs=["csrc"],
+    Extension("seqcore._kernels.cpu", ["csrc/cpu.pyx"], include_dirs=["csrc"], depends=HEADERS,
               extra_compile_args=base_args, extra_link_args=link_args),
 ]
 

@@ -371,3 +371,15 @@ def test_a_quantized_layer_or_model_is_not_exported(tmp_path):
         to_torch(lstm)
     with pytest.raises(TypeError, match="export: this LSTM has int8 weights"):
         seqcore.onnx.export(lstm, tmp_path / "q.onnx")
+
+
+def test_int8_sums_of_long_rows_do_not_overflow(kernel_path):
+    """140,000 columns of products 127 * 127 sum to 2.26e9, past int32: the chunks'
+    sums go to int64 (_q8.h), and the result is exact."""
+    K = 140_000
+    dense = seqcore.Dense(K, 2, dtype=np.float64, seed=0)
+    dense.params["W"][:] = 1.0
+    dense.params["W"][1, ::2] = -1.0
+    dense.params["b"][:] = 0
+    y = seqcore.quantize(dense).forward(np.ones((1, K)))
+    np.testing.assert_allclose(y[0], [K, 0.0], rtol=1e-12, atol=1e-9)
