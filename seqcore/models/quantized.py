@@ -4,7 +4,9 @@ Every recurrent layer (each cell, layer and direction), Dense layer and embeddin
 the copy holds its weight matrices as int8 with one scale per row (the math is in
 ``seqcore.reference.quant``; the layers' side in ``seqcore.nn.quantized``). The copy
 predicts, samples, evaluates and translates as the float model does, with the
-rounded weights; ``backward`` and ``fit`` raise ``TypeError``. ``save`` writes the
+rounded weights, and keeps no float copy of them (nor gradient buffers): its weights
+take a quarter of float32's bytes in memory too. ``backward`` and ``fit`` raise
+``TypeError``. ``save`` writes the
 int8 values and the scales, a quarter of the float32 weights' bytes, and
 ``seqcore.load`` restores them exactly (docs/spec.md §Model files).
 """
@@ -30,8 +32,8 @@ def quantize(obj):
     Returns
     -------
     The same kind of object, with ``quantized`` True and ``qweights`` holding each
-    layer's ``{name: (q, scale)}``. A model copy is in evaluation mode and carries no
-    optimizer or training run.
+    layer's ``{name: (q, scale)}`` in place of those ``params``. A model copy is in
+    evaluation mode and carries no optimizer or training run.
 
     Raises
     ------
