@@ -13,8 +13,8 @@
  *
  *   c[j] = s[j] * (s_a1 * (Q[j, :k1] . a1q) + s_a2 * (Q[j, k1:] . a2q))
  *
- * The weights then stream at one byte each with four multiply-adds per byte where the
- * CPU has them. Per path (sc_q8_dots):
+ * The weights then stream at one byte each (float32's take four), and the sums keep up
+ * with them. Per path (sc_q8_dots):
  *
  *   avx512   vpmaddubsw + vpmaddwd, 64 bytes a step. vpmaddubsw multiplies unsigned
  *            by signed bytes and adds pairs into int16 with saturation: it gets |aq|
@@ -26,8 +26,8 @@
  *            to int16 (unpack, shift) and multiplied by pmaddwd, 16 bytes a step.
  *
  * VNNI's vpdpbusd does the three instructions of a step in one, but the step is bound
- * by the weights' bytes from L2 or memory: at 2048 x 1024 and 4096 x 2048 it ran
- * within 3-10% of vpmaddubsw here, so the avx512 path stays on AVX512BW.
+ * by the weights' bytes from L2 or memory: its bare sums ran 2-19% faster than this
+ * kernel (bench/q8_rows.c; 2-8% at 2-8 MB), so the avx512 path stays on AVX512BW.
  *
  * The vectors are quantized into stack buffers (no allocation). When both have at most
  * SC_Q8_COLS values (H and D up to 2048), each is quantized once a call
