@@ -4,9 +4,8 @@ the layers' side is ``seqcore.nn.quantized``)."""
 import numpy as np
 
 from .. import _validation as V
-from ..reference.quant import dequantize_rows
 
-__all__ = ["checked_qweight", "float_weight"]
+__all__ = ["checked_qweight"]
 
 
 def checked_qweight(layer, name, shape):
@@ -21,11 +20,3 @@ def checked_qweight(layer, name, shape):
     scale = V.check_array(pair[1], f"qweights[{name!r}][1]", shape[:1], layer.dtype)
     return q, scale
 
-
-def float_weight(layer, name, shape):
-    """For an int8 weight ``name``, the weights it stands for in the layer's dtype,
-    ``scale * q``, as a new array; None for a weight the layer holds in ``params``."""
-    pair = checked_qweight(layer, name, shape)
-    if pair is None:
-        return None
-    return dequantize_rows(*pair)

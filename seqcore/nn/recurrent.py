@@ -34,8 +34,8 @@ import warnings
 import numpy as np
 
 from .. import _dispatch, _validation as V
-from ..reference.quant import Int8Rows
-from .qweights import checked_qweight, float_weight
+from ..reference.quant import Int8Rows, dequantize_rows
+from .qweights import checked_qweight
 from .dropout import Switchable, check_dropout, dropout_mask
 
 __all__ = ["RNN", "GRU", "LSTM"]
@@ -237,12 +237,17 @@ class _Recurrent(Switchable):
         for name, shape in self.param_shapes().items():
             self.params[name] = rng.uniform(-k, k, size=shape).astype(self.dtype)
 
-    def _checked_params(self, l, sfx):
-        """The parameters of one layer and direction, checked: a user may have replaced them."""
+    def _checked_params(self, l, sfx, int8_rows=False):
+        """The parameters of one layer and direction, checked: a user may have replaced
+        them. A quantized W comes as its float weights, or with int8_rows as the int8
+        rows themselves (reference.quant.Int8Rows)."""
         out = []
         for name, shape in self._param_shapes_of(l, sfx).items():
-            if self.qweights and name in self.qweights:     # int8: the float W, for this call
-                out.append(float_weight(self, name, shape))
+            if self.qweights and name in self.qweights:     # int8 (seqcore.quantize)
+                pair = checked_qweight(self, name, shape)
+                # the reference cells' one-token step reads the int8 rows; every other
+                # forward the float weights they stand for, made for this call
+                out.append(Int8Rows(*pair) if int8_rows else dequantize_rows(*pair))
                 continue
             p = self.params.get(name)
             if (p.__class__ is np.ndarray and p.shape == shape and p.dtype == self.dtype
@@ -475,10 +480,7 @@ class _Recurrent(Switchable):
             y = None if in_place else np.empty((T, B, dirs * H), self.dtype)
             for d, sfx in enumerate(self._suffixes()):
                 k = l * dirs + d
-                params = self._checked_params(l, sfx)
-                if int8_step:
-                    params[0] = Int8Rows(*checked_qweight(self, f"W_l{l}{sfx}",
-                                                          params[0].shape))
+                params = self._checked_params(l, sfx, int8_rows=int8_step)
                 x_d = layer_in if d == 0 else reverse_padded(layer_in, rev)
                 s0 = [np.ascontiguousarray(s[k]) for s in states0]
                 cache = self._run_forward(k, x_d, s0, params, lens)

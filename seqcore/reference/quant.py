@@ -72,8 +72,7 @@ def quantize_vector(a):
     scale 0.
     """
     a = np.asarray(a)
-    amax = np.max(np.abs(a), axis=-1, keepdims=True) if a.shape[-1] else \
-        np.zeros(a.shape[:-1] + (1,), a.dtype)
+    amax = np.max(np.abs(a), axis=-1, keepdims=True, initial=0)
     inv = np.where(amax > 0, a.dtype.type(QMAX) / np.where(amax > 0, amax, 1), 0)
     aq = np.clip(np.rint(a * inv.astype(a.dtype)), -QMAX, QMAX).astype(np.int32)
     return aq, (amax / a.dtype.type(QMAX)).astype(a.dtype)
