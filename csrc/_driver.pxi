@@ -10,10 +10,13 @@
 #             in one product, W_ax x<t> (+ b); then runs the steps, each a sequence
 #             of phases "product, then gate pass": in one parallel region of nt
 #             threads with a barrier after each half-phase (thread q: its panels of
-#             the product, its rows of the gate pass), or step by step on one.
+#             the product, its rows of the gate pass), or, for short steps of many
+#             rows, with each thread taking its own sequences through all the steps
+#             and no barrier (by_sequences); or step by step on one.
 #   backward: runs the steps from the last in chunks of C steps (_scratch.pxi), each
 #             step a sequence of phases "gradient pass, then product" (the product
-#             carries dC/da back through W_aa); after each chunk, the weight-gradient
+#             carries dC/da back through W_aa), split over the threads as forward's;
+#             after each chunk, the weight-gradient
 #             products dW_ax += dz^T x, dW_aa += dz^T a, dx = dz W_ax and db.
 #   one token (T = B = 1, generation): the units split over the threads, each
 #             thread reading its units' rows of W (no packing), one region a phase.
@@ -35,7 +38,7 @@
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
-from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len,
+from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len, SC_MR,
                       barrier_done, barrier_end, barrier_init, meet, gemm_panels, KC,
                       num_panels, pack, packed_len, product, product_work_len, row_dot_w,
                       sc_barrier_t, sc_threads, step_product, step_region_threads, step_threads,
@@ -195,10 +198,62 @@ cdef void forward_steps(floating** v, const Recurrence* r, floating* abuf, Py_ss
                 return
 
 
+cdef inline Py_ssize_t sequence_split(Py_ssize_t B, Py_ssize_t q, Py_ssize_t nq) noexcept nogil:
+    """First of thread q's sequences when nq threads take the B sequences apart (q = nq
+    gives B). The split falls at multiples of g rows so that each row of every product
+    is summed by the same micro-kernel code as on one thread, and the numbers do not
+    depend on the threads: blocks of MR, 8 and 4 rows sum in one chain, blocks of 2 and
+    1 in two (_packed_gemm.h), so g = 4 when 4 divides SC_MR (every block but the
+    batch's last is then one of the one-chain kind, as on one thread), else SC_MR."""
+    cdef Py_ssize_t g = 4 if SC_MR % 4 == 0 else <Py_ssize_t>SC_MR
+    cdef Py_ssize_t start = (q * ((B + g - 1) // g) // nq) * g
+    return start if start < B else B
+
+
+cdef void forward_sequences(floating** v, const Recurrence* r, floating* abuf,
+                            Py_ssize_t q, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
+    """Sequences [b0, b1) through all the forward steps, on thread q: at each phase of a
+    step, their rows of the product (every panel), then their gate pass. No other
+    thread reads or writes their rows, so nothing waits for another thread until the
+    end. abuf: see packed_product."""
+    cdef Py_ssize_t t
+    cdef int ph
+    cdef const Product* p
+    for t in range(r.T):
+        for ph in range(r.phases):
+            p = &r.prod[ph]
+            gemm_panels(c_at(v, p, t) + b0 * p.ldc, p.ldc, a_at(v, p, t) + b0 * p.lda, p.lda,
+                        1, v[PACKED] + p.p_off, b1 - b0, p.n, p.k, 0,
+                        num_panels(v[PACKED], p.n), p.accumulate, a_slot(abuf, p.k, q))
+            forward_rows(v, r, ph, t, b0, b1, q)
+
+
+cdef bint by_sequences(const Recurrence* r, Py_ssize_t nt) noexcept nogil:
+    """Whether the steps' region of nt threads splits the sequences (forward_sequences:
+    no barrier) rather than each step's products (forward_steps: a barrier after each
+    half-phase). When every thread's share of sequence_split is at least 8 rows and at
+    most 1/8 over an even share, and a phase of a step is under 4 Mi multiply-adds a
+    thread, the barriers are a large part of a step and the split rows cost nothing.
+    Beyond that size a thread's step reads all of the packed weights, where the split
+    products read their part (medium LSTM: 2% slower split by sequences on avx2).
+    Forward, 2 threads, Intel Xeon (AVX-512): small (B 32, H 128) LSTM 2.87 -> 2.29 ms,
+    GRU 2.59 -> 1.95, RNN 1.24 -> 0.86; B 24: LSTM -25%, GRU -35%; on avx2 (shares of
+    18 and 14) small LSTM -3%, GRU -20%; with 4 rows a thread (B 8), LSTM 3 to 12%
+    slower, and at B 32, H 256 an avx2 LSTM 8% slower: both left to the barriers."""
+    cdef Py_ssize_t q, share, lo = r.B, hi = 0
+    for q in range(nt):
+        share = sequence_split(r.B, q + 1, nt) - sequence_split(r.B, q, nt)
+        lo = min(lo, share)
+        hi = max(hi, share)
+    if lo < 8 or 8 * hi * nt > 9 * r.B:
+        return False
+    return hi * r.H * (r.G * r.H // r.phases) < (<Py_ssize_t>4 << 20)
+
+
 cdef int forward(floating** v, Recurrence* r, int threads) except -1:
     """The forward of T*B > 1 rows (see the notes at the top): v[PROJ] gets W_ax x<t>
     (+ b), then the steps run from v[STATE_IN] (initial states copied there)."""
-    cdef Py_ssize_t T = r.T, B = r.B, D = r.D, H = r.H, GH = r.G * r.H, i, j, t
+    cdef Py_ssize_t T = r.T, B = r.B, D = r.D, H = r.H, GH = r.G * r.H, i, j, t, q
     cdef int ph
     cdef floating* z
     cdef const floating* b = v[BIAS]
@@ -229,7 +284,15 @@ cdef int forward(floating** v, Recurrence* r, int threads) except -1:
         product(v[PROJ], GH, v[X], D, 1, v[W_] + H, H + D, True, T * B, GH, D,
                 r.fold_bias, threads, &work[0], Ab)
         copy_states(v, r)
-        if nt > 1:
+        if nt > 1 and by_sequences(r, nt):
+            # each thread its sequences through every step: no barrier
+            region_begin(nt)
+            for q in prange(nt, num_threads=nt, schedule="static"):
+                forward_sequences(v, r, Ab, q, sequence_split(B, q, nt),
+                                  sequence_split(B, q + 1, nt))
+                region_mark(q)
+            region_end()
+        elif nt > 1:
             # one parallel region for all steps, a barrier after each half-phase
             # instead of a region per product (small LSTM forward 2.52 -> 2.43 ms)
             barrier_init(&bar, nt)
@@ -274,6 +337,25 @@ cdef void backward_steps(floating** v, const Recurrence* r, Py_ssize_t t0, Py_ss
                 return
 
 
+cdef void backward_sequences(floating** v, const Recurrence* r, Py_ssize_t t0, Py_ssize_t t1,
+                             floating* abuf, Py_ssize_t q, Py_ssize_t b0,
+                             Py_ssize_t b1) noexcept nogil:
+    """Sequences [b0, b1) through the backward steps t1-1 down to t0, on thread q, as
+    forward_sequences: per phase their rows of the gradient pass, then their rows of
+    the product."""
+    cdef Py_ssize_t t
+    cdef int ph
+    cdef const Product* p
+    for t in range(t1 - 1, t0 - 1, -1):
+        for ph in range(r.phases):
+            p = &r.prod[ph]
+            backward_rows(v, r, ph, t, t0, b0, b1, q)
+            gemm_panels(c_at(v, p, t - t0) + b0 * p.ldc, p.ldc,
+                        a_at(v, p, t - t0) + b0 * p.lda, p.lda, 1, v[PACKED] + p.p_off,
+                        b1 - b0, p.n, p.k, 0, num_panels(v[PACKED], p.n), p.accumulate,
+                        a_slot(abuf, p.k, q))
+
+
 cdef int backward(floating** v, Recurrence* r, Py_ssize_t C, Py_ssize_t nt,
                   int threads) except -1:
     """Backpropagation through time (see the notes at the top): v[STATE_IN] (the running
@@ -281,7 +363,7 @@ cdef int backward(floating** v, Recurrence* r, Py_ssize_t C, Py_ssize_t nt,
     the steps' region (step_region_threads, which the cell asks first: its own scratch
     may have a slot per thread)."""
     cdef Py_ssize_t T = r.T, B = r.B, D = r.D, H = r.H, GH = r.G * r.H, HD = r.H + r.D
-    cdef Py_ssize_t t, t0, t1, rows, k = 0
+    cdef Py_ssize_t t, t0, t1, rows, q, k = 0
     cdef int ph
     cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     cdef const Product* p
@@ -313,7 +395,14 @@ cdef int backward(floating** v, Recurrence* r, Py_ssize_t C, Py_ssize_t nt,
         while t1 > 0:
             t0 = max(t1 - C, 0)
             rows = (t1 - t0) * B
-            if nt > 1:
+            if nt > 1 and by_sequences(r, nt):
+                region_begin(nt)
+                for q in prange(nt, num_threads=nt, schedule="static"):
+                    backward_sequences(v, r, t0, t1, Ab, q, sequence_split(B, q, nt),
+                                       sequence_split(B, q + 1, nt))
+                    region_mark(q)
+                region_end()
+            elif nt > 1:
                 barrier_init(&bar, nt)
                 with parallel(num_threads=nt):
                     backward_steps(v, r, t0, t1, Ab, threadid(), nt, &bar)

@@ -272,7 +272,8 @@ cdef inline Py_ssize_t unit_split(const floating* P, Py_ssize_t H, Py_ssize_t q,
 cdef inline Py_ssize_t step_region_threads(int threads, Py_ssize_t T, Py_ssize_t B,
                                            Py_ssize_t H, Py_ssize_t G) noexcept nogil:
     """Threads of a forward or backward loop's one parallel region (the steps' products
-    and gate passes, a barrier after each phase), for G gate blocks of H units: all of
+    and gate passes, a barrier after each phase, or each thread its own sequences: the
+    driver's by_sequences), for G gate blocks of H units: all of
     them from 2 Ki units per step, else 1 (the loop then runs step by step, each
     product deciding on its own). A barrier costs less than starting a region, so even
     the small configuration's products (32 x 512 x 128, too small to wake a thread for

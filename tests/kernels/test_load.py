@@ -46,7 +46,23 @@ def run(layer, x, dy, lengths=None):
 
 
 # B * H >= 2,048 units per step: the steps run in one parallel region with the barrier
-REGION = dict(T=12, B=16, D=24, H=160)
+# (fewer than 8 rows a thread: the products are split, not the sequences)
+REGION = dict(T=12, B=6, D=24, H=384)
+# 8 rows a thread or more, at most 1/8 uneven, short steps: each thread its sequences
+SEQUENCES = dict(T=12, B=64, D=24, H=48)
+
+
+def against_reference(cell, dtype, shape, rng, threads):
+    """A compiled layer of `shape`, its call's arguments (x, dy, lengths), the
+    reference's results and the compiled layer's on one thread."""
+    T, B, D, H = shape["T"], shape["B"], shape["D"], shape["H"]
+    ref = make_layer(cell, D, H, dtype=dtype, backend="numpy", seed=3)
+    fast = make_layer(cell, D, H, dtype=dtype, backend="cython", seed=3)
+    args = (rng.standard_normal((T, B, D)).astype(dtype),
+            rng.standard_normal((T, B, H)).astype(dtype), rng.integers(1, T + 1, B))
+    want = run(ref, *args)
+    threads(1)
+    return fast, args, want, run(fast, *args)
 
 
 @pytest.mark.parametrize("adaptive", [True, False], ids=["adaptive", "barrier-only"])
@@ -57,18 +73,10 @@ def test_many_threads_match_the_reference(cell, dtype, adaptive, rng, threads):
     likely, and with `adaptive` calls move to one thread part way; every output and
     gradient still matches the reference, and the 1-thread run bitwise."""
     load.set_adaptive(adaptive)
-    T, B, D, H = REGION["T"], REGION["B"], REGION["D"], REGION["H"]
-    ref = make_layer(cell, D, H, dtype=dtype, backend="numpy", seed=3)
-    fast = make_layer(cell, D, H, dtype=dtype, backend="cython", seed=3)
-    x = rng.standard_normal((T, B, D)).astype(dtype)
-    dy = rng.standard_normal((T, B, H)).astype(dtype)
-    lengths = rng.integers(1, T + 1, B)
-    want = run(ref, x, dy, lengths)
-    threads(1)
-    one = run(fast, x, dy, lengths)
+    fast, args, want, one = against_reference(cell, dtype, REGION, rng, threads)
     threads(8)
     for _ in range(5):
-        got = run(fast, x, dy, lengths)
+        got = run(fast, *args)
         for g, w, o in zip(got, want, one):
             assert_close(g, w, dtype)
             np.testing.assert_array_equal(g, o)
@@ -102,6 +110,22 @@ def test_a_region_that_goes_solo_gives_the_same_numbers(cell, dtype, team, T, rn
         for g, o in zip(got, one):
             np.testing.assert_array_equal(g, o)
     load.force_solo(0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_sequences_split_over_threads_match_the_reference(cell, dtype, rng, threads):
+    """Each thread takes its own sequences through every step (no barrier): with 2,
+    3 and 8 threads on this machine's cores, where a thread may wait for its core,
+    every output and gradient matches the reference and the 1-thread run bitwise."""
+    fast, args, want, one = against_reference(cell, dtype, SEQUENCES, rng, threads)
+    for n in (2, 3, 8):
+        threads(n)
+        for _ in range(3):
+            got = run(fast, *args)
+            for g, w, o in zip(got, want, one):
+                assert_close(g, w, dtype)
+                np.testing.assert_array_equal(g, o)
 
 
 def test_a_stall_sends_every_kernel_module_to_one_thread_for_a_while(rng, threads):
@@ -283,31 +307,37 @@ a = torch.randn(512, 512)
 for _ in range(20):
     a = torch.tanh(a @ a / 512)          # torch's own OpenMP pool, awake
 rng = np.random.default_rng(0)
-layer = seqcore.LSTM(24, 160, seed=0)
-x = rng.standard_normal((40, 16, 24)).astype(np.float32)
-dy = rng.standard_normal((40, 16, 160)).astype(np.float32)
-def run():
+def case(B, H):
+    layer = seqcore.LSTM(24, H, seed=0)
+    x = rng.standard_normal((40, B, 24)).astype(np.float32)
+    dy = rng.standard_normal((40, B, H)).astype(np.float32)
+    return layer, x, dy
+def run(layer, x, dy):
     layer.zero_grad()
     y, _ = layer.forward(x)
     dx, _ = layer.backward(dy)
     torch.tanh(a @ a)                   # torch's threads between seqcore's calls
     return [y.copy(), dx.copy()] + [g.copy() for g in layer.grads.values()]
+barriers = case(6, 384)                 # the products split, a barrier a half-phase
+sequences = case(64, 48)                # each thread its sequences
 seqcore.set_num_threads(1)
-one = run()
+one = [run(*barriers), run(*sequences)]
 seqcore.set_num_threads(2)
 load.set_adaptive(False)
 for k in (0, 1, 7, 50):
     load.force_solo(k)
     for _ in range(3):
-        for g, o in zip(run(), one):
-            np.testing.assert_array_equal(g, o)
+        for got, want in zip([run(*barriers), run(*sequences)], one):
+            for g, o in zip(got, want):
+                np.testing.assert_array_equal(g, o)
 print("ok", load.stats()["solo"])
 """
 
 
 def test_torch_in_the_same_process(tmp_path):
     """torch brings its own OpenMP runtime: with its pool awake in the same process,
-    the core's 2-thread regions (and regions that go solo) give the 1-thread numbers."""
+    the core's 2-thread regions (split products, regions that go solo, and split
+    sequences) give the 1-thread numbers."""
     pytest.importorskip("torch")
     proc = subprocess.run([sys.executable, "-c", TORCH_BESIDE], capture_output=True,
                           text=True, timeout=300, cwd=tmp_path,
