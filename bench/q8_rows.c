@@ -9,9 +9,10 @@
  *   ./q8 N K        c (N) = s * (Q (N, K) @ quantized a (K))
  *
  * Lines, each the median of 300 calls in µs and GB/s of weights read:
- * sc_rowdot2_q8_f (the kernel: quantize a, int8 x int8 sums, scale); sc_rowdot2_f on
- * the same weights in float32 (a float model's step); with -mavx512vnni, the int8
- * sums by vpdpbusd.
+ * a plain read of the int8 weights (a sum of their 8-byte words: what one core can
+ * read, the floor of any kernel that reads them once); sc_rowdot2_q8_f (the kernel:
+ * quantize a, int8 x int8 sums, scale); sc_rowdot2_f on the same weights in float32
+ * (a float model's step); with -mavx512vnni, the int8 sums by vpdpbusd.
  */
 #include <math.h>
 #include <stdio.h>
@@ -53,6 +54,17 @@ static void vnni(int32_t *d, const int8_t *aq, const int8_t *Q, size_t n, size_t
 
 #define CALLS 300
 
+/* The sum of the n bytes at Q as 8-byte words: a read of every line, nothing else. */
+static __attribute__((noinline)) uint64_t read_all(const int8_t *Q, size_t n)
+{
+    uint64_t s = 0, w;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        memcpy(&w, Q + i, 8);
+        s += w;
+    }
+    return s;
+}
+
 static void report(const char *what, double *t, double bytes)
 {
     qsort(t, CALLS, sizeof(double), by_value);
@@ -80,6 +92,13 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n * k; i++) W[i] = Q[i] * s[i / k];
 
     printf("%s path, N %zu, K %zu (%.1f MB of int8 weights)\n", SC_PATH_NAME, n, k, n * k / 1e6);
+    volatile uint64_t sink = 0;
+    for (int i = 0; i < CALLS; i++) {
+        double t0 = now();
+        sink += read_all(Q, n * k);
+        t[i] = now() - t0;
+    }
+    report("read the weights", t, (double)n * k);
     for (int i = 0; i < CALLS; i++) {
         double t0 = now();
         sc_rowdot2_q8_f(c, a, k, a, 0, Q, s, k, n, 0);
