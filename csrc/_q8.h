@@ -22,8 +22,13 @@
  *            q is in [-127, 127], so -q is an int8), and a pair sums to at most
  *            2 * 127 * 127 = 32258 < 32767: no saturation.
  *   avx2     the same, 32 bytes a step, the sign moved by vpsignb.
- *   generic  SSE2 has no vpmaddubsw: aq is kept as int16, the weights sign-extended
- *            to int16 (unpack, shift) and multiplied by pmaddwd, 16 bytes a step.
+ *   generic  SSE2 has no vpmaddubsw: aq is kept as int16, each weight q goes into
+ *            the high byte of an int16 (256 q, one unpack with zeros, no shift) and
+ *            pmaddwd multiplies, 16 bytes a step. A lane then holds 256 times its sum:
+ *            at most 4 products of 256 * 127 * 127 a step, 128 steps (SC_Q8_COLS =
+ *            2048 columns): 2,114,060,288 < 2^31. The lanes are shifted back before
+ *            they are added. Sign-extending by unpack and shift took 470 us over
+ *            4096 x 2048 rows (bench/q8_rows.c).
  *
  * VNNI's vpdpbusd does the three instructions of a step in one, but the step is bound
  * by the weights' bytes from L2 or memory: its bare sums ran 2-19% faster than this
@@ -53,7 +58,8 @@
 #include <immintrin.h>
 #endif
 
-#define SC_Q8_COLS 2048          /* columns of a vector quantized at a time */
+#define SC_Q8_COLS 2048          /* columns of a vector quantized at a time; the
+                                    generic sums' int32 lanes hold 2048 (see the top) */
 #define SC_Q8_ROWS_AT_ONCE 256   /* rows multiplied by one chunk before the next */
 #define SC_Q8_MAX 127
 
@@ -192,22 +198,22 @@ static inline void sc_q8_dots(int32_t *d, const sc_q8_t *aq, const int8_t *Q, si
         const int8_t *q = Q + j * ldq;
         int32_t t[4] = {0, 0, 0, 0};
 #if defined(__SSE2__)
-        __m128i s[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
-                        _mm_setzero_si128()};
+        const __m128i zero = _mm_setzero_si128();
+        __m128i s[4] = {zero, zero, zero, zero};
         for (size_t kk = 0; kk < kv; kk += 16) {
             __m128i a0 = _mm_loadu_si128((const __m128i *)(aq + kk));
             __m128i a1 = _mm_loadu_si128((const __m128i *)(aq + kk + 8));
             for (size_t r = 0; r < rows; r++) {
                 __m128i w = _mm_loadu_si128((const __m128i *)(q + r * ldq + kk));
-                __m128i w0 = _mm_srai_epi16(_mm_unpacklo_epi8(w, w), 8);   /* int8 -> int16 */
-                __m128i w1 = _mm_srai_epi16(_mm_unpackhi_epi8(w, w), 8);
+                __m128i w0 = _mm_unpacklo_epi8(zero, w);       /* 256 q as int16, exact */
+                __m128i w1 = _mm_unpackhi_epi8(zero, w);
                 s[r] = _mm_add_epi32(s[r], _mm_add_epi32(_mm_madd_epi16(w0, a0),
                                                          _mm_madd_epi16(w1, a1)));
             }
         }
         for (size_t r = 0; r < rows; r++) {
-            int32_t v[4];
-            _mm_storeu_si128((__m128i *)v, s[r]);
+            int32_t v[4];     /* each lane a multiple of 256: the shift is exact */
+            _mm_storeu_si128((__m128i *)v, _mm_srai_epi32(s[r], 8));
             t[r] = v[0] + v[1] + v[2] + v[3];
         }
 #endif
