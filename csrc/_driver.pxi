@@ -38,7 +38,7 @@
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
-from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len, SC_MR,
+from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len, row_split,
                       barrier_done, barrier_end, barrier_init, meet, gemm_panels, KC,
                       num_panels, pack, packed_len, product, product_work_len, row_dot_w,
                       sc_barrier_t, sc_threads, step_product, step_region_threads, step_threads,
@@ -198,18 +198,6 @@ cdef void forward_steps(floating** v, const Recurrence* r, floating* abuf, Py_ss
                 return
 
 
-cdef inline Py_ssize_t sequence_split(Py_ssize_t B, Py_ssize_t q, Py_ssize_t nq) noexcept nogil:
-    """First of thread q's sequences when nq threads take the B sequences apart (q = nq
-    gives B). The split falls at multiples of g rows so that each row of every product
-    is summed by the same micro-kernel code as on one thread, and the numbers do not
-    depend on the threads: blocks of MR, 8 and 4 rows sum in one chain, blocks of 2 and
-    1 in two (_packed_gemm.h), so g = 4 when 4 divides SC_MR (every block but the
-    batch's last is then one of the one-chain kind, as on one thread), else SC_MR."""
-    cdef Py_ssize_t g = 4 if SC_MR % 4 == 0 else <Py_ssize_t>SC_MR
-    cdef Py_ssize_t start = (q * ((B + g - 1) // g) // nq) * g
-    return start if start < B else B
-
-
 cdef void forward_sequences(floating** v, const Recurrence* r, floating* abuf,
                             Py_ssize_t q, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
     """Sequences [b0, b1) through all the forward steps, on thread q: at each phase of a
@@ -231,7 +219,7 @@ cdef void forward_sequences(floating** v, const Recurrence* r, floating* abuf,
 cdef bint by_sequences(const Recurrence* r, Py_ssize_t nt) noexcept nogil:
     """Whether the steps' region of nt threads splits the sequences (forward_sequences:
     no barrier) rather than each step's products (forward_steps: a barrier after each
-    half-phase). When every thread's share of sequence_split is at least 8 rows and at
+    half-phase). When every thread's share of row_split is at least 8 rows and at
     most 1/8 over an even share, and a phase of a step is under 4 Mi multiply-adds a
     thread, the barriers are a large part of a step and the split rows cost nothing.
     Beyond that size a thread's step reads all of the packed weights, where the split
@@ -242,7 +230,7 @@ cdef bint by_sequences(const Recurrence* r, Py_ssize_t nt) noexcept nogil:
     slower, and at B 32, H 256 an avx2 LSTM 8% slower: both left to the barriers."""
     cdef Py_ssize_t q, share, lo = r.B, hi = 0
     for q in range(nt):
-        share = sequence_split(r.B, q + 1, nt) - sequence_split(r.B, q, nt)
+        share = row_split(r.B, q + 1, nt) - row_split(r.B, q, nt)
         lo = min(lo, share)
         hi = max(hi, share)
     if lo < 8 or 8 * hi * nt > 9 * r.B:
@@ -288,8 +276,8 @@ cdef int forward(floating** v, Recurrence* r, int threads) except -1:
             # each thread its sequences through every step: no barrier
             region_begin(nt)
             for q in prange(nt, num_threads=nt, schedule="static"):
-                forward_sequences(v, r, Ab, q, sequence_split(B, q, nt),
-                                  sequence_split(B, q + 1, nt))
+                forward_sequences(v, r, Ab, q, row_split(B, q, nt),
+                                  row_split(B, q + 1, nt))
                 region_mark(q)
             region_end()
         elif nt > 1:
@@ -364,6 +352,7 @@ cdef int backward(floating** v, Recurrence* r, Py_ssize_t C, Py_ssize_t nt,
     may have a slot per thread)."""
     cdef Py_ssize_t T = r.T, B = r.B, D = r.D, H = r.H, GH = r.G * r.H, HD = r.H + r.D
     cdef Py_ssize_t t, t0, t1, rows, q, k = 0
+    cdef bint seqs                       # each thread its sequences (by_sequences)
     cdef int ph
     cdef sc_barrier_t bar                # the steps' region's (csrc/_load.h)
     cdef const Product* p
@@ -391,15 +380,16 @@ cdef int backward(floating** v, Recurrence* r, Py_ssize_t C, Py_ssize_t nt,
             pack_products(v, r, False, False, threads)
         copy_states(v, r)
         # chunks of C steps [t0, t1), the last first
+        seqs = nt > 1 and by_sequences(r, nt)
         t1 = T
         while t1 > 0:
             t0 = max(t1 - C, 0)
             rows = (t1 - t0) * B
-            if nt > 1 and by_sequences(r, nt):
+            if seqs:
                 region_begin(nt)
                 for q in prange(nt, num_threads=nt, schedule="static"):
-                    backward_sequences(v, r, t0, t1, Ab, q, sequence_split(B, q, nt),
-                                       sequence_split(B, q + 1, nt))
+                    backward_sequences(v, r, t0, t1, Ab, q, row_split(B, q, nt),
+                                       row_split(B, q + 1, nt))
                     region_mark(q)
                 region_end()
             elif nt > 1:

@@ -320,9 +320,14 @@ cdef inline size_t product_work_len(const floating* P, size_t n, size_t k, bint 
 
 cdef inline size_t row_split(size_t m, Py_ssize_t q, Py_ssize_t nq) noexcept nogil:
     """First of thread q's rows when m rows are split over nq threads (q = nq gives
-    m): at multiples of the micro-kernel's SC_MR rows."""
-    cdef size_t blocks = (m + SC_MR - 1) // SC_MR
-    cdef size_t r = (<size_t>q * blocks // <size_t>nq) * SC_MR
+    m), for products and the driver's sequences alike. The split falls at multiples of
+    g rows so that each row is summed by the same micro-kernel code as on one thread,
+    and the numbers do not depend on the threads: blocks of MR, 8 and 4 rows sum in one
+    chain, blocks of 2 and 1 in two (_packed_gemm.h), so g = 4 when 4 divides SC_MR
+    (every block but the last thread's last is then of the one-chain kind, as on one
+    thread), else SC_MR."""
+    cdef size_t g = 4 if SC_MR % 4 == 0 else SC_MR
+    cdef size_t r = (<size_t>q * ((m + g - 1) // g) // <size_t>nq) * g
     return r if r < m else m
 
 

@@ -86,3 +86,12 @@ def check_model_gradients(model, batch, rng, *, n=6, full=(), before=None, eps=1
         checked.add(name.split(".")[0])
     print(f"{type(model).__name__}: max rel err {worst:.2e} over {sorted(checked)}")
     return checked
+
+
+def run(layer, x, state, lengths, dy, dfinal):
+    """forward then backward from zero gradients: y, final, dx, dstate0 and a copy of
+    every gradient."""
+    layer.zero_grad()
+    y, final = layer.forward(x, state, lengths)
+    dx, dstate0 = layer.backward(dy, dfinal)
+    return y, final, dx, dstate0, {k: g.copy() for k, g in layer.grads.items()}

@@ -6,7 +6,8 @@ batch-first and non-contiguous inputs, and T = 1 / B = 1.
 import numpy as np
 import pytest
 
-from _cases import CELL_IDS, copy_params, make_layer, random_lengths, random_state, state_list
+from _cases import (CELL_IDS, copy_params, make_layer, random_lengths, random_state, run,
+                    state_list)
 from conftest import DTYPES, assert_close, compiled
 
 pytestmark = pytest.mark.usefixtures("kernel_path")    # every kernel path the CPU runs
@@ -33,13 +34,6 @@ def twin_layers(cell, D, H, dtype, rng, **kwargs):
     fast = make_layer(cell, D, H, dtype=dtype, backend="cython", **kwargs)
     copy_params(fast, ref)
     return ref, fast
-
-
-def run(layer, x, state, lengths, dy, dfinal):
-    layer.zero_grad()
-    y, final = layer.forward(x, state, lengths)
-    dx, dstate0 = layer.backward(dy, dfinal)
-    return y, final, dx, dstate0, {k: g.copy() for k, g in layer.grads.items()}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])

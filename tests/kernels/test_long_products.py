@@ -8,16 +8,9 @@ reference is the same for all of them, and it is most of a test's time.
 import numpy as np
 import pytest
 
-from _cases import CELL_IDS, copy_params, make_layer, random_state, state_list
+from _cases import CELL_IDS, copy_params, make_layer, random_state, run, state_list
 from conftest import DTYPES, KERNEL_PATHS, TOL, assert_close
 from seqcore import _dispatch
-
-
-def run(layer, x, state, lengths, dy, dfinal):
-    layer.zero_grad()
-    y, final = layer.forward(x, state, lengths)
-    dx, dstate0 = layer.backward(dy, dfinal)
-    return y, final, dx, dstate0, {k: g.copy() for k, g in layer.grads.items()}
 
 
 def compiled_twins(ref, cell, D, H, **kwargs):
