@@ -39,7 +39,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy
 
 from _packed cimport (region_begin, region_end, region_mark, a_slot, a_work_len, row_split,
-                      barrier_done, barrier_end, barrier_init, meet, gemm_panels, KC,
+                      barrier_done, barrier_end, barrier_init, dense_row, meet, gemm_panels, KC,
                       num_panels, pack, packed_len, product, product_work_len, row_dot_w,
                       sc_barrier_t, sc_threads, step_product, step_region_threads, step_threads,
                       unit_split)

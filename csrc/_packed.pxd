@@ -269,6 +269,29 @@ cdef inline Py_ssize_t unit_split(const floating* P, Py_ssize_t H, Py_ssize_t q,
     return u if u < H else H
 
 
+cdef inline void dense_row(floating* y, const floating* x, Py_ssize_t K, const floating* W,
+                           const signed char* Q, const floating* scale, const floating* b,
+                           Py_ssize_t V, int threads) noexcept nogil:
+    """y (V) = W (V, K) @ x (K) + b for one row x (a Dense layer's token), straight
+    from W's rows, or from the int8 Q and its rows' scales when Q is not NULL
+    (row_dot_w, x quantized by each thread), the outputs split over the threads."""
+    cdef Py_ssize_t q, nq = step_threads(threads, V, K, V), j, j0, j1
+    if nq <= 1:
+        row_dot_w(y, x, K, x, 0, W, Q, scale, 0, 0, K, V, False)
+        for j in range(V):
+            y[j] = y[j] + b[j]
+        return
+    region_begin(nq)
+    for q in prange(nq, num_threads=nq, schedule="static"):
+        j0 = unit_split(y, V, q, nq)
+        j1 = unit_split(y, V, q + 1, nq)
+        row_dot_w(y + j0, x, K, x, 0, W, Q, scale, j0, 0, K, j1 - j0, False)
+        for j in range(j0, j1):
+            y[j] = y[j] + b[j]
+        region_mark(q)
+    region_end()
+
+
 cdef inline Py_ssize_t step_region_threads(int threads, Py_ssize_t T, Py_ssize_t B,
                                            Py_ssize_t H, Py_ssize_t G) noexcept nogil:
     """Threads of a forward or backward loop's one parallel region (the steps' products

@@ -17,9 +17,8 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from cython.parallel cimport prange
 
-from _packed cimport (KC, a_work_len, product, product_work_len,
-                      region_begin, region_end, region_mark, row_dot_w, sc_threads,
-                      step_threads, unit_split)
+from _packed cimport (KC, a_work_len, dense_row, product, product_work_len,
+                      region_begin, region_end, region_mark, sc_threads)
 
 cdef extern from "_train.h" nogil:
     double sc_xent_row_f(float* d, const float* z, size_t V, int64_t t, float w)
@@ -101,27 +100,11 @@ def dense_forward_q8(floating[:, ::1] y,          # (N, V) out
     quantized and multiplied by the int8 rows of Q straight from memory, int8 x int8
     (sc_rowdot2_q8, _q8.h), the outputs split over the threads. The NumPy twin is
     seqcore.reference.quant.qlinear_int8."""
-    cdef Py_ssize_t N = x.shape[0], K = x.shape[1], V = Q.shape[0], n, q, nq, j0, j1, j
+    cdef Py_ssize_t N = x.shape[0], K = x.shape[1], V = Q.shape[0], n
     threads = sc_threads(threads)           # one while the cores are taken (_load.h)
-    nq = step_threads(threads, V, K, V)
     with nogil:
         for n in range(N):
-            if nq > 1:
-                region_begin(nq)
-                for q in prange(nq, num_threads=nq, schedule="static"):
-                    j0 = unit_split(&y[0, 0], V, q, nq)
-                    j1 = unit_split(&y[0, 0], V, q + 1, nq)
-                    row_dot_w(&y[n, 0] + j0, &x[n, 0], K, &x[n, 0], 0, NULL, &Q[0, 0],
-                              &scale[0], j0, 0, K, j1 - j0, False)
-                    for j in range(j0, j1):
-                        y[n, j] = y[n, j] + b[j]
-                    region_mark(q)
-                region_end()
-            else:
-                row_dot_w(&y[n, 0], &x[n, 0], K, &x[n, 0], 0, NULL, &Q[0, 0], &scale[0], 0,
-                          0, K, V, False)
-                for j in range(V):
-                    y[n, j] = y[n, j] + b[j]
+            dense_row(&y[n, 0], &x[n, 0], K, NULL, &Q[0, 0], &scale[0], &b[0], V, threads)
 
 
 cdef inline void fill_rows(floating* y, const floating* b, Py_ssize_t r0, Py_ssize_t r1,

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from .. import _validation as V
-from ..nn import Dense, softmax_cross_entropy
+from ..nn import Dense, Embedding, softmax_cross_entropy
 from ..nn.dropout import check_dropout
 from ..data.text import NO_TOKEN, Vocab
 from .base import _inference, _locked, Model, recurrent_stack, split_seeds, _token_inputs
@@ -140,6 +140,9 @@ class LanguageModel(Model):
         state
             The final state of the recurrent layer.
         """
+        if (lengths is None and not self.training and isinstance(self.inputs, Embedding)
+                and isinstance(ids, np.ndarray) and ids.shape == (1, 1)):
+            return self.rnn.forward_token(ids, self.inputs, self.out, state)  # generation
         x = self.drop_in.forward(self.inputs.forward(ids))    # (T, B, D)
         a, state = self.rnn.forward(x, state, lengths)         # (T, B, H)
         return self.out.forward(self.drop_out.forward(a)), state   # (T, B, V)

@@ -35,8 +35,10 @@ import numpy as np
 
 from .. import _dispatch, _validation as V
 from ..reference.quant import Int8Rows, dequantize_rows
-from .qweights import checked_qweight
+from .dense import Dense
 from .dropout import Switchable, check_dropout, dropout_mask
+from .embedding import Embedding
+from .qweights import checked_qweight
 
 __all__ = ["RNN", "GRU", "LSTM"]
 
@@ -438,6 +440,62 @@ class _Recurrent(Switchable):
                     self._cache = self._stepper.cache
                     return out
             return self._forward(x, state, lengths)
+
+    def forward_token(self, ids, embedding, out, state=None):
+        """A language model's forward of one token: ``embedding``, this layer, ``out``.
+
+        Gives ``out.forward(self.forward(embedding.forward(ids), state)[0])`` and the
+        final state. When it can, it is one compiled call (the embedding's row, every
+        layer's step, ``out``'s product; float or int8 weights): generation reads the
+        weights and little else per token, and the Python between the three layers
+        costs most after a step has moved megabytes of weights through the caches.
+        Otherwise (a layer on the reference backend, a bidirectional one, dropout
+        active, ``ids`` not int64, or anything ``forward`` would refuse) the three
+        forwards run one after the other and raise what they raise.
+
+        Parameters
+        ----------
+        ids : numpy.ndarray
+            ``(1, 1)`` token id, -1 for no token (the zero vector).
+        embedding : Embedding
+            Gives this layer's input.
+        out : Dense
+            Reads this layer's output.
+        state : optional
+            As ``forward``'s.
+
+        Returns
+        -------
+        logits : numpy.ndarray
+            ``(1, 1, out.out_features)``.
+        state
+            The final state, as ``forward`` returns it.
+
+        Notes
+        -----
+        The compiled call keeps what this layer's ``backward`` needs, not what
+        ``embedding``'s and ``out``'s do: their ``backward`` after it raises as
+        before any ``forward``. The logits may differ from the three forwards' in the
+        last bits with float weights (``out`` then runs one row's product, not the
+        batched one); with int8 weights they are the same.
+        """
+        if not isinstance(embedding, Embedding):
+            raise TypeError(f"embedding: expected an Embedding, got {type(embedding).__name__}")
+        if not isinstance(out, Dense):
+            raise TypeError(f"out: expected a Dense layer, got {type(out).__name__}")
+        with self.lock:
+            if (self._stepper is not None and not self._dropping()
+                    and embedding.backend == out.backend == "cython"
+                    and embedding.dtype == out.dtype == self.dtype):
+                got = self._stepper.token(ids, state, embedding, out,
+                                          _dispatch.get_num_threads())
+                if got is not None:
+                    self._cache = self._stepper.cache
+                    embedding._ids = None              # (their backward: nothing to use)
+                    out._x = None
+                    return got
+        a, state = self.forward(embedding.forward(ids), state)
+        return out.forward(a), state
 
     def _dropping(self):
         """Whether forward drops between layers now (training mode, p > 0, stacked)."""
