@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The compiled core's tests under AddressSanitizer and UndefinedBehaviorSanitizer, on
 # every kernel path this CPU runs: the compiled-vs-reference, kernel, one-step,
-# training-kernel, CTC and int8-row tests, against an in-place build made with
+# one-token, training-kernel, CTC and int8-row tests, against an in-place build made with
 # SEQCORE_SANITIZE=1 (docs/sanitizers.md). Python itself is not instrumented: the ASan
 # runtime is preloaded into each pytest. Any report fails the run.
 #
@@ -18,7 +18,7 @@ sanitized() {
         python -m pytest -q -p no:cacheprovider "$@"
 }
 sanitized tests/kernels/test_compiled_vs_reference.py tests/kernels/test_long_products.py \
-    > "$logs/1" 2>&1 &
+    tests/kernels/test_token.py > "$logs/1" 2>&1 &
 first=$!
 sanitized tests/kernels/test_kernels_lstm.py tests/kernels/test_kernels_rnn_gru.py \
     tests/kernels/test_one_step.py tests/nn/test_dense_loss.py tests/train/test_optim.py \
