@@ -52,6 +52,23 @@ cdef bint plain_array(object a, int typenum, int nd, const cnp.npy_intp* dims,
     return sc_all_finite_d(<const double*>cnp.PyArray_DATA(arr), cnp.PyArray_SIZE(arr))
 
 
+cdef bint int8_pair(object qweights, object name, cnp.npy_intp rows, cnp.npy_intp cols,
+                    int typenum, const void** Q, const void** S) noexcept:
+    """qweights[name] is (q int8 (rows, cols), scale (rows,) of typenum): their data in
+    Q and S (seqcore.quantize)."""
+    cdef cnp.npy_intp dims[2]
+    dims[0], dims[1] = rows, cols
+    pair = (<dict>qweights).get(name) if type(qweights) is dict else None
+    if type(pair) is not tuple or len(pair) != 2:
+        return False
+    if not (plain_array(pair[0], cnp.NPY_INT8, 2, dims, False)
+            and plain_array(pair[1], typenum, 1, dims, False)):
+        return False
+    Q[0] = cnp.PyArray_DATA(<cnp.ndarray>pair[0])
+    S[0] = cnp.PyArray_DATA(<cnp.ndarray>pair[1])
+    return True
+
+
 cdef bint weights_of(object layer, cnp.npy_intp rows, cnp.npy_intp cols, int typenum,
                      const void** W, const void** Q, const void** S) noexcept:
     """An Embedding's or Dense layer's weight "W" (rows, cols) of typenum: its data in
@@ -62,15 +79,7 @@ cdef bint weights_of(object layer, cnp.npy_intp rows, cnp.npy_intp cols, int typ
     W[0] = Q[0] = S[0] = NULL
     qweights = getattr(layer, "qweights", None)
     if qweights:
-        pair = qweights.get("W") if type(qweights) is dict else None
-        if type(pair) is not tuple or len(pair) != 2:
-            return False
-        if not (plain_array(pair[0], cnp.NPY_INT8, 2, dims, False)
-                and plain_array(pair[1], typenum, 1, dims, False)):
-            return False
-        Q[0] = cnp.PyArray_DATA(<cnp.ndarray>pair[0])
-        S[0] = cnp.PyArray_DATA(<cnp.ndarray>pair[1])
-        return True
+        return int8_pair(qweights, "W", rows, cols, typenum, Q, S)
     params = getattr(layer, "params", None)
     p = (<dict>params).get("W") if type(params) is dict else None
     if not plain_array(p, typenum, 2, dims, False):
@@ -102,7 +111,7 @@ cdef class Stepper:
     cdef void** ws                   # L * nws workspace data pointers
     cdef const char* s0[2]           # the current call's initial states (ready())
     cdef char* out[2]                # and its final states' data (outs)
-    cdef object outs, states
+    cdef object outs                 # the final states of the current call
     cdef void* x_data                # x_copy's data: layer 0's input
     cdef const void* top             # the last layer's a<t> after advance()
     cdef const void** prm            # L * NPRM parameter data pointers of the current call:
@@ -166,15 +175,9 @@ cdef class Stepper:
                 self.prm[l * NPRM + i] = cnp.PyArray_DATA(<cnp.ndarray>p)
             if qweights:                     # W (entries[0]) in int8, and its scales
                 name, shape = entries[0]
-                pair = (<dict>qweights).get(name)
-                if type(pair) is not tuple or len(pair) != 2:
+                if not int8_pair(qweights, name, shape[0], shape[1], self.typenum,
+                                 &self.prm[l * NPRM + 3], &self.prm[l * NPRM + 4]):
                     return False
-                dims[0], dims[1] = shape[0], shape[1]
-                if not (plain_array(pair[0], cnp.NPY_INT8, 2, dims, False)
-                        and plain_array(pair[1], self.typenum, 1, dims, False)):
-                    return False
-                self.prm[l * NPRM + 3] = cnp.PyArray_DATA(<cnp.ndarray>pair[0])
-                self.prm[l * NPRM + 4] = cnp.PyArray_DATA(<cnp.ndarray>pair[1])
         return True
 
     def step(self, x, state, int threads):
@@ -294,7 +297,6 @@ cdef class Stepper:
             self.s0[i] = <const char*>cnp.PyArray_DATA(<cnp.ndarray>states[i])
             self.out[i] = <char*>cnp.PyArray_DATA(<cnp.ndarray>self.outs[i])
         self.s0[1] = self.s0[NUM_STATES - 1]          # (read only by two-state cells)
-        self.states = states                          # (alive until the call returns)
         return True
 
     cdef void advance(self, int threads) noexcept nogil:
@@ -322,5 +324,5 @@ cdef class Stepper:
 
     cdef object new_state(self):
         """The final state of the last call, as forward() returns it."""
-        outs, self.outs, self.states = self.outs, None, None
+        outs, self.outs = self.outs, None
         return outs[0] if NUM_STATES == 1 else outs

@@ -166,3 +166,37 @@ def test_a_language_model_generates_through_it(rng):
             assert_close(logits_eval, logits, np.float32, "logits")
             for a, b in zip(state_eval, state):
                 assert_close(a, b, np.float32, "state")
+
+
+def test_two_threads_on_one_layer_get_what_each_gets_alone(rng):
+    """Two Python threads feed their own tokens through the same three layers at once:
+    the layer's lock runs the compiled calls one at a time (the stepper's buffers
+    and the call's state pointers are the layer's), so each thread's logits and
+    states are those of its loop run alone."""
+    import threading
+    layers = tuple(seqcore.quantize(layer) for layer in lm_layers("lstm", np.float32, "cython"))
+    emb, rnn, out = layers
+    streams = [list(rng.integers(-1, V_IN, size=40)) for _ in range(2)]
+    step = lambda i, s: rnn.forward_token(i, emb, out, s)          # noqa: E731
+    alone = [run(step, tokens) for tokens in streams]
+    got, errors = [None, None], []
+
+    def work(k):
+        try:
+            for _ in range(5):
+                got[k] = run(step, streams[k])
+                np.testing.assert_array_equal(got[k][0], alone[k][0])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for (logits, states), (want, want_states) in zip(got, alone):
+        np.testing.assert_array_equal(logits, want)
+        for g, w in zip(states, want_states):
+            for a, b in zip(g, w):
+                np.testing.assert_array_equal(a, b)
