@@ -250,13 +250,13 @@ cdef int forward(floating** v, Recurrence* r, int threads) except -1:
     dtype = np.float32 if floating is float else np.float64
     # rows of A packed in the long products (k >= 1024; see _packed_gemm.h)
     cdef size_t n_ab = a_work_len(<floating*>NULL, max(D, H), threads)
-    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
+    cdef floating[::1] A_work = aligned_empty(n_ab, dtype)
     cdef floating* Ab = &A_work[0] if n_ab else NULL
     # the input projection's packed weights (packed as they are multiplied)
-    cdef floating[::1] work = np.empty(
+    cdef floating[::1] work = aligned_empty(
         product_work_len(<floating*>NULL, GH, D, True, threads), dtype)
     # the recurrent weights packed once for the per-step products
-    cdef floating[::1] P = np.empty(pack_products(v, r, True, True, threads), dtype)
+    cdef floating[::1] P = aligned_empty(pack_products(v, r, True, True, threads), dtype)
     # threads of the steps' one parallel region (or 1: step by step)
     cdef Py_ssize_t nt = step_region_threads(threads, T, B, H, r.G)
     v[PACKED] = &P[0]
@@ -364,16 +364,16 @@ cdef int backward(floating** v, Recurrence* r, Py_ssize_t C, Py_ssize_t nt,
     cdef size_t nwork = max(product_work_len(<floating*>NULL, D, C * B, False, threads),
                             product_work_len(<floating*>NULL, H, C * B, False, threads),
                             product_work_len(<floating*>NULL, D, GH, False, threads))
-    cdef floating[::1] work = np.empty(nwork, dtype)
+    cdef floating[::1] work = aligned_empty(nwork, dtype)
     # rows of A packed for the per-step products (k up to G*H) and the chunked
     # weight-gradient products (k up to KC rows of dz^T)
     cdef size_t n_ab = a_work_len(<floating*>NULL, max(k, <Py_ssize_t>KC), threads)
-    cdef floating[::1] A_work = np.empty(max(n_ab, <size_t>1), dtype)
+    cdef floating[::1] A_work = aligned_empty(n_ab, dtype)
     cdef floating* Ab = &A_work[0] if n_ab else NULL
     # W_aa packed for the per-step products; a single step of a single row reads W
     cdef bint packed = not (T == 1 and B == 1)
-    cdef floating[::1] Q = np.empty(pack_products(v, r, False, True, threads) if packed
-                                    else 1, dtype)
+    cdef floating[::1] Q = aligned_empty(pack_products(v, r, False, True, threads) if packed
+                                         else 1, dtype)
     v[PACKED] = &Q[0] if packed else NULL
     with nogil:
         if packed:

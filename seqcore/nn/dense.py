@@ -17,7 +17,7 @@ from .. import _validation as V
 from .. import reference
 from .._dispatch import get_num_threads, train_kernels
 from ..reference.quant import dequantize_rows
-from .buffers import checked_grad, kept
+from .buffers import aligned_empty, checked_grad, kept
 from .qweights import checked_qweight
 
 __all__ = ["Dense"]
@@ -123,8 +123,8 @@ class Dense:
                                           self.dtype == np.float64)
         ws = self._work
         if ws is None or ws[0].size < nw or (na and (ws[1] is None or ws[1].size < na)):
-            ws = self._work = (np.empty(max(nw, 1), self.dtype),
-                               np.empty(na, self.dtype) if na else None)
+            ws = self._work = (aligned_empty(max(nw, 1), self.dtype),
+                               aligned_empty(na, self.dtype) if na else None)
         return ws
 
     def forward(self, x):

@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import _dispatch, _validation as V
 from ..reference.quant import Int8Rows, dequantize_rows
+from .buffers import aligned_empty
 from .dense import Dense
 from .dropout import Switchable, check_dropout, dropout_mask
 from .embedding import Embedding
@@ -299,7 +300,7 @@ class _Recurrent(Switchable):
         key = (k, name)
         buf = self._workspaces.get(key)
         if buf is None or buf.shape != shape:
-            buf = self._workspaces[key] = np.empty(shape, self.dtype)
+            buf = self._workspaces[key] = aligned_empty(shape, self.dtype)
         return buf
 
     def _workspaces_for(self, k, x):

@@ -273,3 +273,30 @@ def test_embedding_outputs_the_caller_holds_are_never_reused(rng):
     for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
         assert twin._out is None
         np.testing.assert_array_equal(twin.forward(ids[0]), want[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8])
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (2, 3, 17), (0,)])
+def test_aligned_empty_starts_on_a_cache_line(shape, dtype):
+    from seqcore.nn.buffers import ALIGN, aligned_empty
+    for _ in range(8):                     # NumPy's own start varies from one array to the next
+        a = aligned_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype
+        assert a.flags.c_contiguous and a.flags.writeable
+        assert a.size == 0 or a.ctypes.data % ALIGN == 0     # an empty one has no start
+        a[...] = 1                         # every element is its own, none past the end
+        assert a.sum() == a.size
+
+
+@pytest.mark.parametrize("cell", ["RNN", "GRU", "LSTM"])
+def test_the_recurrent_layers_workspaces_start_on_a_cache_line(cell, rng):
+    from seqcore.nn.buffers import ALIGN
+    layer = getattr(seqcore, cell)(5, 6, dtype=np.float32)
+    layer.forward(rng.standard_normal((4, 3, 5)).astype(np.float32))
+    made = [buf for key, buf in layer._workspaces.items() if isinstance(key[0], int)]
+    assert made                            # the states (and the gates, for GRU and LSTM)
+    for buf in made:
+        assert buf.ctypes.data % ALIGN == 0
+    dense = seqcore.Dense(5, 40)
+    dense.forward(rng.standard_normal((64, 5)).astype(np.float32))
+    assert dense._work[0].ctypes.data % ALIGN == 0
