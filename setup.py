@@ -12,11 +12,13 @@ import glob
 import os
 import platform
 import runpy
+import tempfile
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError
 
 # SEQCORE_DEBUG=1 turns bounds checking back on in every kernel (slow; for hunting bugs).
 DEBUG = os.environ.get("SEQCORE_DEBUG", "0") == "1"
@@ -114,6 +116,17 @@ extensions = [cell_extension(name, path) for name in MODULES for path in PATHS] 
 ]
 
 
+# GCC's jump threading copies the path on which exp's argument is clamped to a constant
+# (csrc/_fastmath.h), and the vectorized loop then computes that path's constants in
+# every lane beside the real values before it selects: in the LSTM's peephole gate
+# pass a constant sigmoid of 6e-39 times c<t-1>, a subnormal product on every
+# iteration, each one a microcode assist. Without threading those passes run as fast
+# as the others (the small peephole LSTM's gate passes, one thread, in a C harness:
+# 1.7 -> 0.7 ms on avx512, 3.2 -> 1.4 on avx2, 9.7 -> 3.7 on generic; its whole
+# forward, avx512: 6.0 -> 4.0 ms). Compilers without the option skip it.
+KERNEL_ONLY_ARGS = ["-fno-thread-jumps"]
+
+
 class ParallelBuildExt(build_ext):
     """Compiles the extension modules side by side, one per core (`pip install .`
     has no option for it): the nine kernel modules are most of the build's time."""
@@ -122,6 +135,25 @@ class ParallelBuildExt(build_ext):
         super().finalize_options()
         if self.parallel is None:
             self.parallel = os.cpu_count() or 1
+
+    def build_extensions(self):
+        extra = [flag for flag in KERNEL_ONLY_ARGS if self._accepts(flag)]
+        for ext in self.extensions:
+            if ext.name.startswith("seqcore._kernels.") and ext.name.count(".") == 3:
+                ext.extra_compile_args = ext.extra_compile_args + extra
+        super().build_extensions()
+
+    def _accepts(self, flag):
+        """Whether the C compiler takes `flag` (an empty file, compiled with -Werror)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "flag.c")
+            with open(src, "w") as f:
+                f.write("int seqcore_flag_check;\n")
+            try:
+                self.compiler.compile([src], output_dir=tmp, extra_postargs=[flag, "-Werror"])
+            except CompileError:
+                return False
+        return True
 
 
 setup(

@@ -72,22 +72,26 @@ cdef inline floating sum_sq(const floating* v, Py_ssize_t n) noexcept nogil:
 
 
 @cython.infer_types(True)
-cdef inline void forward_unit(real_r g, real_r c_next, real_r a_next, real_r c_prev,
-                              real_r b, real_r p, bint peep, Py_ssize_t j,
-                              Py_ssize_t H) noexcept nogil:
-    """Unit j of forward_step; p is read only when peep (a constant where this is
-    inlined, so the loops stay branch-free and vectorized)."""
+cdef inline void forward_cell(real_r g, real_r c_next, real_r c_prev, real_r b, real_r p,
+                              bint peep, Py_ssize_t j, Py_ssize_t H) noexcept nogil:
+    """Unit j's Γu, Γf, c̃ (into g) and c<t> (into c_next); p is read only when peep (a
+    constant where this is inlined, so the loops stay branch-free and vectorized)."""
     gamma_u = sigmoid(g[j] + b[j] + (p[j] * c_prev[j] if peep else 0))
     gamma_f = sigmoid(g[H + j] + b[H + j] + (p[H + j] * c_prev[j] if peep else 0))
     c_tilde = tanh(g[2 * H + j] + b[2 * H + j])
-    c_t = gamma_u * c_tilde + gamma_f * c_prev[j]
-    gamma_o = sigmoid(g[3 * H + j] + b[3 * H + j] + (p[2 * H + j] * c_t if peep else 0))
     g[j] = gamma_u
     g[H + j] = gamma_f
     g[2 * H + j] = c_tilde
+    c_next[j] = gamma_u * c_tilde + gamma_f * c_prev[j]
+
+
+@cython.infer_types(True)
+cdef inline void forward_out(real_r g, real_r a_next, real_r c_t, real_r b, real_r p,
+                             bint peep, Py_ssize_t j, Py_ssize_t H) noexcept nogil:
+    """Unit j's Γo (into g) and a<t> (into a_next), from c_t = c<t>."""
+    gamma_o = sigmoid(g[3 * H + j] + b[3 * H + j] + (p[2 * H + j] * c_t[j] if peep else 0))
     g[3 * H + j] = gamma_o
-    c_next[j] = c_t
-    a_next[j] = gamma_o * tanh(c_t)
+    a_next[j] = gamma_o * tanh(c_t[j])
 
 
 cdef void forward_step(real_r g, real_r c_next, real_r a_next, real_r c_prev,
@@ -95,14 +99,23 @@ cdef void forward_step(real_r g, real_r c_next, real_r a_next, real_r c_prev,
     """Gate pass of units [0, n) of one active (step, sequence); the gate blocks are H
     apart. g (4 blocks): the pre-activations without bias in, [gamma_u, gamma_f,
     c_tilde, gamma_o] out; b (4 blocks); p (3 blocks) or NULL without peepholes;
-    c_prev = c<t-1>; out c_next, a_next = c<t>, a<t>."""
+    c_prev = c<t-1>; out c_next, a_next = c<t>, a<t>.
+
+    Two loops, c<t> first, then Γo and a<t>: one loop over all of a unit keeps more
+    vectors live than there are registers, and spills. The small LSTM's gate passes
+    (64 steps x 32 rows x 128 units, one thread, this loop in a C harness) took 0.81
+    -> 0.59 ms on avx512, 1.21 -> 0.93 on avx2, 3.3 -> 2.5 on generic."""
     cdef Py_ssize_t j
     if p != NULL:
         for j in range(n):
-            forward_unit(g, c_next, a_next, c_prev, b, p, True, j, H)
+            forward_cell(g, c_next, c_prev, b, p, True, j, H)
+        for j in range(n):
+            forward_out(g, a_next, c_next, b, p, True, j, H)
     else:
         for j in range(n):
-            forward_unit(g, c_next, a_next, c_prev, b, p, False, j, H)
+            forward_cell(g, c_next, c_prev, b, p, False, j, H)
+        for j in range(n):
+            forward_out(g, a_next, c_next, b, p, False, j, H)
 
 
 cdef void units_step(floating* g, floating* c_next, floating* a_next, const floating* c_prev,
