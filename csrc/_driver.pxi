@@ -256,7 +256,9 @@ cdef bint inputs_by_step(const Recurrence* r, Py_ssize_t nt, int threads) noexce
     threads share the inputs' product as they share the steps. Small (B 32, T 64, D 64,
     H 128) forward on avx512: one thread, LSTM 4.14 -> 3.94 ms, GRU 3.16 -> 3.04; two,
     GRU 2.04 -> 1.88, reset-after GRU 2.19 -> 1.95, RNN 0.92 -> 0.82, LSTM unchanged;
-    medium LSTM (B 64, H 512), two threads, 99.9 -> 97.3 ms. From 16 rows, and only
+    medium LSTM (B 64, H 512), two threads, 99.9 -> 97.3 ms. On avx2 and generic the
+    small rows moved within 3% either way (two threads: LSTM 3% slower, GRU 2-6%
+    faster), where the products leave less of the time to memory. From 16 rows, and only
     where the steps' region has all the threads (or there is one): with fewer rows each
     step's product reads all of W_ax for little work (B = 1, T 256, D 128, H 256: 4.1
     -> 7.8 ms), and a step run on one of several threads would leave the others idle."""
