@@ -103,9 +103,11 @@ cdef void step_units(floating** v, const Recurrence* r, Py_ssize_t ph, Py_ssize_
 
 
 cdef void reset_rows(floating* gates_t, floating* hc_t, const floating* c_t,
-                     Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H) noexcept nogil:
-    """Reset before, step t, rows [b0, b1): gamma_r, gamma_u = sigma(z_r, z_u) in place
-    in gates_t (B, 3H), and hc_t (B, H) = gamma_r * c<t-1> (c_t: c[t], (B, H))."""
+                     Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t u1,
+                     Py_ssize_t H) noexcept nogil:
+    """Reset before, step t, rows [b0, b1), units [u0, u1): gamma_r, gamma_u = sigma(z_r,
+    z_u) in place in gates_t (B, 3H), and hc_t (B, H) = gamma_r * c<t-1> (c_t: c[t],
+    (B, H))."""
     cdef Py_ssize_t i, j
     cdef floating v
     cdef floating* gamma_r
@@ -117,19 +119,19 @@ cdef void reset_rows(floating* gates_t, floating* hc_t, const floating* c_t,
         gamma_u = gamma_r + H
         cp = c_t + i * H
         hcr = hc_t + i * H
-        for j in range(H):
+        for j in range(u0, u1):
             v = sigmoid(gamma_r[j])
             gamma_r[j] = v
             hcr[j] = v * cp[j]                  # gamma_r * c<t-1>
-        for j in range(H):
+        for j in range(u0, u1):
             gamma_u[j] = sigmoid(gamma_u[j])
 
 
 cdef void candidate_rows(floating* gates_t, floating* c_t, const int64_t* lengths,
                          Py_ssize_t t, Py_ssize_t B, Py_ssize_t b0, Py_ssize_t b1,
-                         Py_ssize_t H) noexcept nogil:
-    """Reset before, step t, rows [b0, b1): c_tilde = tanh(z_c) in place in gates_t
-    (B, 3H), and the new state: c_t (B, H) is c[t], its next B rows c[t+1]."""
+                         Py_ssize_t u0, Py_ssize_t u1, Py_ssize_t H) noexcept nogil:
+    """Reset before, step t, rows [b0, b1), units [u0, u1): c_tilde = tanh(z_c) in place
+    in gates_t (B, 3H), and the new state: c_t (B, H) is c[t], its next B rows c[t+1]."""
     cdef Py_ssize_t i, j
     cdef floating v, one = 1
     cdef floating* gamma_u
@@ -142,22 +144,23 @@ cdef void candidate_rows(floating* gates_t, floating* c_t, const int64_t* length
         cp = c_t + i * H
         cn = c_t + (B + i) * H
         if t < lengths[i]:
-            for j in range(H):
+            for j in range(u0, u1):
                 v = tanh(c_tilde[j])
                 c_tilde[j] = v
                 cn[j] = gamma_u[j] * v + (one - gamma_u[j]) * cp[j]
         else:
-            for j in range(H):                  # inactive: state copied
+            for j in range(u0, u1):             # inactive: state copied
                 c_tilde[j] = tanh(c_tilde[j])
                 cn[j] = cp[j]
 
 
 cdef void after_rows(floating* gates_t, const floating* h, floating* hc_t, floating* c_t,
                      const floating* b_cc, const int64_t* lengths, Py_ssize_t t,
-                     Py_ssize_t B, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H) noexcept nogil:
-    """Reset after, step t, rows [b0, b1): the gates from gates_t (B, 3H, input parts)
-    and h (B, 3H) = c<t-1> @ W_cc^T, in place in gates_t; hc_t (B, H) = W_cc c<t-1> +
-    b_cc; the new state: c_t (B, H) is c[t], its next B rows c[t+1]."""
+                     Py_ssize_t B, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0,
+                     Py_ssize_t u1, Py_ssize_t H) noexcept nogil:
+    """Reset after, step t, rows [b0, b1), units [u0, u1): the gates from gates_t (B, 3H,
+    input parts) and h (B, 3H) = c<t-1> @ W_cc^T, in place in gates_t; hc_t (B, H) =
+    W_cc c<t-1> + b_cc; the new state: c_t (B, H) is c[t], its next B rows c[t+1]."""
     cdef Py_ssize_t i, j
     cdef floating v, one = 1
     cdef floating* gamma_r
@@ -175,31 +178,34 @@ cdef void after_rows(floating* gates_t, const floating* h, floating* hc_t, float
         cp = c_t + i * H
         cn = c_t + (B + i) * H
         hcr = hc_t + i * H
-        for j in range(2 * H):                  # gamma_r, gamma_u
+        for j in range(u0, u1):                 # gamma_r
             gamma_r[j] = sigmoid(gamma_r[j] + hr[j])
-        for j in range(H):
+        for j in range(u0, u1):                 # gamma_u
+            gamma_u[j] = sigmoid(gamma_u[j] + hr[H + j])
+        for j in range(u0, u1):
             v = hr[2 * H + j] + b_cc[j]         # W_cc c<t-1> + b_cc
             hcr[j] = v
             c_tilde[j] = tanh(c_tilde[j] + gamma_r[j] * v)
         if t < lengths[i]:
-            for j in range(H):
+            for j in range(u0, u1):
                 cn[j] = gamma_u[j] * c_tilde[j] + (one - gamma_u[j]) * cp[j]
         else:
-            for j in range(H):                  # inactive: state copied
+            for j in range(u0, u1):             # inactive: state copied
                 cn[j] = cp[j]
 
 
 cdef void forward_rows(floating** v, const Recurrence* r, int ph, Py_ssize_t t,
-                       Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t q) noexcept nogil:
+                       Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t u1,
+                       Py_ssize_t q) noexcept nogil:
     cdef Py_ssize_t BH = r.B * r.H
     cdef floating* g = v[GATES] + t * 3 * BH
     if r.option:                # reset after: h = c<t> @ W_cc^T, then the gates and c<t+1>
         after_rows(g, v[H_], v[HC] + t * BH, v[STATE] + t * BH, v[B_CC], r.lengths, t, r.B,
-                   b0, b1, r.H)
+                   b0, b1, u0, u1, r.H)
     elif ph == 0:               # gamma_r, gamma_u, hc[t]
-        reset_rows(g, v[HC] + t * BH, v[STATE] + t * BH, b0, b1, r.H)
+        reset_rows(g, v[HC] + t * BH, v[STATE] + t * BH, b0, b1, u0, u1, r.H)
     else:                       # c_tilde, c<t+1>
-        candidate_rows(g, v[STATE] + t * BH, r.lengths, t, r.B, b0, b1, r.H)
+        candidate_rows(g, v[STATE] + t * BH, r.lengths, t, r.B, b0, b1, u0, u1, r.H)
 
 
 def gru_forward(floating[:, :, ::1] c,          # (T+1, B, H) out: states, c[0] = c0

@@ -185,27 +185,33 @@ cdef void backward_step(real_r dz, real_r da, real_r dc, real_r da_tot, real_r d
 
 
 cdef void gate_rows(floating* g, floating* c_t, floating* a_t, floating* b, floating* p,
-                       const int64_t* lengths, Py_ssize_t t, Py_ssize_t B, Py_ssize_t b0,
-                       Py_ssize_t b1, Py_ssize_t H) noexcept nogil:
-    """The gate pass of step t for sequences [b0, b1) (see forward_step). g (B, 4H):
-    gates[t]; c_t, a_t (B, H): c[t], a[t], whose next B rows are c[t+1], a[t+1]."""
-    cdef Py_ssize_t bi, G = 4 * H
+                    const int64_t* lengths, Py_ssize_t t, Py_ssize_t B, Py_ssize_t b0,
+                    Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t u1, Py_ssize_t H) noexcept nogil:
+    """The gate pass of step t for sequences [b0, b1), units [u0, u1) (see forward_step).
+    g (B, 4H): gates[t]; c_t, a_t (B, H): c[t], a[t], whose next B rows are c[t+1],
+    a[t+1]."""
+    cdef Py_ssize_t bi, k, G = 4 * H, n = u1 - u0
     cdef floating* c_next = c_t + B * H
     cdef floating* a_next = a_t + B * H
+    if n <= 0:
+        return
     for bi in range(b0, b1):
         if t < lengths[bi]:
-            forward_step(g + bi * G, c_next + bi * H, a_next + bi * H, c_t + bi * H, b, p, H, H)
+            forward_step(g + bi * G + u0, c_next + bi * H + u0, a_next + bi * H + u0,
+                         c_t + bi * H + u0, b + u0, p + u0 if p != NULL else NULL, n, H)
         else:                                        # inactive: the state is copied
-            memset(g + bi * G, 0, G * sizeof(floating))
-            memcpy(c_next + bi * H, c_t + bi * H, H * sizeof(floating))
-            memcpy(a_next + bi * H, a_t + bi * H, H * sizeof(floating))
+            for k in range(4):
+                memset(g + bi * G + k * H + u0, 0, n * sizeof(floating))
+            memcpy(c_next + bi * H + u0, c_t + bi * H + u0, n * sizeof(floating))
+            memcpy(a_next + bi * H + u0, a_t + bi * H + u0, n * sizeof(floating))
 
 
 cdef void forward_rows(floating** v, const Recurrence* r, int ph, Py_ssize_t t,
-                       Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t q) noexcept nogil:
+                       Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t u1,
+                       Py_ssize_t q) noexcept nogil:
     cdef Py_ssize_t BH = r.B * r.H
     gate_rows(v[GATES] + t * 4 * BH, v[C_] + t * BH, v[STATE] + t * BH, v[BIAS], v[PEEP],
-              r.lengths, t, r.B, b0, b1, r.H)
+              r.lengths, t, r.B, b0, b1, u0, u1, r.H)
 
 
 cdef void gradient_rows(floating* dz, floating* da, floating* dc, floating* tot,

@@ -306,7 +306,8 @@ cdef inline Py_ssize_t step_region_threads(int threads, Py_ssize_t T, Py_ssize_t
     wake a second thread (useful_threads of one row: from 128 Ki recurrent weights),
     instead of starting a region per product: stream (T = 256, H = 256) forward LSTM
     -7%, GRU -8 to -12%, forward+backward LSTM -2%, GRU -8 to -12%. The gate pass of
-    the one row stays on thread 0. A single step of a single sequence (T = B = 1,
+    the one row is split by units where they fall in whole panels (the driver's
+    by_units), else stays on thread 0. A single step of a single sequence (T = B = 1,
     generation) never does: its kernels read the rows of W, not packed panels."""
     if B == 1:
         if T == 1:

@@ -49,9 +49,10 @@ cdef void step_units(floating** v, const Recurrence* r, Py_ssize_t ph, Py_ssize_
 
 
 cdef void activate_rows(floating* a_t, const int64_t* lengths, Py_ssize_t t, Py_ssize_t B,
-                        Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t H, bint relu) noexcept nogil:
-    """Step t, rows [b0, b1): a<t+1> = g(z) in place; a_t (B, H) is a[t], its next B rows
-    a[t+1], which hold z (the pre-activations) on entry."""
+                        Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t u1,
+                        Py_ssize_t H, bint relu) noexcept nogil:
+    """Step t, rows [b0, b1), units [u0, u1): a<t+1> = g(z) in place; a_t (B, H) is a[t],
+    its next B rows a[t+1], which hold z (the pre-activations) on entry."""
     cdef Py_ssize_t i, j
     cdef floating zero = 0
     cdef floating* z
@@ -60,19 +61,21 @@ cdef void activate_rows(floating* a_t, const int64_t* lengths, Py_ssize_t t, Py_
         z = a_t + (B + i) * H
         a_prev = a_t + i * H
         if t >= lengths[i]:
-            for j in range(H):              # inactive: the state is copied
+            for j in range(u0, u1):         # inactive: the state is copied
                 z[j] = a_prev[j]
         elif relu:
-            for j in range(H):
+            for j in range(u0, u1):
                 z[j] = z[j] if z[j] > zero else zero
         else:
-            for j in range(H):
+            for j in range(u0, u1):
                 z[j] = tanh(z[j])
 
 
 cdef void forward_rows(floating** v, const Recurrence* r, int ph, Py_ssize_t t,
-                       Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t q) noexcept nogil:
-    activate_rows(v[STATE] + t * r.B * r.H, r.lengths, t, r.B, b0, b1, r.H, r.option)
+                       Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t u0, Py_ssize_t u1,
+                       Py_ssize_t q) noexcept nogil:
+    activate_rows(v[STATE] + t * r.B * r.H, r.lengths, t, r.B, b0, b1, u0, u1, r.H,
+                  r.option)
 
 
 def rnn_forward(floating[:, :, ::1] a,          # (T+1, B, H) out: states, a[0] = a0

@@ -24,7 +24,9 @@ CONFIGS = [
     (6, 4, 3, 6, 2, True, True, True),
     (9, 5, 8, 16, 2, False, False, True),
     (9, 64, 8, 16, 1, False, True, False),   # T*B > 512: weight gradients in chunks
-    (5, 20, 7, 128, 1, True, True, False),   # B >= 16 on all threads: inputs step by step
+    (5, 20, 7, 128, 1, True, True, False),   # B >= 16 on all threads: inputs step by step,
+                                             # each thread its units (whole panels)
+    (5, 20, 7, 150, 1, False, True, False),  # ... split products (H not whole panels)
     (5, 32, 7, 64, 2, False, True, True),    # ... and each thread its own sequences
 ]
 

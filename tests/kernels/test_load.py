@@ -15,7 +15,7 @@ import seqcore
 from seqcore._kernels import load
 
 from _cases import CELL_IDS, make_layer
-from conftest import DTYPES, assert_close
+from conftest import DTYPES, assert_close, compiled
 
 pytestmark = pytest.mark.usefixtures("kernel_path")    # every kernel path the CPU runs
 
@@ -46,10 +46,36 @@ def run(layer, x, dy, lengths=None):
 
 
 # B * H >= 2,048 units per step: the steps run in one parallel region with the barrier
-# (fewer than 8 rows a thread: the products are split, not the sequences)
+# (fewer than 8 rows a thread: the sequences are not split); H = 384 is a whole number
+# of panels on every path, 12 or more: each thread its units
 REGION = dict(T=12, B=6, D=24, H=384)
+# the same with H = 298, no whole number of panels: the products' panels and the gate
+# pass's rows are split
+STEPS = dict(T=12, B=7, D=24, H=298)
 # 8 rows a thread or more, at most 1/8 uneven, short steps: each thread its sequences
 SEQUENCES = dict(T=12, B=64, D=24, H=48)
+# each shape, its split, and the thread counts that take it on every path (8 threads
+# split 64 rows unevenly at avx2's multiples of 6: the products are split there)
+SPLITS = [(REGION, "units", (2, 3, 4, 8)), (STEPS, "steps", (2, 3, 4, 8)),
+          (SEQUENCES, "sequences", (2, 3))]
+GATES = {"rnn_tanh": (1, 1), "rnn_relu": (1, 1), "gru": (3, 2), "gru_reset_after": (3, 1),
+         "lstm": (4, 1), "lstm_peephole": (4, 1)}    # gate blocks and products a step
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("cell", CELL_IDS)
+def test_each_shape_takes_its_split(cell, dtype):
+    """The shapes of these tests reach each way the forward splits its steps, on every
+    path and dtype: a change of the rules would otherwise leave a split untested
+    without a word."""
+    module = compiled(cell.split("_")[0])
+    G, phases = GATES[cell]
+    for shape, want, counts in SPLITS:
+        for n in counts:
+            got = module.forward_split(shape["T"], shape["B"], shape["H"], G, phases, n,
+                                       double=dtype == np.float64)
+            assert got == want, (shape, n)
+    assert module.forward_split(12, 6, 384, G, phases, 1) == "serial"
 
 
 def against_reference(cell, dtype, shape, rng, threads):
@@ -65,15 +91,16 @@ def against_reference(cell, dtype, shape, rng, threads):
     return fast, args, want, run(fast, *args)
 
 
+@pytest.mark.parametrize("shape", [REGION, STEPS], ids=["units", "steps"])
 @pytest.mark.parametrize("adaptive", [True, False], ids=["adaptive", "barrier-only"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("cell", CELL_IDS)
-def test_many_threads_match_the_reference(cell, dtype, adaptive, rng, threads):
+def test_many_threads_match_the_reference(cell, dtype, adaptive, shape, rng, threads):
     """8 threads on this machine's cores: the barrier sleeps and wakes, stalls are
     likely, and with `adaptive` calls move to one thread part way; every output and
     gradient still matches the reference, and the 1-thread run bitwise."""
     load.set_adaptive(adaptive)
-    fast, args, want, one = against_reference(cell, dtype, REGION, rng, threads)
+    fast, args, want, one = against_reference(cell, dtype, shape, rng, threads)
     threads(8)
     for _ in range(5):
         got = run(fast, *args)
@@ -84,16 +111,18 @@ def test_many_threads_match_the_reference(cell, dtype, adaptive, rng, threads):
         assert load.stats()["serial_calls"] == 0
 
 
+@pytest.mark.parametrize("shape", [REGION, STEPS], ids=["units", "steps"])
 @pytest.mark.parametrize("T", [12, 70], ids=["T12", "T70"])
 @pytest.mark.parametrize("team", [2, 4])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("cell", CELL_IDS)
-def test_a_region_that_goes_solo_gives_the_same_numbers(cell, dtype, team, T, rng, threads):
+def test_a_region_that_goes_solo_gives_the_same_numbers(cell, dtype, team, T, shape, rng,
+                                                        threads):
     """A steps' region whose threads wait too long goes solo: thread 0 runs the rest
     alone, the others leave (and backward's later chunks run on one thread). Forced at
     the first barriers, in the middle and at the last of the forward's and the first
     backward chunk's: every output and gradient equals the 1-thread run, bitwise."""
-    B, D, H = REGION["B"], REGION["D"], REGION["H"]
+    B, D, H = shape["B"], shape["D"], shape["H"]
     fast = make_layer(cell, D, H, dtype=dtype, backend="cython", seed=5)
     x = rng.standard_normal((T, B, D)).astype(dtype)
     dy = rng.standard_normal((T, B, H)).astype(dtype)
