@@ -75,7 +75,7 @@ NOT_RUN = {
     ("docs/onnx.md", "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE seqcore bench --onnx "
                      "--json onnx.json"),
     ("docs/performance.md", "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE seqcore bench --onnx "
-                            "--kernels avx512 --rounds 5"),
+                            "--kernels avx512 --rounds 7"),
 }
 PYTHON = ("python", "py", "python3")
 SHELL = ("sh", "bash", "shell", "console")
