@@ -46,13 +46,27 @@ static inline size_t sc_panels(size_t n, size_t nr) { return (n + nr - 1) / nr; 
 /* ------------------------------------------------------------------ packing */
 
 #define SC_DEFINE_PACK(T, NR, SUFFIX)                                               \
-/* Panels [p0, p1) of P = src^T: src (n, k) row-major with row stride lds. */                            \
+/* Panels [p0, p1) of P = src^T: src (n, k) row-major with row stride lds. A whole     \
+ * panel is written row after row, each row's NR values read from NR rows of src     \
+ * (NR lines, which serve the next values of k too). Row of src after row of src,   \
+ * each wrote a column of the whole panel, whose lines for k = 512 (64 KiB of floats  \
+ * on avx512) no longer stay in L1. One thread, before -> after: the medium LSTM's    \
+ * W_aa^T (2048 x 512) 2.48 -> 0.98 ms on avx512, 1.20 -> 0.54 ms on avx2, 0.79 ->   \
+ * 0.60 ms on generic; the stream LSTM's (1024 x 256) 0.28 -> 0.24, 0.19 -> 0.14,     \
+ * 0.17 -> 0.13 ms. */                                                                 \
 static inline void sc_pack_rows_##SUFFIX(T *P, const T *src, size_t lds,             \
                                          size_t n, size_t k, size_t p0, size_t p1)    \
 {                                                                                     \
     for (size_t p = p0; p < p1; p++) {                                                \
         T *panel = P + p * k * NR;                                                    \
-        for (size_t j = 0; j < NR; j++) {                                             \
+        if ((p + 1) * NR <= n) {                                                      \
+            const T *rows = src + p * NR * lds;                                       \
+            for (size_t kk = 0; kk < k; kk++)                                         \
+                for (size_t j = 0; j < NR; j++)                                       \
+                    panel[kk * NR + j] = rows[j * lds + kk];                          \
+            continue;                                                                 \
+        }                                                                             \
+        for (size_t j = 0; j < NR; j++) {             /* the last, partial panel */   \
             size_t col = p * NR + j;                                                  \
             if (col < n) {                                                            \
                 const T *row = src + col * lds;                                       \
