@@ -8,7 +8,9 @@
 #   bash tests/kernels/sanitized.sh
 #
 # The tests run as two pytest processes side by side, each mostly on one core: about
-# 7 minutes on a 2-core machine instead of 11.
+# 7 minutes on a 2-core machine instead of 11. The load tests' forced solos over 70
+# steps (T70) are left out here: under ASan they took 4.5 of test_load's 12 minutes,
+# and the 12-step ones run the same code (the full suite runs both).
 set -uo pipefail
 asan="$(gcc -print-file-name=libasan.so)"
 logs="$(mktemp -d)"
@@ -27,7 +29,7 @@ sanitized tests/kernels/test_kernels_lstm.py tests/kernels/test_kernels_rnn_gru.
     tests/models/test_quantize.py::test_dense_rows_run_on_the_int8_weights \
     tests/models/test_quantize.py::test_int8_rows_against_the_twin_at_every_edge \
     tests/models/test_quantize.py::test_int8_products_do_not_saturate \
-    > "$logs/2" 2>&1 &
+    -k "not T70" > "$logs/2" 2>&1 &
 second=$!
 status=0
 wait "$first" || status=$?
