@@ -244,10 +244,9 @@ cdef void forward_units(floating** v, const Recurrence* r, floating* abuf, Py_ss
     cdef Py_ssize_t t, u0, u1, blk, B = r.B, H = r.H, w = r.unit_cols
     cdef int ph
     cdef const Product* p
-    cdef floating* slot
+    cdef floating* slot = a_slot(abuf, r.slot_k, q)
+    u0, u1 = unit_bound(r, q, nt), unit_bound(r, q + 1, nt)
     for t in range(r.T):
-        u0, u1 = unit_bound(r, q, nt), unit_bound(r, q + 1, nt)
-        slot = a_slot(abuf, r.slot_k, q)
         if r.by_step:
             for blk in range(r.G):
                 input_rows(v, r, t, 0, B, (blk * H + u0) // w, (blk * H + u1) // w, slot)
@@ -260,9 +259,9 @@ cdef void forward_units(floating** v, const Recurrence* r, floating* abuf, Py_ss
             forward_rows(v, r, ph, t, 0, B, u0, u1, q)
             if meet(bar, &q, &nt):
                 return
-            # (alone from here on after a meet that went solo: q = 0, nt = 1)
-            u0, u1 = unit_bound(r, q, nt), unit_bound(r, q + 1, nt)
-            slot = a_slot(abuf, r.slot_k, q)
+            if nt == 1:         # the meet went solo: thread 0 runs every unit from here
+                u0, u1 = 0, H
+                slot = a_slot(abuf, r.slot_k, 0)
 
 
 cdef bint by_units(const Recurrence* r, Py_ssize_t nt, Py_ssize_t cols) noexcept nogil:
@@ -276,8 +275,8 @@ cdef bint by_units(const Recurrence* r, Py_ssize_t nt, Py_ssize_t cols) noexcept
     forward_steps in alternating processes (median of the rounds' ratios): stream
     (B 1, T 256, D 128, H 256), where a gate pass of one row ran on one thread, LSTM
     0.93, GRU 0.88, reset-after GRU 1.00 on avx512; 0.96, 0.84, 0.95 on avx2; 0.97,
-    0.92, 0.99 on generic. Medium (B 64, H 512) level: LSTM 0.99, GRU 0.96, reset-after GRU
-    1.07, within the host's noise."""
+    0.92, 0.99 on generic. Medium (B 64, H 512) level: LSTM 0.99, GRU 0.96,
+    reset-after GRU 1.07, within the host's noise."""
     return nt > 1 and r.H % cols == 0 and r.H // cols >= nt
 
 

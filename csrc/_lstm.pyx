@@ -193,8 +193,6 @@ cdef void gate_rows(floating* g, floating* c_t, floating* a_t, floating* b, floa
     cdef Py_ssize_t bi, k, G = 4 * H, n = u1 - u0
     cdef floating* c_next = c_t + B * H
     cdef floating* a_next = a_t + B * H
-    if n <= 0:
-        return
     for bi in range(b0, b1):
         if t < lengths[bi]:
             forward_step(g + bi * G + u0, c_next + bi * H + u0, a_next + bi * H + u0,
